@@ -1,0 +1,177 @@
+"""Every table of the state store, in one place, so SQLite and Postgres share one migration path.
+
+Times are UTC epoch seconds (float); structured values are JSON text.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = (
+    'metadata',
+    'schema_version',
+    'runs',
+    'delegations',
+    'approvals',
+    'journal',
+    'ledger',
+    'audit',
+    'spans',
+    'recordings',
+    'guard_events',
+)
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table('proctor_schema_version', metadata, sa.Column('version', sa.Integer, nullable=False))
+
+runs = sa.Table(
+    'proctor_runs',
+    metadata,
+    sa.Column('run_id', sa.String(64), primary_key=True),
+    sa.Column('team', sa.String(200), nullable=False),
+    sa.Column('project', sa.String(200), nullable=False),
+    sa.Column('data_class', sa.String(32), nullable=False),
+    sa.Column('task', sa.Text, nullable=False),
+    sa.Column('status', sa.String(16), nullable=False),  # running|waiting|succeeded|failed|cancelled|enqueued
+    sa.Column('factory', sa.String(400)),  # 'module:callable' that rebuilds the team, for resume/replay
+    sa.Column('workspace', sa.Text),
+    sa.Column('started_at', sa.Float, nullable=False),
+    sa.Column('finished_at', sa.Float),
+    sa.Column('output', sa.Text),  # JSON
+    sa.Column('error', sa.Text),
+    sa.Column('input_tokens', sa.Integer, nullable=False, default=0),
+    sa.Column('output_tokens', sa.Integer, nullable=False, default=0),
+    sa.Column('requests', sa.Integer, nullable=False, default=0),
+    sa.Column('cost_usd', sa.Float, nullable=False, default=0.0),
+    sa.Column('trace_id', sa.String(32)),
+    sa.Column('durable', sa.Boolean, nullable=False, default=True),
+)
+
+delegations = sa.Table(
+    'proctor_delegations',
+    metadata,
+    sa.Column('delegation_id', sa.String(200), primary_key=True),
+    sa.Column('run_id', sa.String(64), nullable=False, index=True),
+    sa.Column('seq', sa.Integer, nullable=False),
+    sa.Column('agent_path', sa.String(400), nullable=False),
+    sa.Column('specialist', sa.String(200), nullable=False),
+    sa.Column('subtask', sa.Text, nullable=False),
+    sa.Column('model_id', sa.String(200)),
+    sa.Column('route_reason', sa.Text),
+    sa.Column('status', sa.String(16), nullable=False),  # running|waiting|succeeded|failed
+    sa.Column('output', sa.Text),  # JSON
+    sa.Column('error', sa.Text),
+    sa.Column('started_at', sa.Float, nullable=False),
+    sa.Column('finished_at', sa.Float),
+    sa.Column('input_tokens', sa.Integer, nullable=False, default=0),
+    sa.Column('output_tokens', sa.Integer, nullable=False, default=0),
+    sa.Column('requests', sa.Integer, nullable=False, default=0),
+    sa.Column('cost_usd', sa.Float, nullable=False, default=0.0),
+)
+
+approvals = sa.Table(
+    'proctor_approvals',
+    metadata,
+    sa.Column('approval_id', sa.String(64), primary_key=True),
+    sa.Column('run_id', sa.String(64), nullable=False, index=True),
+    sa.Column('workflow_id', sa.String(400)),  # the DBOS workflow waiting on it
+    sa.Column('kind', sa.String(16), nullable=False, default='tool'),  # tool|in_doubt
+    sa.Column('agent_path', sa.String(400), nullable=False),
+    sa.Column('tool', sa.String(200), nullable=False),
+    sa.Column('args', sa.Text, nullable=False),  # JSON
+    sa.Column('data_class', sa.String(32), nullable=False),
+    sa.Column('required_role', sa.String(64), nullable=False),
+    sa.Column('reason_required', sa.Text),  # why the policy asked
+    sa.Column('created_at', sa.Float, nullable=False),
+    sa.Column('expires_at', sa.Float),
+    sa.Column('status', sa.String(16), nullable=False),  # pending|approved|rejected|expired
+    sa.Column('decider', sa.String(200)),
+    sa.Column('decider_role', sa.String(64)),
+    sa.Column('decided_at', sa.Float),
+    sa.Column('reason', sa.Text),
+)
+
+journal = sa.Table(
+    'proctor_journal',
+    metadata,
+    sa.Column('key', sa.String(400), primary_key=True),  # idempotency key (run, step, call)
+    sa.Column('run_id', sa.String(64), nullable=False, index=True),
+    sa.Column('agent_path', sa.String(400), nullable=False),
+    sa.Column('tool', sa.String(200), nullable=False),
+    sa.Column('args', sa.Text, nullable=False),
+    sa.Column('status', sa.String(16), nullable=False),  # started|done|failed|in_doubt|skipped
+    sa.Column('result', sa.Text),
+    sa.Column('started_at', sa.Float, nullable=False),
+    sa.Column('finished_at', sa.Float),
+)
+
+ledger = sa.Table(
+    'proctor_ledger',
+    metadata,
+    sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column('run_id', sa.String(64), nullable=False, index=True),
+    sa.Column('team', sa.String(200), nullable=False),
+    sa.Column('project', sa.String(200), nullable=False),
+    sa.Column('specialist', sa.String(200), nullable=False),
+    sa.Column('agent_path', sa.String(400), nullable=False),
+    sa.Column('model_id', sa.String(200), nullable=False),
+    sa.Column('input_tokens', sa.Integer, nullable=False),
+    sa.Column('output_tokens', sa.Integer, nullable=False),
+    sa.Column('cost_usd', sa.Float, nullable=False),
+    sa.Column('created_at', sa.Float, nullable=False, index=True),
+)
+
+audit = sa.Table(
+    'proctor_audit',
+    metadata,
+    sa.Column('seq', sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column('run_id', sa.String(64), index=True),
+    sa.Column('kind', sa.String(32), nullable=False),  # model_call|approval_decision|...
+    sa.Column('record', sa.Text, nullable=False),  # canonical JSON
+    sa.Column('prev_hash', sa.String(64), nullable=False),
+    sa.Column('hash', sa.String(64), nullable=False),
+    sa.Column('created_at', sa.Float, nullable=False),
+)
+
+spans = sa.Table(
+    'proctor_spans',
+    metadata,
+    sa.Column('span_id', sa.String(16), primary_key=True),
+    sa.Column('trace_id', sa.String(32), nullable=False, index=True),
+    sa.Column('parent_id', sa.String(16)),
+    sa.Column('run_id', sa.String(64), index=True),
+    sa.Column('name', sa.String(400), nullable=False),
+    sa.Column('kind', sa.String(16)),
+    sa.Column('start_ns', sa.BigInteger, nullable=False),
+    sa.Column('end_ns', sa.BigInteger),
+    sa.Column('status', sa.String(16)),
+    sa.Column('attributes', sa.Text),  # JSON
+    sa.Column('events', sa.Text),  # JSON
+    sa.Column('links', sa.Text),  # JSON
+    sa.Column('resource', sa.Text),  # JSON
+)
+
+recordings = sa.Table(
+    'proctor_recordings',
+    metadata,
+    sa.Column('run_id', sa.String(64), primary_key=True),
+    sa.Column('step', sa.String(400), primary_key=True),  # e.g. 'supervisor>coding#model:1'
+    sa.Column('seq', sa.Integer, nullable=False),
+    sa.Column('kind', sa.String(16), nullable=False),  # model|tool|guard|delegate
+    sa.Column('payload', sa.Text, nullable=False),  # JSON
+    sa.Column('created_at', sa.Float, nullable=False),
+)
+
+guard_events = sa.Table(
+    'proctor_guard_events',
+    metadata,
+    sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column('run_id', sa.String(64), nullable=False, index=True),
+    sa.Column('agent_path', sa.String(400), nullable=False),
+    sa.Column('hook', sa.String(16), nullable=False),  # input|output|tool_call|tool_output|memory_write
+    sa.Column('guard', sa.String(200), nullable=False),
+    sa.Column('decision', sa.String(16), nullable=False),  # allow|redact|block|approve
+    sa.Column('reason', sa.Text),
+    sa.Column('created_at', sa.Float, nullable=False),
+)

@@ -1,0 +1,70 @@
+"""`Specialist` and `Supervisor`: what a developer declares; `Team` turns them into pydantic-ai agents."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..exceptions import UserError
+
+__all__ = ('Specialist', 'Supervisor', 'DEFAULT_SUPERVISOR_INSTRUCTIONS')
+
+_NAME = re.compile(r'^[a-z][a-z0-9_]{0,47}$')
+
+DEFAULT_SUPERVISOR_INSTRUCTIONS = (
+    'You are the supervisor of a team of specialists. Split the task into subtasks and delegate each '
+    'one to the specialist that suits it, using the delegate_to_<specialist> tools. Delegate '
+    'independent subtasks in the same turn so they run in parallel. When the results are in, answer '
+    'the task from them.'
+)
+
+
+@dataclass
+class Specialist:
+    """One member of a team: a role, the model it prefers, its tools and its output type.
+
+    `model` is a registry id, a pydantic-ai model string (`openai:gpt-4o-mini`) or a `Model`.
+    `tools` are pydantic-ai tools (functions taking `RunContext[RunDeps]` first, or `Tool`s);
+    `toolsets` are pydantic-ai toolsets (e.g. an `MCPToolset`). `description` is what the
+    supervisor is told about this specialist (defaults to the first line of `instructions`).
+    `requires` lists capabilities the router must find in the model (`coding`, `reasoning`, ...).
+    """
+
+    name: str
+    instructions: str
+    model: Any = None
+    tools: Sequence[Any] = ()
+    toolsets: Sequence[Any] = ()
+    output_type: Any = str
+    description: str | None = None
+    requires: Sequence[str] = ()
+    fallback_models: Sequence[Any] = ()
+    retries: int = 2
+    model_settings: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise UserError(
+                f'specialist name {self.name!r} must be lower-case letters, digits and _ (it names a tool)'
+            )
+        if not isinstance(self.instructions, str) or not self.instructions.strip():
+            raise UserError(f'specialist {self.name!r} needs instructions')
+        self.tools = tuple(self.tools)
+        self.toolsets = tuple(self.toolsets)
+        self.requires = tuple(self.requires)
+        self.fallback_models = tuple(self.fallback_models)
+
+    @property
+    def summary(self) -> str:
+        return (self.description or self.instructions.strip().splitlines()[0])[:300]
+
+
+@dataclass
+class Supervisor(Specialist):
+    """The agent that splits a task and delegates to the team's specialists (through tools)."""
+
+    name: str = 'supervisor'
+    instructions: str = DEFAULT_SUPERVISOR_INSTRUCTIONS

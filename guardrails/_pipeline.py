@@ -1,0 +1,74 @@
+"""Running a team's guardrails at a hook point, in order, and recording every decision that is not
+a plain allow."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .._schema import guard_events
+from .._state import StateStore
+from ..exceptions import GuardrailTripped
+from ._protocol import Decision, GuardContext, Guardrail, Hook
+
+__all__ = ('GuardrailPipeline', 'GuardOutcome')
+
+
+class GuardOutcome:
+    """The result of one hook: the payload to go on with, and any approval a guard asked for."""
+
+    __slots__ = ('payload', 'approval', 'decisions')
+
+    def __init__(self, payload: Any, approval: Decision | None, decisions: list[tuple[str, Decision]]) -> None:
+        self.payload = payload
+        self.approval = approval
+        self.decisions = decisions
+
+
+class GuardrailPipeline:
+    def __init__(self, guards: Sequence[Guardrail] = ()) -> None:
+        self.guards = list(guards)
+        self._by_hook: dict[str, list[Guardrail]] = {}
+        for g in self.guards:
+            for h in g.hooks:
+                self._by_hook.setdefault(h, []).append(g)
+
+    def has(self, hook: Hook) -> bool:
+        return hook in self._by_hook
+
+    def apply(self, hook: Hook, payload: Any, ctx: GuardContext, *, store: StateStore | None = None) -> GuardOutcome:
+        """Run the guards for `hook`: redactions chain, a block raises `GuardrailTripped` (after the
+        decision is recorded), an approval request is returned to the caller."""
+        guards = self._by_hook.get(hook)
+        if not guards:
+            return GuardOutcome(payload, None, [])
+        decisions: list[tuple[str, Decision]] = []
+        approval: Decision | None = None
+        for g in guards:
+            d = g.check(payload, ctx)
+            if d.action == 'allow':
+                continue
+            decisions.append((g.name, d))
+            if d.action == 'redact':
+                payload = d.payload
+            elif d.action == 'approve' and approval is None:
+                approval = d
+            elif d.action == 'block':
+                self._record(store, ctx, decisions)
+                raise GuardrailTripped(guard=g.name, hook=hook, reason=d.reason, run_id=ctx.run_id)
+        self._record(store, ctx, decisions)
+        return GuardOutcome(payload, approval, decisions)
+
+    @staticmethod
+    def _record(store: StateStore | None, ctx: GuardContext, decisions: list[tuple[str, Decision]]) -> None:
+        if store is None or not decisions:
+            return
+        now = time.time()
+        rows = [
+            dict(run_id=ctx.run_id, agent_path=ctx.agent_path, hook=ctx.hook, guard=name,
+                 decision=d.action, reason=d.reason, created_at=now)
+            for name, d in decisions
+        ]  # fmt: skip
+        with store.engine.begin() as c:
+            c.execute(guard_events.insert(), rows)

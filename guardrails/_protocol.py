@@ -1,0 +1,69 @@
+"""The `Guardrail` protocol: a check at one of five hook points that allows, redacts, blocks, or asks
+for approval.
+
+Hooks: `input` (the task and every subtask), `output` (every agent result), `tool_call` (a tool's
+arguments before it runs), `tool_output` (a tool's result before a model sees it) and
+`memory_write` (text about to be stored in shared memory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = ('Hook', 'HOOKS', 'GuardContext', 'Decision', 'Guardrail')
+
+Hook = Literal['input', 'output', 'tool_call', 'tool_output', 'memory_write']
+HOOKS: tuple[Hook, ...] = ('input', 'output', 'tool_call', 'tool_output', 'memory_write')
+
+
+@dataclass(frozen=True)
+class GuardContext:
+    """Where a payload is being checked."""
+
+    hook: Hook
+    run_id: str
+    agent_path: str
+    specialist: str
+    data_class: str
+    tool: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a guard decided. `payload` is the (possibly redacted) payload for `redact`."""
+
+    action: Literal['allow', 'redact', 'block', 'approve']
+    reason: str = ''
+    payload: Any = None
+    role: str | None = None  # for 'approve': the role that must decide
+
+    @classmethod
+    def allow(cls) -> Decision:
+        return _ALLOW
+
+    @classmethod
+    def redact(cls, payload: Any, reason: str) -> Decision:
+        return cls('redact', reason, payload)
+
+    @classmethod
+    def block(cls, reason: str) -> Decision:
+        return cls('block', reason)
+
+    @classmethod
+    def require_approval(cls, reason: str, *, role: str = 'operator') -> Decision:
+        return cls('approve', reason, role=role)
+
+
+_ALLOW = Decision('allow')
+
+
+@runtime_checkable
+class Guardrail(Protocol):
+    """A check. `hooks` says where it runs; `check` must be fast and side-effect free."""
+
+    name: str
+    hooks: frozenset[Hook]
+
+    def check(self, payload: Any, ctx: GuardContext) -> Decision: ...

@@ -1,0 +1,74 @@
+"""The routing seam: which model serves a specialist for a run, and why.
+
+`PreferredModelRouter` (the default) serves each specialist on the model it declares. The
+registry-backed `ModelRouter` (proctor.toml) implements the same protocol with data-class
+approval, capabilities, cost tiers, fallback and budgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic_ai.models import Model
+from pydantic_ai.usage import RunUsage
+
+from ..exceptions import UserError
+from ._models import build_model, model_id_of
+
+if TYPE_CHECKING:
+    from ..agents._specialist import Specialist
+
+__all__ = ('Route', 'Router', 'PreferredModelRouter')
+
+
+@dataclass(frozen=True)
+class Route:
+    """A routing decision: the model (registered with the agent), its id, the reason, its prices."""
+
+    model_id: str
+    model: Model | None  # None: the agent's default model
+    reason: str
+    usd_per_m_input: float = 0.0
+    usd_per_m_output: float = 0.0
+
+    @property
+    def model_key(self) -> Model | None:
+        return self.model
+
+    def cost(self, usage: RunUsage) -> float:
+        return (usage.input_tokens * self.usd_per_m_input + usage.output_tokens * self.usd_per_m_output) / 1e6
+
+
+class Router(Protocol):
+    def candidates(self, spec: Specialist) -> dict[str, Model]:
+        """Every model this specialist may be served on, default first (registered with the agent)."""
+        ...
+
+    def route(self, spec: Specialist, *, data_class: str, project: str, team: str) -> Route: ...
+
+
+class PreferredModelRouter:
+    """Serve each specialist on its declared `model` (and nothing else)."""
+
+    def __init__(self, default_model: Any = None) -> None:
+        self.default_model = default_model
+        self._cache: dict[str, tuple[str, Model]] = {}
+
+    def _resolve(self, spec: Specialist) -> tuple[str, Model]:
+        hit = self._cache.get(spec.name)
+        if hit is None:
+            m = spec.model if spec.model is not None else self.default_model
+            if m is None:
+                raise UserError(f'specialist {spec.name!r} has no model (set Specialist(model=...))')
+            hit = (model_id_of(m), build_model(m))
+            self._cache[spec.name] = hit
+        return hit
+
+    def candidates(self, spec: Specialist) -> dict[str, Model]:
+        model_id, model = self._resolve(spec)
+        return {model_id: model}
+
+    def route(self, spec: Specialist, *, data_class: str, project: str, team: str) -> Route:
+        model_id, _ = self._resolve(spec)
+        return Route(model_id=model_id, model=None, reason='preferred model of the specialist')

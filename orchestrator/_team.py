@@ -1,0 +1,411 @@
+"""`Team`: a supervisor and its specialists, run durably as one workflow per task."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import anyio
+import anyio.to_thread
+import structlog
+from pydantic import BaseModel
+from pydantic_ai import Agent, RunContext, Tool
+from pydantic_ai.toolsets import FunctionToolset
+from pydantic_ai.usage import RunUsage
+
+from .._state import StateStore
+from ..agents._specialist import Specialist, Supervisor
+from ..exceptions import RunError, UserError
+from ..guardrails._pipeline import GuardrailPipeline
+from ..guardrails._protocol import GuardContext, Hook
+from ..tools._workspace import Workspace
+from . import _engine, _live
+from ._context import RunDeps
+from ._observers import ObserverCapability, RunEvent, RunObserver, emit
+from ._records import DelegationRecord, RunRecord, RunRecords
+from ._routing import PreferredModelRouter, Route, Router
+
+__all__ = ('Team', 'TeamResult', 'DelegationResult', 'DATA_CLASSES')
+
+OutputT = TypeVar('OutputT')
+log = structlog.get_logger('proctor.team')
+
+#: Data classes in increasing sensitivity.
+DATA_CLASSES: tuple[str, ...] = ('public', 'internal', 'confidential', 'restricted')
+MAX_TASK_CHARS = 100_000
+
+
+@dataclass
+class DelegationResult:
+    """One delegation of a run: who did what, on which model, with what result and usage."""
+
+    specialist: str
+    subtask: str
+    output: Any
+    status: str
+    model_id: str | None
+    route_reason: str | None
+    agent_path: str
+    usage: RunUsage
+    cost_usd: float
+    error: str | None = None
+
+    @classmethod
+    def from_record(cls, d: DelegationRecord) -> DelegationResult:
+        return cls(
+            specialist=d.specialist, subtask=d.subtask, output=d.output, status=d.status, model_id=d.model_id,
+            route_reason=d.route_reason, agent_path=d.agent_path,
+            usage=RunUsage(input_tokens=d.input_tokens, output_tokens=d.output_tokens, requests=d.requests),
+            cost_usd=d.cost_usd, error=d.error,
+        )  # fmt: skip
+
+
+@dataclass
+class TeamResult(Generic[OutputT]):
+    """What `Team.run` returns."""
+
+    run_id: str
+    output: OutputT
+    delegations: list[DelegationResult]
+    usage: RunUsage
+    cost_usd: float
+    state_dir: Path
+    status: str = 'succeeded'
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _text_of(output: Any) -> str:
+    if isinstance(output, str):
+        return output
+    if isinstance(output, BaseModel):
+        return output.model_dump_json()
+    import json
+
+    return json.dumps(output, default=str)
+
+
+class Team:
+    """A supervisor and its specialists.
+
+    `await team.run(task, project=..., data_class=...)` runs the supervisor on `task`; it delegates
+    through one tool per specialist (`delegate_to_<name>`), several in one turn running
+    concurrently. With `durable=True` (the default) the run is a DBOS workflow in the state store,
+    so an interrupted run resumes (`team.resume(run_id)`, `proctor resume RUN`) without repeating
+    finished model calls or side effects. `factory` ('module:callable' or 'file.py:callable') is
+    recorded with each run so another process can rebuild this team to resume or replay it.
+    """
+
+    def __init__(
+        self,
+        supervisor: Supervisor | Specialist,
+        specialists: Sequence[Specialist],
+        *,
+        name: str = 'team',
+        workspace: str | os.PathLike[str] | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        database_url: str | None = None,
+        durable: bool = True,
+        guardrails: Sequence[Any] = (),
+        router: Router | None = None,
+        factory: str | None = None,
+        record: bool = True,
+        observers: Sequence[RunObserver] = (),
+    ) -> None:
+        if not specialists:
+            raise UserError(f'team {name!r} needs at least one specialist')
+        names = [s.name for s in specialists]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes or supervisor.name in names:
+            raise UserError(f'team {name!r}: duplicate agent names {sorted(dupes | ({supervisor.name} & set(names)))}')
+        self.name = name
+        self.supervisor = supervisor
+        self.specialists: dict[str, Specialist] = {s.name: s for s in specialists}
+        self.workspace = Workspace.open(workspace) if workspace is not None else None
+        self.store = StateStore(state_dir, database_url=database_url)
+        self.records = RunRecords(self.store)
+        self.durable = durable
+        self.record = record
+        self.factory = factory
+        self.guardrails = guardrails if isinstance(guardrails, GuardrailPipeline) else GuardrailPipeline(guardrails)
+        self.router: Router = router or PreferredModelRouter()
+        self.observers: list[RunObserver] = list(observers)
+        self._model_ids: dict[int, str] = {}
+        self._agents: dict[str, Agent[RunDeps, Any]] = {}
+        for spec in [supervisor, *specialists]:
+            self._agents[spec.name] = self._build_agent(spec, is_supervisor=spec is supervisor)
+        _live.register(self)
+
+    # ------------------------------------------------------------------ building
+
+    def _candidate_models(self, spec: Specialist) -> dict[str, Any]:
+        return self.router.candidates(spec)
+
+    def _build_agent(self, spec: Specialist, *, is_supervisor: bool) -> Agent[RunDeps, Any]:
+        candidates = self._candidate_models(spec)
+        default_id = next(iter(candidates))
+        for mid, m in candidates.items():
+            self._model_ids[id(m)] = mid
+        capabilities: list[Any] = [ObserverCapability(self.observers, self._model_ids)]
+        if self.durable:
+            from pydantic_ai.durable_exec.dbos import DBOSDurability
+
+            capabilities.append(DBOSDurability(name=f'{self.name}.{spec.name}', models=candidates))
+        toolsets: list[Any] = list(spec.toolsets)
+        if is_supervisor:
+            toolsets.append(self._delegation_toolset())
+        return Agent(
+            candidates[default_id],
+            name=f'{self.name}.{spec.name}',
+            instructions=spec.instructions,
+            tools=list(spec.tools),
+            toolsets=toolsets,
+            output_type=spec.output_type,
+            deps_type=RunDeps,
+            retries=spec.retries,
+            model_settings=spec.model_settings,  # type: ignore[arg-type]
+            capabilities=capabilities,
+        )
+
+    def _delegation_toolset(self) -> FunctionToolset[RunDeps]:
+        team_name = self.name
+        tools: list[Tool[RunDeps]] = []
+        for spec in self.specialists.values():
+
+            def make(specialist: str) -> Any:
+                async def delegate(ctx: RunContext[RunDeps], subtask: str) -> str:
+                    return await _live.get_team(team_name)._delegate(ctx, specialist, subtask)
+
+                return delegate
+
+            tools.append(
+                Tool(
+                    make(spec.name),
+                    name=f'delegate_to_{spec.name}',
+                    description=f'Delegate one subtask to the {spec.name} specialist ({spec.summary}). '
+                    'Returns its result.',
+                )
+            )
+        # Durable: each delegation is a DBOS child workflow, so parallel delegations keep their own
+        # step histories and a waiting approval pauses only its own branch.
+        metadata = {'dbos': {'child_workflow': {}}} if self.durable else None
+        return FunctionToolset(tools, id=f'{self.name}.delegation', metadata=metadata)
+
+    # ------------------------------------------------------------------ running
+
+    def _new_run_id(self) -> str:
+        return uuid.uuid4().hex
+
+    def _validate(self, task: Any, data_class: str, project: str) -> str:
+        if not isinstance(task, str) or not task.strip():
+            raise UserError('task is empty: give the team something to do')
+        if len(task) > MAX_TASK_CHARS:
+            raise UserError(f'task is {len(task)} characters, over the limit of {MAX_TASK_CHARS}')
+        if data_class not in DATA_CLASSES:
+            raise UserError(f'unknown data class {data_class!r} (one of {", ".join(DATA_CLASSES)})')
+        if not isinstance(project, str) or not project.strip():
+            raise UserError('project must be a non-empty name')
+        return task
+
+    async def _db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+    async def run(
+        self,
+        task: str,
+        *,
+        project: str = 'default',
+        data_class: str = 'internal',
+        run_id: str | None = None,
+    ) -> TeamResult[Any]:
+        """Run the team on `task`; returns the final output, per-delegation results, usage and run id.
+
+        Raises `UserError` for bad input before anything is recorded, and a `RunError` (budget,
+        guardrail, approval, no route) or the model's own error when the run fails; the run's record
+        keeps the status and error either way.
+        """
+        task = self._validate(task, data_class, project)
+        run_id = run_id or self._new_run_id()
+        if self.record:
+            await self._db(
+                self.records.create_run,
+                run_id=run_id, team=self.name, project=project, data_class=data_class, task=task,
+                factory=self.factory, workspace=str(self.workspace.root) if self.workspace else None,
+                durable=self.durable,
+            )  # fmt: skip
+        try:
+            if self.durable:
+                out = await self._run_durable(run_id, task, project, data_class)
+            else:
+                out = await self._execute(run_id, task, project, data_class)
+        except BaseException as e:
+            if self.record:
+                with anyio.CancelScope(shield=True):
+                    status = 'cancelled' if isinstance(e, anyio.get_cancelled_exc_class()) else 'failed'
+                    await self._db(self.records.set_status, run_id, status, error=f'{type(e).__name__}: {e}'[:2000])
+            raise
+        return self._result(run_id, out)
+
+    def run_sync(self, task: str, **kwargs: Any) -> TeamResult[Any]:
+        """`run` for scripts (starts its own event loop)."""
+        return anyio.run(lambda: self.run(task, **kwargs))
+
+    async def _run_durable(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
+        from dbos import DBOS, SetWorkflowID
+
+        from ._workflow import team_run_workflow
+
+        await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
+        with SetWorkflowID(run_id):
+            handle = await DBOS.start_workflow_async(team_run_workflow, self.name, run_id, task, project, data_class)
+        return await handle.get_result()
+
+    async def resume(self, run_id: str) -> TeamResult[Any]:
+        """Continue an interrupted durable run in this process: finished steps are not repeated."""
+        rec = await self._db(self.records.get, run_id, with_delegations=False)
+        if rec.team != self.name:
+            raise UserError(f'run {rec.run_id} belongs to team {rec.team!r}, not {self.name!r}')
+        if rec.status == 'succeeded':
+            return self._result(rec.run_id, {'output': rec.output})
+        if not rec.durable:
+            raise UserError(f'run {rec.run_id} was not durable (durable=False): it cannot be resumed')
+        from dbos import DBOS
+
+        await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
+        await self._db(self.records.set_status, rec.run_id, 'running')
+        try:
+            await anyio.to_thread.run_sync(_engine.resume_run, rec.run_id)
+            handle = await DBOS.retrieve_workflow_async(rec.run_id)
+            out = await handle.get_result()
+        except BaseException as e:
+            with anyio.CancelScope(shield=True):
+                await self._db(self.records.set_status, rec.run_id, 'failed', error=f'{type(e).__name__}: {e}'[:2000])
+            raise
+        return self._result(rec.run_id, out)
+
+    def _result(self, run_id: str, out: dict[str, Any]) -> TeamResult[Any]:
+        rec: RunRecord | None = self.records.get(run_id) if self.record else None
+        if rec is None:
+            return TeamResult(
+                run_id=run_id, output=out['output'], delegations=out.get('delegations', []),
+                usage=out.get('usage', RunUsage()), cost_usd=0.0, state_dir=self.store.state_dir,
+            )  # fmt: skip
+        return TeamResult(
+            run_id=run_id,
+            output=out['output'],
+            delegations=[DelegationResult.from_record(d) for d in rec.delegations],
+            usage=RunUsage(input_tokens=rec.input_tokens, output_tokens=rec.output_tokens, requests=rec.requests),
+            cost_usd=rec.cost_usd,
+            state_dir=self.store.state_dir,
+            status=rec.status,
+        )
+
+    def _guard(self, hook: Hook, payload: Any, deps: RunDeps, *, tool: str | None = None) -> Any:
+        if not self.guardrails.has(hook):
+            return payload
+        ctx = GuardContext(
+            hook=hook, run_id=deps.run_id, agent_path=deps.agent_path, specialist=deps.specialist,
+            data_class=deps.data_class, tool=tool,
+        )  # fmt: skip
+        return self.guardrails.apply(hook, payload, ctx, store=self.store if self.record else None).payload
+
+    def _route(self, spec: Specialist, deps: RunDeps) -> Route:
+        return self.router.route(spec, data_class=deps.data_class, project=deps.project, team=self.name)
+
+    async def _execute(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
+        """The body of a run (the workflow's code when durable)."""
+        deps = RunDeps(
+            run_id=run_id, team=self.name, project=project, data_class=data_class, agent_path='supervisor',
+            specialist=self.supervisor.name, workspace=str(self.workspace.root) if self.workspace else None,
+        )  # fmt: skip
+        task = self._guard('input', task, deps)
+        route = self._route(self.supervisor, deps)
+        deps = RunDeps(**{**deps.__dict__, 'model_id': route.model_id})
+        agent = self._agents[self.supervisor.name]
+        started = time.perf_counter()
+        emit(self.observers, RunEvent('run_started', run_id, deps.agent_path, deps.specialist, subtask=task,
+                                      model_id=route.model_id, route_reason=route.reason))  # fmt: skip
+        try:
+            result = await agent.run(task, deps=deps, model=route.model_key)
+            output = self._guard('output', result.output, deps)
+        except BaseException as e:
+            emit(self.observers, RunEvent('run_failed', run_id, deps.agent_path, deps.specialist,
+                                          error=f'{type(e).__name__}: {e}', elapsed_s=time.perf_counter() - started))  # fmt: skip
+            raise
+        usage = result.usage
+        if self.record:
+            await self._db(self._finish_run, run_id, output, usage, route)
+        emit(self.observers, RunEvent('run_finished', run_id, deps.agent_path, deps.specialist, output=output,
+                                      model_id=route.model_id, input_tokens=usage.input_tokens,
+                                      output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip
+        return {'output': output, 'usage': usage}
+
+    def _finish_run(self, run_id: str, output: Any, usage: RunUsage, route: Route) -> None:
+        rec = self.records.get(run_id)
+        sub = [d for d in rec.delegations]
+        self.records.finish_run(
+            run_id,
+            output=output,
+            input_tokens=usage.input_tokens + sum(d.input_tokens for d in sub),
+            output_tokens=usage.output_tokens + sum(d.output_tokens for d in sub),
+            requests=usage.requests + sum(d.requests for d in sub),
+            cost_usd=route.cost(usage) + sum(d.cost_usd for d in sub),
+        )
+
+    async def _delegate(self, ctx: RunContext[RunDeps], specialist: str, subtask: str) -> str:
+        """Run `specialist` on `subtask` for the agent whose context is `ctx` (the delegation tool's body)."""
+        spec = self.specialists.get(specialist)
+        if spec is None:  # pragma: no cover - tools exist only for known specialists
+            raise RunError(f'unknown specialist {specialist!r}', run_id=ctx.deps.run_id)
+        parent = ctx.deps
+        delegation_id = f'{parent.run_id}:{parent.agent_path}>{specialist}:{ctx.tool_call_id}'
+        deps = parent.child(specialist, delegation_id=delegation_id)
+        subtask = self._guard('input', subtask, deps)
+        route = self._route(spec, deps)
+        deps = RunDeps(**{**deps.__dict__, 'model_id': route.model_id})
+        if self.record:
+            await self._db(
+                self.records.start_delegation,
+                delegation_id=delegation_id, run_id=parent.run_id, agent_path=deps.agent_path,
+                specialist=specialist, subtask=subtask, model_id=route.model_id, route_reason=route.reason,
+            )  # fmt: skip
+        started = time.perf_counter()
+        emit(self.observers, RunEvent('delegation_started', parent.run_id, deps.agent_path, specialist, subtask=subtask,
+                                      model_id=route.model_id, route_reason=route.reason))  # fmt: skip
+        try:
+            result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
+            output = self._guard('output', result.output, deps)
+        except BaseException as e:
+            emit(self.observers, RunEvent('delegation_failed', parent.run_id, deps.agent_path, specialist,
+                                          subtask=subtask, model_id=route.model_id, error=f'{type(e).__name__}: {e}',
+                                          elapsed_s=time.perf_counter() - started))  # fmt: skip
+            if self.record:
+                with anyio.CancelScope(shield=True):
+                    await self._db(
+                        self.records.finish_delegation, delegation_id, status='failed',
+                        error=f'{type(e).__name__}: {e}'[:2000],
+                    )  # fmt: skip
+            raise
+        usage = result.usage
+        if self.record:
+            await self._db(
+                self.records.finish_delegation, delegation_id, status='succeeded', output=output,
+                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, requests=usage.requests,
+                cost_usd=route.cost(usage),
+            )  # fmt: skip
+        emit(self.observers, RunEvent('delegation_finished', parent.run_id, deps.agent_path, specialist, subtask=subtask,
+                                      model_id=route.model_id, output=output, input_tokens=usage.input_tokens,
+                                      output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip
+        return _text_of(output)
+
+    # ------------------------------------------------------------------ reading
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self.records.get(run_id)
+
+    def list_runs(self, *, limit: int = 50) -> list[RunRecord]:
+        return self.records.list(limit=limit, team=self.name)
