@@ -1,0 +1,110 @@
+"""The root `proctor` Typer app: global options, error handling, and the sub-commands of each area.
+
+Each area adds its commands in its own module (`_runs.py`, `_models.py`, `_approvals.py`, ...),
+which imports heavy libraries inside the command bodies so `proctor --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..exceptions import ProctorError
+
+__all__ = ('app', 'main', 'state_from_ctx')
+
+app = typer.Typer(
+    name='proctor',
+    help='Teams of specialised LLM agents under a supervisor: runs, approvals, memory, traces, usage.',
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: Area modules that register sub-commands on `app` when imported.
+_AREAS = ('_runs', '_models', '_usage', '_approvals', '_memory', '_traces', '_console', '_worker')
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    state_dir: Annotated[
+        Optional[Path], typer.Option('--state-dir', help='State directory (default: $PROCTOR_STATE_DIR or ./.proctor).')
+    ] = None,
+    database_url: Annotated[
+        Optional[str], typer.Option('--database-url', help='Postgres URL for scale-out (default: $PROCTOR_DATABASE_URL).')
+    ] = None,
+    log_json: Annotated[bool, typer.Option('--log-json', help='Log as JSON lines instead of pretty text.')] = False,
+) -> None:
+    # Factories that rebuild a team (resume, replay, workers) read these from the environment.
+    if state_dir is not None:
+        os.environ['PROCTOR_STATE_DIR'] = str(state_dir)
+    if database_url is not None:
+        os.environ['PROCTOR_DATABASE_URL'] = database_url
+    _configure_logging(log_json)
+    ctx.obj = {'state_dir': state_dir, 'database_url': database_url, 'log_json': log_json}
+
+
+def _configure_logging(log_json: bool) -> None:
+    import logging
+
+    import structlog
+
+    renderer = structlog.processors.JSONRenderer() if log_json or not sys.stderr.isatty() else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt='iso'),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def state_from_ctx(ctx: typer.Context | None = None):  # noqa: ANN201 - returns StateStore
+    """The state store the global options (or the environment) name."""
+    from .._state import StateStore
+
+    obj = (ctx.obj if ctx is not None else None) or {}
+    return StateStore(obj.get('state_dir'), database_url=obj.get('database_url'))
+
+
+def _load_areas() -> None:
+    for name in _AREAS:
+        try:
+            importlib.import_module(f'{__package__}.{name}')
+        except ModuleNotFoundError as e:
+            if e.name != f'{__package__}.{name}':
+                raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning proctor errors into one readable line and exit code 1."""
+    _load_areas()
+    try:
+        app(args=argv, standalone_mode=False)
+    except ProctorError as e:
+        typer.echo(f'error: {e}', err=True)
+        raise SystemExit(1) from None
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo('aborted', err=True)
+        raise SystemExit(130) from None
+    except typer.Exit as e:
+        raise SystemExit(e.exit_code) from None
+    except SystemExit:
+        raise
+    except Exception as e:  # click usage errors and anything unexpected: one line, no traceback
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            raise SystemExit(e.exit_code) from None
+        typer.echo(f'error: {type(e).__name__}: {e}', err=True)
+        raise SystemExit(1) from None

@@ -1,0 +1,112 @@
+"""`proctor runs list|show` and `proctor resume`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ._app import app, state_from_ctx
+
+runs_app = typer.Typer(help='Team runs recorded in the state store.', no_args_is_help=True)
+app.add_typer(runs_app, name='runs')
+
+
+def _when(ts: float | None) -> str:
+    return '-' if ts is None else dt.datetime.fromtimestamp(ts).strftime('%Y-%m-%d %H:%M:%S')
+
+
+def _dur(s: float | None) -> str:
+    return '-' if s is None else f'{s:.1f}s'
+
+
+def _short(value: Any, n: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = ' '.join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + '…'
+
+
+@runs_app.command('list')
+def list_runs(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
+    limit: Annotated[int, typer.Option(help='How many runs, newest first.')] = 50,
+    status: Annotated[Optional[str], typer.Option(help='Only runs with this status.')] = None,
+) -> None:
+    """List runs, newest first."""
+    from ..orchestrator._records import RunRecords
+
+    recs = RunRecords(state_from_ctx(ctx)).list(limit=limit, status=status)
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in recs], default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table('run', 'team', 'project', 'status', 'started', 'duration', 'tokens', 'cost $', 'task')
+    for r in recs:
+        t.add_row(
+            r.run_id[:12], r.team, r.project, r.status, _when(r.started_at), _dur(r.duration_s),
+            str(r.input_tokens + r.output_tokens), f'{r.cost_usd:.4f}', _short(r.task, 40),
+        )  # fmt: skip
+    Console().print(t)
+
+
+@runs_app.command('show')
+def show_run(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help='Run id (or a unique prefix).')],
+    as_json: Annotated[bool, typer.Option('--json')] = False,
+) -> None:
+    """One run: its task, status, delegations (specialist, model, tokens, result) and final output."""
+    from ..orchestrator._records import RunRecords
+
+    r = RunRecords(state_from_ctx(ctx)).get(run_id)
+    if as_json:
+        typer.echo(json.dumps(r.to_json(), default=str))
+        return
+    from rich.console import Console
+    from rich.tree import Tree
+
+    tree = Tree(
+        f'[bold]{r.run_id}[/] {r.team}/{r.project} [{r.data_class}] [bold]{r.status}[/] '
+        f'{_dur(r.duration_s)} tokens {r.input_tokens}+{r.output_tokens} ${r.cost_usd:.4f}'
+    )
+    tree.add(f'task: {_short(r.task, 200)}')
+    for d in r.delegations:
+        tree.add(
+            f'{d.agent_path} [{d.status}] model={d.model_id} tokens {d.input_tokens}+{d.output_tokens} '
+            f'{_dur(None if d.finished_at is None else d.finished_at - d.started_at)}: {_short(d.subtask, 60)} → '
+            f'{_short(d.output if d.error is None else d.error, 80)}'
+        )
+    if r.error:
+        tree.add(f'[red]error: {_short(r.error, 300)}[/]')
+    if r.output is not None:
+        tree.add(f'output: {_short(r.output, 400)}')
+    Console().print(tree)
+
+
+@app.command('resume')
+def resume(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help='The interrupted run.')],
+    team: Annotated[
+        Optional[str], typer.Option(help="Team factory 'module:callable' or 'file.py:callable' (default: the recorded one).")
+    ] = None,
+) -> None:
+    """Resume an interrupted durable run in this process; finished steps are not repeated."""
+    import anyio
+
+    from ..exceptions import UserError
+    from ..orchestrator._live import load_factory
+    from ..orchestrator._records import RunRecords
+
+    rec = RunRecords(state_from_ctx(ctx)).get(run_id, with_delegations=False)
+    factory = team or rec.factory
+    if not factory:
+        raise UserError(f'run {rec.run_id} recorded no team factory; pass --team module:callable')
+    t = load_factory(factory)
+    result = anyio.run(t.resume, rec.run_id)
+    typer.echo(json.dumps({'run_id': result.run_id, 'status': result.status, 'output': result.output}, default=str))
