@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 import anyio.to_thread
 import structlog
+from opentelemetry import trace as otel_trace
 from pydantic import BaseModel
 from pydantic_ai import Agent, RunContext, Tool
 from pydantic_ai.toolsets import FunctionToolset
@@ -24,6 +25,7 @@ from ..exceptions import RunError, UserError
 from ..guardrails._pipeline import GuardrailPipeline
 from ..guardrails._protocol import GuardContext, Hook
 from ..tools._workspace import Workspace
+from ..tracing._setup import resolve_tracer_provider
 from . import _engine, _live
 from ._context import RunDeps
 from ._observers import ObserverCapability, RunEvent, RunObserver, emit
@@ -115,6 +117,8 @@ class Team:
         factory: str | None = None,
         record: bool = True,
         observers: Sequence[RunObserver] = (),
+        tracer_provider: Any = None,
+        trace: bool = True,
     ) -> None:
         if not specialists:
             raise UserError(f'team {name!r} needs at least one specialist')
@@ -135,6 +139,9 @@ class Team:
         self.router: Router = router or PreferredModelRouter()
         self.observers: list[RunObserver] = list(observers)
         self._model_ids: dict[int, str] = {}
+        self.trace = trace
+        self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None
+        self.tracer = otel_trace.get_tracer('proctor', tracer_provider=self.tracer_provider or otel_trace.NoOpTracerProvider())
         self._agents: dict[str, Agent[RunDeps, Any]] = {}
         for spec in [supervisor, *specialists]:
             self._agents[spec.name] = self._build_agent(spec, is_supervisor=spec is supervisor)
@@ -158,6 +165,12 @@ class Team:
         toolsets: list[Any] = list(spec.toolsets)
         if is_supervisor:
             toolsets.append(self._delegation_toolset())
+        if self.tracer_provider is not None:
+            from pydantic_ai.capabilities import Instrumentation
+            from pydantic_ai.models.instrumented import InstrumentationSettings
+
+            settings = InstrumentationSettings(tracer_provider=self.tracer_provider, include_content=True)
+            capabilities.append(Instrumentation(settings=settings))
         return Agent(
             candidates[default_id],
             name=f'{self.name}.{spec.name}',
@@ -330,8 +343,18 @@ class Team:
         emit(self.observers, RunEvent('run_started', run_id, deps.agent_path, deps.specialist, subtask=task,
                                       model_id=route.model_id, route_reason=route.reason))  # fmt: skip
         try:
-            result = await agent.run(task, deps=deps, model=route.model_key)
-            output = self._guard('output', result.output, deps)
+            with self.tracer.start_as_current_span(
+                'team.run',
+                attributes={
+                    'proctor.run_id': run_id, 'proctor.team': self.name, 'proctor.project': project,
+                    'proctor.data_class': data_class, 'proctor.model_id': route.model_id,
+                    'proctor.route_reason': route.reason,
+                },
+            ) as span:  # fmt: skip
+                if self.record and span.get_span_context().is_valid:
+                    await self._db(self.records.set_trace_id, run_id, format(span.get_span_context().trace_id, '032x'))
+                result = await agent.run(task, deps=deps, model=route.model_key)
+                output = self._guard('output', result.output, deps)
         except BaseException as e:
             emit(self.observers, RunEvent('run_failed', run_id, deps.agent_path, deps.specialist,
                                           error=f'{type(e).__name__}: {e}', elapsed_s=time.perf_counter() - started))  # fmt: skip
@@ -377,8 +400,17 @@ class Team:
         emit(self.observers, RunEvent('delegation_started', parent.run_id, deps.agent_path, specialist, subtask=subtask,
                                       model_id=route.model_id, route_reason=route.reason))  # fmt: skip
         try:
-            result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
-            output = self._guard('output', result.output, deps)
+            with self.tracer.start_as_current_span(
+                f'delegate {specialist}',
+                attributes={
+                    'proctor.run_id': parent.run_id, 'proctor.agent_path': deps.agent_path,
+                    'proctor.specialist': specialist, 'proctor.subtask': subtask[:1000],
+                    'proctor.model_id': route.model_id, 'proctor.route_reason': route.reason,
+                    'proctor.delegation_id': delegation_id,
+                },
+            ):  # fmt: skip
+                result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
+                output = self._guard('output', result.output, deps)
         except BaseException as e:
             emit(self.observers, RunEvent('delegation_failed', parent.run_id, deps.agent_path, specialist,
                                           subtask=subtask, model_id=route.model_id, error=f'{type(e).__name__}: {e}',
