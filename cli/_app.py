@@ -101,10 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as e:  # click usage errors and anything unexpected: one line, no traceback
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
+        if callable(getattr(e, 'show', None)) and isinstance(getattr(e, 'exit_code', None), int):
+            e.show()  # a click/typer usage error: its own message and exit code 2
             raise SystemExit(e.exit_code) from None
         typer.echo(f'error: {type(e).__name__}: {e}', err=True)
         raise SystemExit(1) from None

@@ -80,6 +80,15 @@ def _dump(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+def _insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str) -> Any:
+    """INSERT ... ON CONFLICT (key) DO NOTHING, for SQLite and Postgres."""
+    if conn.dialect.name == 'postgresql':
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+
+
 class RunRecords:
     """Run and delegation rows in one state store (sync; call through a thread from async code)."""
 
@@ -99,18 +108,15 @@ class RunRecords:
         durable: bool,
         status: str = 'running',
     ) -> None:
+        """Insert the run's row (a no-op apart from the status if the run id is already recorded)."""
+        values = dict(
+            run_id=run_id, team=team, project=project, data_class=data_class, task=task,
+            status=status, factory=factory, workspace=workspace, started_at=time.time(),
+            input_tokens=0, output_tokens=0, requests=0, cost_usd=0.0, durable=durable,
+        )  # fmt: skip
         with self.store.engine.begin() as c:
-            exists = c.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
-            if exists:
+            if c.execute(_insert_ignore(c, runs, values, 'run_id')).rowcount == 0:
                 c.execute(runs.update().where(runs.c.run_id == run_id).values(status=status))
-                return
-            c.execute(
-                runs.insert().values(
-                    run_id=run_id, team=team, project=project, data_class=data_class, task=task,
-                    status=status, factory=factory, workspace=workspace, started_at=time.time(),
-                    input_tokens=0, output_tokens=0, requests=0, cost_usd=0.0, durable=durable,
-                )
-            )  # fmt: skip
 
     def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
         with self.store.engine.begin() as c:
@@ -149,23 +155,27 @@ class RunRecords:
         model_id: str | None,
         route_reason: str | None,
     ) -> None:
+        """Record a delegation as running (a resumed run re-entering it changes nothing)."""
         with self.store.engine.begin() as c:
-            exists = c.execute(
-                sa.select(delegations.c.delegation_id).where(delegations.c.delegation_id == delegation_id)
-            ).first()
-            if exists:  # a resumed run re-enters the same delegation
-                return
-            seq = c.execute(
-                sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == run_id)
-            ).scalar_one()
-            c.execute(
-                delegations.insert().values(
-                    delegation_id=delegation_id, run_id=run_id, seq=seq, agent_path=agent_path,
-                    specialist=specialist, subtask=subtask, model_id=model_id, route_reason=route_reason,
-                    status='running', started_at=time.time(), input_tokens=0, output_tokens=0, requests=0,
-                    cost_usd=0.0,
-                )
+            seq = sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == run_id).scalar_subquery()
+            values = dict(
+                delegation_id=delegation_id, run_id=run_id, seq=seq, agent_path=agent_path,
+                specialist=specialist, subtask=subtask, model_id=model_id, route_reason=route_reason,
+                status='running', started_at=time.time(), input_tokens=0, output_tokens=0, requests=0,
+                cost_usd=0.0,
             )  # fmt: skip
+            c.execute(_insert_ignore(c, delegations, values, 'delegation_id'))
+
+    def totals(self, run_id: str) -> tuple[int, int, int, float]:
+        """Tokens in, tokens out, requests and cost of a run's delegations."""
+        d = delegations.c
+        q = sa.select(
+            sa.func.coalesce(sa.func.sum(d.input_tokens), 0), sa.func.coalesce(sa.func.sum(d.output_tokens), 0),
+            sa.func.coalesce(sa.func.sum(d.requests), 0), sa.func.coalesce(sa.func.sum(d.cost_usd), 0.0),
+        ).where(d.run_id == run_id)  # fmt: skip
+        with self.store.engine.connect() as c:
+            a, b, n, cost = c.execute(q).one()
+        return int(a), int(b), int(n), float(cost)
 
     def finish_delegation(
         self,

@@ -368,15 +368,14 @@ class Team:
         return {'output': output, 'usage': usage}
 
     def _finish_run(self, run_id: str, output: Any, usage: RunUsage, route: Route) -> None:
-        rec = self.records.get(run_id)
-        sub = [d for d in rec.delegations]
+        sub_in, sub_out, sub_req, sub_cost = self.records.totals(run_id)
         self.records.finish_run(
             run_id,
             output=output,
-            input_tokens=usage.input_tokens + sum(d.input_tokens for d in sub),
-            output_tokens=usage.output_tokens + sum(d.output_tokens for d in sub),
-            requests=usage.requests + sum(d.requests for d in sub),
-            cost_usd=route.cost(usage) + sum(d.cost_usd for d in sub),
+            input_tokens=usage.input_tokens + sub_in,
+            output_tokens=usage.output_tokens + sub_out,
+            requests=usage.requests + sub_req,
+            cost_usd=route.cost(usage) + sub_cost,
         )
 
     async def _delegate(self, ctx: RunContext[RunDeps], specialist: str, subtask: str) -> str:
