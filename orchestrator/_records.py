@@ -80,13 +80,44 @@ def _dump(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def _insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any], key: str) -> Any:
-    """INSERT ... ON CONFLICT (key) DO NOTHING, for SQLite and Postgres."""
-    if conn.dialect.name == 'postgresql':
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+_INSERT_IGNORE: dict[tuple[str, str], Any] = {}
+
+
+def _insert_ignore(conn: sa.Connection, table: sa.Table, key: str) -> Any:
+    """INSERT ... ON CONFLICT (key) DO NOTHING, for SQLite and Postgres (built once, cached)."""
+    stmt = _INSERT_IGNORE.get((conn.dialect.name, table.name))
+    if stmt is None:
+        if conn.dialect.name == 'postgresql':
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = _INSERT_IGNORE[(conn.dialect.name, table.name)] = insert(table).on_conflict_do_nothing(index_elements=[key])
+    return stmt
+
+
+_b = sa.bindparam
+_RUN_STATUS = runs.update().where(runs.c.run_id == _b('rid')).values(status=_b('status'))
+_RUN_STATUS_ERR = runs.update().where(runs.c.run_id == _b('rid')).values(status=_b('status'), error=_b('err'), finished_at=_b('fin'))
+_RUN_STATUS_FIN = runs.update().where(runs.c.run_id == _b('rid')).values(status=_b('status'), finished_at=_b('fin'))
+_RUN_FINISH = (
+    runs.update()
+    .where(runs.c.run_id == _b('rid'))
+    .values(
+        status='succeeded', output=_b('out'), finished_at=_b('fin'), error=None, input_tokens=_b('tin'),
+        output_tokens=_b('tout'), requests=_b('req'), cost_usd=_b('cost'),
+    )
+)  # fmt: skip
+_RUN_TRACE = runs.update().where(runs.c.run_id == _b('rid'), runs.c.trace_id.is_(None)).values(trace_id=_b('tid'))
+_DELEGATION_FINISH = (
+    delegations.update()
+    .where(delegations.c.delegation_id == _b('did'))
+    .values(
+        status=_b('status'), output=_b('out'), error=_b('err'), finished_at=_b('fin'), input_tokens=_b('tin'),
+        output_tokens=_b('tout'), requests=_b('req'), cost_usd=_b('cost'),
+    )
+)  # fmt: skip
+_DELEGATION_MODEL = delegations.update().where(delegations.c.delegation_id == _b('did')).values(model_id=_b('mid'))
+_DELEGATION_SEQ = sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == _b('rid'))
 
 
 class RunRecords:
@@ -115,34 +146,32 @@ class RunRecords:
             input_tokens=0, output_tokens=0, requests=0, cost_usd=0.0, durable=durable,
         )  # fmt: skip
         with self.store.engine.begin() as c:
-            if c.execute(_insert_ignore(c, runs, values, 'run_id')).rowcount == 0:
-                c.execute(runs.update().where(runs.c.run_id == run_id).values(status=status))
+            if c.execute(_insert_ignore(c, runs, 'run_id'), values).rowcount == 0:
+                c.execute(_RUN_STATUS, {'rid': run_id, 'status': status})
 
     def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
+        final = status in ('succeeded', 'failed', 'cancelled')
         with self.store.engine.begin() as c:
-            values: dict[str, Any] = {'status': status}
             if error is not None:
-                values['error'] = error
-            if status in ('succeeded', 'failed', 'cancelled'):
-                values['finished_at'] = time.time()
-            c.execute(runs.update().where(runs.c.run_id == run_id).values(**values))
+                c.execute(_RUN_STATUS_ERR, {'rid': run_id, 'status': status, 'err': error, 'fin': time.time() if final else None})
+            elif final:
+                c.execute(_RUN_STATUS_FIN, {'rid': run_id, 'status': status, 'fin': time.time()})
+            else:
+                c.execute(_RUN_STATUS, {'rid': run_id, 'status': status})
 
     def finish_run(
         self, run_id: str, *, output: Any, input_tokens: int, output_tokens: int, requests: int, cost_usd: float
     ) -> None:
+        params = {
+            'rid': run_id, 'out': _dump(output), 'fin': time.time(), 'tin': input_tokens, 'tout': output_tokens,
+            'req': requests, 'cost': cost_usd,
+        }  # fmt: skip
         with self.store.engine.begin() as c:
-            c.execute(
-                runs.update()
-                .where(runs.c.run_id == run_id)
-                .values(
-                    status='succeeded', output=_dump(output), finished_at=time.time(), error=None,
-                    input_tokens=input_tokens, output_tokens=output_tokens, requests=requests, cost_usd=cost_usd,
-                )
-            )  # fmt: skip
+            c.execute(_RUN_FINISH, params)
 
     def set_trace_id(self, run_id: str, trace_id: str) -> None:
         with self.store.engine.begin() as c:
-            c.execute(runs.update().where(runs.c.run_id == run_id, runs.c.trace_id.is_(None)).values(trace_id=trace_id))
+            c.execute(_RUN_TRACE, {'rid': run_id, 'tid': trace_id})
 
     def start_delegation(
         self,
@@ -157,14 +186,14 @@ class RunRecords:
     ) -> None:
         """Record a delegation as running (a resumed run re-entering it changes nothing)."""
         with self.store.engine.begin() as c:
-            seq = sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == run_id).scalar_subquery()
+            seq = c.execute(_DELEGATION_SEQ, {'rid': run_id}).scalar_one()
             values = dict(
                 delegation_id=delegation_id, run_id=run_id, seq=seq, agent_path=agent_path,
                 specialist=specialist, subtask=subtask, model_id=model_id, route_reason=route_reason,
                 status='running', started_at=time.time(), input_tokens=0, output_tokens=0, requests=0,
                 cost_usd=0.0,
             )  # fmt: skip
-            c.execute(_insert_ignore(c, delegations, values, 'delegation_id'))
+            c.execute(_insert_ignore(c, delegations, 'delegation_id'), values)
 
     def totals(self, run_id: str) -> tuple[int, int, int, float]:
         """Tokens in, tokens out, requests and cost of a run's delegations."""
@@ -190,15 +219,14 @@ class RunRecords:
         cost_usd: float = 0.0,
         model_id: str | None = None,
     ) -> None:
-        values: dict[str, Any] = dict(
-            status=status, output=None if output is None else _dump(output), error=error,
-            finished_at=time.time(), input_tokens=input_tokens, output_tokens=output_tokens,
-            requests=requests, cost_usd=cost_usd,
-        )  # fmt: skip
-        if model_id is not None:
-            values['model_id'] = model_id
+        params = {
+            'did': delegation_id, 'status': status, 'out': None if output is None else _dump(output), 'err': error,
+            'fin': time.time(), 'tin': input_tokens, 'tout': output_tokens, 'req': requests, 'cost': cost_usd,
+        }  # fmt: skip
         with self.store.engine.begin() as c:
-            c.execute(delegations.update().where(delegations.c.delegation_id == delegation_id).values(**values))
+            c.execute(_DELEGATION_FINISH, params)
+            if model_id is not None:
+                c.execute(_DELEGATION_MODEL, {'did': delegation_id, 'mid': model_id})
 
     def get(self, run_id: str, *, with_delegations: bool = True) -> RunRecord:
         with self.store.engine.connect() as c:
