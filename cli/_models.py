@@ -1,0 +1,74 @@
+"""`proctor models list` (the registry of a proctor.toml) and `proctor models attempts RUN`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import app, state_from_ctx
+
+models_app = typer.Typer(help='The model registry (proctor.toml) and the attempts made on each model.', no_args_is_help=True)
+app.add_typer(models_app, name='models')
+
+ConfigOption = Annotated[Path, typer.Option('--config', help='The proctor.toml to read.')]
+
+
+def _money(v: float) -> str:
+    return f'{v:g}'
+
+
+@models_app.command('list')
+def list_models(
+    config: ConfigOption = Path('proctor.toml'),
+    as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
+) -> None:
+    """Every model of the registry: provider string, version, prices, latency, capabilities, approvals."""
+    from ..orchestrator._router import ModelRouter
+
+    router = ModelRouter.from_file(config)  # validates the policy and budgets too
+    rows = router.registry.summaries()
+    if as_json:
+        typer.echo(json.dumps({'config': str(config), 'models': rows}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table('id', 'model', 'version', '$/M in', '$/M out', 'tier', 'latency', 'context', 'capabilities',
+              'data classes', 'region', title=str(config))  # fmt: skip
+    for r in rows:
+        latency = f'{r["p50_ms"]} ms' if r['p50_ms'] else (r['latency'] or '-')
+        t.add_row(
+            r['id'], r['model'], r['version'] or '-', _money(r['usd_per_m_input']), _money(r['usd_per_m_output']),
+            r['cost_tier'], latency, str(r['context_window'] or '-'), ', '.join(r['capabilities']) or '-',
+            ', '.join(r['data_classes']), r['region'] or '-',
+        )  # fmt: skip
+    Console(width=200).print(t)
+
+
+@models_app.command('attempts')
+def attempts(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help='Run id.')],
+    as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
+) -> None:
+    """Every attempt at every model call of a run: fallbacks, refusals and the model that answered."""
+    from ..orchestrator._ledger import Ledger
+    from ..orchestrator._records import RunRecords
+
+    store = state_from_ctx(ctx)
+    run = RunRecords(store).get(run_id, with_delegations=False)
+    rows = Ledger(store).attempts(run.run_id)
+    if as_json:
+        typer.echo(json.dumps({'run_id': run.run_id, 'attempts': rows}, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table('call', 'agent', 'model', 'tier', 'status', 'ms', 'error', title=f'run {run.run_id}')
+    for a in rows:
+        t.add_row(a['call_key'].rpartition('#')[2], a['agent_path'], a['model_id'], str(a['tier']), a['status'],
+                  f'{a["elapsed_ms"]:.1f}', (a['error'] or '')[:80])  # fmt: skip
+    Console(width=200).print(t)
