@@ -3,9 +3,12 @@ a plain allow."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+
+import sqlalchemy as sa
 
 from .._schema import guard_events
 from .._state import StateStore
@@ -37,9 +40,15 @@ class GuardrailPipeline:
     def has(self, hook: Hook) -> bool:
         return hook in self._by_hook
 
-    def apply(self, hook: Hook, payload: Any, ctx: GuardContext, *, store: StateStore | None = None) -> GuardOutcome:
+    def apply(
+        self, hook: Hook, payload: Any, ctx: GuardContext, *, store: StateStore | None = None, key: str | None = None
+    ) -> GuardOutcome:
         """Run the guards for `hook`: redactions chain, a block raises `GuardrailTripped` (after the
-        decision is recorded), an approval request is returned to the caller."""
+        decision is recorded), an approval request is returned to the caller.
+
+        `key` (a tool call's stable key) makes the recording idempotent: a recovered run that runs
+        the same hook again records nothing new.
+        """
         guards = self._by_hook.get(hook)
         if not guards:
             return GuardOutcome(payload, None, [])
@@ -55,20 +64,55 @@ class GuardrailPipeline:
             elif d.action == 'approve' and approval is None:
                 approval = d
             elif d.action == 'block':
-                self._record(store, ctx, decisions)
+                self._record(store, ctx, decisions, key)
                 raise GuardrailTripped(guard=g.name, hook=hook, reason=d.reason, run_id=ctx.run_id)
-        self._record(store, ctx, decisions)
+        self._record(store, ctx, decisions, key)
         return GuardOutcome(payload, approval, decisions)
 
     @staticmethod
-    def _record(store: StateStore | None, ctx: GuardContext, decisions: list[tuple[str, Decision]]) -> None:
+    def _record(store: StateStore | None, ctx: GuardContext, decisions: list[tuple[str, Decision]], key: str | None) -> None:
         if store is None or not decisions:
             return
         now = time.time()
         rows = [
             dict(run_id=ctx.run_id, agent_path=ctx.agent_path, hook=ctx.hook, guard=name,
-                 decision=d.action, reason=d.reason, created_at=now)
-            for name, d in decisions
+                 decision=d.action, reason=d.reason, created_at=now,
+                 idem_key=None if key is None else f'{key}|{ctx.hook}|{name}|{i}')
+            for i, (name, d) in enumerate(decisions)
         ]  # fmt: skip
-        with store.engine.begin() as c:
-            c.execute(guard_events.insert(), rows)
+        eng = _ensure_idem_column(store)
+        with eng.begin() as c:
+            if key is None:
+                c.execute(guard_events.insert(), rows)
+                return
+            if c.dialect.name == 'postgresql':
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            c.execute(insert(guard_events).on_conflict_do_nothing(index_elements=['idem_key']), rows)
+
+
+_migrated: set[str] = set()
+_lock = threading.Lock()
+
+
+def _ensure_idem_column(store: StateStore) -> sa.Engine:
+    """Add `proctor_guard_events.idem_key` (and its unique index) to a database made before it existed."""
+    eng = store.engine
+    if store.url in _migrated:
+        return eng
+    with _lock:
+        if store.url not in _migrated:
+            cols = {c['name'] for c in sa.inspect(eng).get_columns(guard_events.name)}
+            if 'idem_key' not in cols:
+                try:
+                    with eng.begin() as c:
+                        c.exec_driver_sql('ALTER TABLE proctor_guard_events ADD COLUMN idem_key VARCHAR(600)')
+                except sa.exc.DBAPIError:  # another process added it at the same moment
+                    pass
+            with eng.begin() as c:
+                c.exec_driver_sql(
+                    'CREATE UNIQUE INDEX IF NOT EXISTS ix_proctor_guard_events_idem_key ON proctor_guard_events (idem_key)'
+                )
+            _migrated.add(store.url)
+    return eng

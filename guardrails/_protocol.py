@@ -38,6 +38,12 @@ class Decision:
     reason: str = ''
     payload: Any = None
     role: str | None = None  # for 'approve': the role that must decide
+    # For 'approve': how long the approval stays open (None: no expiry), what a rejection does
+    # ('tell_agent': the model gets a denial as the tool result; 'stop_run': `ApprovalRejected`),
+    # and the role that gets a fresh approval when this one expires (None: expiry rejects).
+    expires_after_s: float | None = None
+    on_reject: Literal['tell_agent', 'stop_run'] = 'tell_agent'
+    escalate_to: str | None = None
 
     @classmethod
     def allow(cls) -> Decision:
@@ -52,8 +58,17 @@ class Decision:
         return cls('block', reason)
 
     @classmethod
-    def require_approval(cls, reason: str, *, role: str = 'operator') -> Decision:
-        return cls('approve', reason, role=role)
+    def require_approval(
+        cls,
+        reason: str,
+        *,
+        role: str = 'operator',
+        expires_after_s: float | None = None,
+        on_reject: Literal['tell_agent', 'stop_run'] = 'tell_agent',
+        escalate_to: str | None = None,
+    ) -> Decision:
+        return cls('approve', reason, role=role, expires_after_s=expires_after_s, on_reject=on_reject,
+                   escalate_to=escalate_to)  # fmt: skip
 
 
 _ALLOW = Decision('allow')

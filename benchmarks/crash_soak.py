@@ -1,0 +1,228 @@
+"""Crash soak: kill -9 durable runs at random points, resume them, and check exactly-once side effects.
+
+Each trial starts a fresh run of `tests/crash_team.py` (two side effects, `safe` then `risky`; `risky`
+needs an operator's approval) in a subprocess and SIGKILLs it at a random point: a random time, or
+just after a random event (a model turn, an effect entered or done, an approval opened), so kills land
+in imports, model steps, effects and approval waits. About a third of the trials kill the resumed
+process once more. The run is then resumed with `proctor resume` until it finishes.
+
+An operator thread decides approvals from this process the whole time, after a random delay (so
+decisions land before, during and after the outages): tool approvals are approved; an in-doubt
+approval (an effect cut off mid-way) is decided the way a human would, by checking the effect's
+real state (the counter file): skip it if it happened, re-run it if it did not.
+
+Prints one JSON line: trials, kills, runs completed, duplicated side effects (must be 0), lost
+approvals (must be 0: an approval given but not honoured, left pending, or opened twice for one
+call), missing side effects, in-doubt approvals, and where the kills landed.
+
+    python benchmarks/crash_soak.py --trials 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TEAM = HERE.parent / 'tests' / 'crash_team.py'
+EVENTS = ('coding-model:0', 'coding-model:1', 'coding-model:2', 'effect:safe:enter', 'effect:safe:acted',
+          'effect:risky:enter', 'effect:risky:acted', 'approval-pending')  # fmt: skip
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+class Operator(threading.Thread):
+    """Decides every pending approval of the state store, after a random delay."""
+
+    def __init__(self, state: Path, crash_dir: Path, rng: random.Random) -> None:
+        super().__init__(daemon=True)
+        from proctor._state import StateStore
+        from proctor.guardrails import ApprovalQueue
+
+        self.queue = ApprovalQueue(StateStore(state), audit=True)
+        self.crash_dir = crash_dir
+        self.rng = rng
+        self.stop = threading.Event()
+        self.seen: dict[str, float] = {}
+        self.in_doubt = 0
+
+    def run(self) -> None:
+        from proctor.exceptions import ApprovalDecisionError
+
+        while not self.stop.wait(0.05):
+            try:
+                pending = self.queue.list(status='pending')
+            except Exception:  # noqa: BLE001 - the run's process may be creating the database right now
+                continue
+            for a in pending:
+                due = self.seen.setdefault(a.approval_id, time.monotonic() + self.rng.uniform(0, 1.5))
+                if time.monotonic() < due:
+                    continue
+                try:
+                    if a.kind == 'in_doubt':
+                        self.in_doubt += 1
+                        happened = a.args.get('name') in _lines(self.crash_dir / 'counter')
+                        if happened:
+                            self.queue.reject(a.approval_id, decider='soak', roles=['operator'], reason='it happened')
+                        else:
+                            self.queue.approve(a.approval_id, decider='soak', roles=['operator'], reason='it did not happen')
+                    else:
+                        self.queue.approve(a.approval_id, decider='soak', roles=['operator'], reason='ok')
+                except ApprovalDecisionError:
+                    pass
+
+
+def _kill_point(rng: random.Random) -> tuple[str, float]:
+    if rng.random() < 0.3:
+        return 'time', rng.uniform(0.5, 8.0)
+    return rng.choice(EVENTS), rng.uniform(0.0, 0.3)
+
+
+def _wait_and_kill(proc: subprocess.Popen[bytes], crash_dir: Path, queue: object, point: str, delay: float,
+                   seen_before: int) -> bool:  # fmt: skip
+    """Kill `proc` at `point` (+ `delay`); False if it finished first."""
+    deadline = time.monotonic() + 120
+    if point == 'time':
+        end = time.monotonic() + delay
+        while time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.01)
+    else:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if point == 'approval-pending':
+                hit = bool(queue.list(status='pending'))  # type: ignore[attr-defined]
+            else:
+                hit = _lines(crash_dir / 'trace')[seen_before:].count(point) > 0
+            if hit:
+                break
+            time.sleep(0.01)
+        end = time.monotonic() + delay
+        while time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.005)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def trial(i: int, root: Path, rng: random.Random, env_base: dict[str, str]) -> dict[str, object]:
+    crash_dir = root / f'trial-{i:03d}'
+    crash_dir.mkdir()
+    state = crash_dir / 'state'
+    env = {**env_base, 'CRASH_DIR': str(crash_dir), 'PROCTOR_STATE_DIR': str(state), 'CRASH_EFFECT_S': '0.15'}
+    run_id = f'soak-{i:03d}'
+    op = Operator(state, crash_dir, rng)
+    op.start()
+    kills: list[str] = []
+    from proctor.exceptions import UnknownRunError
+    from proctor.orchestrator._records import RunRecords
+
+    records = RunRecords(op.queue.store)
+
+    def launch(resume: bool) -> subprocess.Popen[bytes]:
+        argv = ['-m', 'proctor', 'resume', run_id] if resume else [str(TEAM), run_id]
+        return subprocess.Popen([sys.executable, *argv], env=env, cwd=crash_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def recorded() -> bool:
+        try:
+            records.get(run_id, with_delegations=False)
+            return True
+        except UnknownRunError:
+            return False
+
+    proc = launch(resume=False)
+    rounds = 2 if rng.random() < 0.3 else 1
+    for _ in range(rounds):
+        point, delay = _kill_point(rng)
+        if not _wait_and_kill(proc, crash_dir, op.queue, point, delay, len(_lines(crash_dir / 'trace'))):
+            break  # it finished before the kill point
+        kills.append(point)
+        proc.communicate()
+        time.sleep(rng.uniform(0, 1.0))  # the operator may decide while the run is down
+        proc = launch(resume=recorded())  # killed before the run was recorded: start it again
+    out, err = proc.communicate(timeout=300)
+    if proc.returncode != 0 and b'does not exist' in err:
+        # Killed after the run row was written but before its workflow started: nothing to resume yet.
+        proc = launch(resume=False)
+        out, err = proc.communicate(timeout=300)
+    op.stop.set()
+    op.join()
+    status = 'missing'
+    try:
+        status = records.get(run_id, with_delegations=False).status
+    except UnknownRunError:
+        pass
+    counter = Counter(_lines(crash_dir / 'counter'))
+    approvals = op.queue.list(run_id=run_id)
+    tool_approvals = [a for a in approvals if a.kind == 'tool']
+    lost = sum(1 for a in approvals if a.pending)  # left waiting
+    lost += max(0, len(tool_approvals) - 1)  # a recovered run opened a second approval for the same call
+    if status == 'succeeded' and any(a.status == 'approved' for a in tool_approvals) and counter['risky'] == 0:
+        lost += 1  # approved, yet the run finished without the effect
+    return {
+        'run_id': run_id, 'status': status, 'kills': kills, 'counter': dict(counter), 'lost': lost,
+        'in_doubt': sum(1 for a in approvals if a.kind == 'in_doubt'),
+        'error': None if status == 'succeeded' else (err or b'').decode(errors='replace')[-500:],
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--trials', type=int, default=50)
+    ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--keep', action='store_true', help='keep the trial folders (printed on stderr)')
+    args = ap.parse_args()
+    import logging
+
+    import structlog
+
+    # A script entry point: library logs (decisions, in-doubt warnings) go to stderr, the JSON line to stdout.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+                        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))  # fmt: skip
+    rng = random.Random(args.seed)
+    env = {**os.environ, 'PROCTOR_OPERATOR': 'soak', 'PYTHONUNBUFFERED': '1'}
+    env.pop('PROCTOR_DATABASE_URL', None)
+    started = time.perf_counter()
+    tmp = tempfile.TemporaryDirectory(prefix='proctor-soak-')
+    root = Path(tmp.name)
+    results = [trial(i, root, rng, env) for i in range(args.trials)]
+    dup = sum(max(0, n - 1) for r in results for n in r['counter'].values())  # type: ignore[union-attr]
+    missing = sum(1 for r in results if r['status'] == 'succeeded' for e in ('safe', 'risky') if not r['counter'].get(e))  # type: ignore[union-attr]
+    kill_points = Counter(k for r in results for k in r['kills'])  # type: ignore[union-attr]
+    failed = [r for r in results if r['status'] != 'succeeded']
+    summary = {
+        'benchmark': 'crash_soak',
+        'trials': args.trials,
+        'kills': sum(kill_points.values()),
+        'runs_completed': sum(1 for r in results if r['status'] == 'succeeded'),
+        'duplicated_side_effects': dup,
+        'lost_approvals': sum(int(r['lost']) for r in results),  # type: ignore[call-overload]
+        'missing_side_effects': missing,
+        'in_doubt_approvals': sum(int(r['in_doubt']) for r in results),  # type: ignore[call-overload]
+        'kill_points': dict(sorted(kill_points.items())),
+        'failed_runs': [{'run_id': r['run_id'], 'status': r['status'], 'error': r['error']} for r in failed][:5],
+        'seconds': round(time.perf_counter() - started, 1),
+        'seed': args.seed,
+    }
+    if args.keep:
+        print(f'trial folders kept in {root}', file=sys.stderr)
+        tmp._finalizer.detach()  # type: ignore[attr-defined]
+    else:
+        tmp.cleanup()
+    print(json.dumps(summary))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,231 @@
+"""The tool journal (`proctor_journal`): every side effect of a tool call happens exactly once.
+
+Each side effect gets an idempotency key from its tool call's stable key (run or delegation, tool
+call id, and the effect's position in the call). The effect runs as one DBOS step (in a durable
+run) whose function writes `started`, acts, and commits `done` with the result before returning:
+
+- a recovered run whose step was recorded gets the recorded outcome (DBOS does not run it again);
+- a step that was not recorded runs again, and its function reads the journal first: `done` returns
+  the journaled result without acting; `started` without `done` means the effect may or may not have
+  happened before the crash, so the call is marked **in doubt** and an approval of kind `in_doubt`
+  asks an operator: approve re-runs it, reject skips it and tells the agent. Never a blind repeat.
+
+The workflow branches on the step's recorded outcome (not on a fresh read), so every recovery
+issues the same DBOS operations in the same order. Non-durable runs use the same journal directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+import structlog
+
+from .._schema import journal
+from .._state import StateStore
+from ..exceptions import RunError
+
+__all__ = ('ToolJournal', 'EffectOutcome', 'journaled', 'run_effect', 'IN_DOUBT_ROLE', 'IN_DOUBT_EXPIRY_S')
+
+T = TypeVar('T')
+log = structlog.get_logger('proctor.journal')
+
+IN_DOUBT_ROLE = 'operator'
+IN_DOUBT_EXPIRY_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class EffectOutcome:
+    """What one journaled step found or did: `done` (result), `failed` (error), `in_doubt`, `skipped`."""
+
+    key: str
+    status: str
+    blob: str | None = None
+
+
+def _encode(value: Any) -> str:
+    try:
+        return 'j:' + json.dumps(value)
+    except (TypeError, ValueError):
+        return 'p:' + base64.b64encode(pickle.dumps(value)).decode()
+
+
+def _decode(blob: str | None) -> Any:
+    if blob is None:
+        return None
+    if blob.startswith('j:'):
+        return json.loads(blob[2:])
+    if blob.startswith('p:'):
+        return pickle.loads(base64.b64decode(blob[2:]))  # noqa: S301 - written by this journal only
+    return blob
+
+
+def _encode_error(e: BaseException) -> str:
+    try:
+        return 'p:' + base64.b64encode(pickle.dumps(e)).decode()
+    except Exception:  # noqa: BLE001 - an unpicklable error is journaled as its text
+        return 'j:' + json.dumps(f'{type(e).__name__}: {e}')
+
+
+def _decode_error(blob: str | None) -> BaseException:
+    value = _decode(blob)
+    return value if isinstance(value, BaseException) else RunError(f'the side effect failed before: {value}')
+
+
+class ToolJournal:
+    """Rows of `proctor_journal` (sync SQL; each write is its own committed transaction)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self.store.engine.connect() as c:
+            row = c.execute(sa.select(journal).where(journal.c.key == key)).mappings().first()
+        return None if row is None else dict(row)
+
+    def list(self, run_id: str) -> list[dict[str, Any]]:
+        with self.store.engine.connect() as c:
+            q = sa.select(journal).where(journal.c.run_id == run_id).order_by(journal.c.started_at)
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    def _update(self, key: str, from_status: tuple[str, ...], **values: Any) -> bool:
+        with self.store.engine.begin() as c:
+            q = journal.update().where(journal.c.key == key, journal.c.status.in_(from_status)).values(**values)
+            return c.execute(q).rowcount == 1
+
+    def _begin(self, key: str, meta: dict[str, Any]) -> bool:
+        values = dict(key=key, run_id=meta['run_id'], agent_path=meta['agent_path'], tool=meta['tool'],
+                      args=json.dumps(meta['args'], default=str, sort_keys=True), status='started', started_at=time.time())  # fmt: skip
+        with self.store.engine.begin() as c:
+            if c.dialect.name == 'postgresql':
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            return c.execute(insert(journal).values(**values).on_conflict_do_nothing(index_elements=['key'])).rowcount == 1
+
+    def skip(self, key: str, reason: str) -> None:
+        self._update(key, ('in_doubt', 'started'), status='skipped', result='j:' + json.dumps(reason), finished_at=time.time())
+
+    def outcome(self, key: str) -> EffectOutcome | None:
+        row = self.get(key)
+        if row is None:
+            return None
+        status = 'in_doubt' if row['status'] == 'started' else row['status']
+        return EffectOutcome(key, status, row['result'])
+
+    async def execute(self, key: str, meta: dict[str, Any], fn: Callable[[], Awaitable[Any]], *, rerun: bool) -> EffectOutcome:
+        """Act once for `key`: run `fn` unless the journal says it already ran (or may have).
+
+        `rerun`: an operator approved re-running this in-doubt effect.
+        """
+        row = self.get(key)
+        if row is None and self._begin(key, meta):
+            return await self._act(key, fn)
+        row = row or self.get(key)
+        assert row is not None
+        status = row['status']
+        if status == 'started':
+            self._update(key, ('started',), status='in_doubt')
+            log.warning('journal.in_doubt', key=key, tool=row['tool'])
+            return EffectOutcome(key, 'in_doubt')
+        if status == 'in_doubt':
+            if rerun and self._update(key, ('in_doubt',), status='started', started_at=time.time()):
+                return await self._act(key, fn)
+            return EffectOutcome(key, 'in_doubt')
+        return EffectOutcome(key, status, row['result'])
+
+    async def _act(self, key: str, fn: Callable[[], Awaitable[Any]]) -> EffectOutcome:
+        try:
+            result = await fn()
+        except Exception as e:
+            self._update(key, ('started',), status='failed', result=_encode_error(e), finished_at=time.time())
+            raise
+        blob = _encode(result)
+        self._update(key, ('started',), status='done', result=blob, finished_at=time.time())  # committed before returning
+        return EffectOutcome(key, 'done', blob)
+
+
+async def run_effect(name: str, fn: Callable[[], Awaitable[T]], *, key: str, meta: dict[str, Any], store: StateStore,
+                     deps: Any = None) -> T:  # fmt: skip
+    """Run side effect `fn` exactly once under idempotency key `key` (see the module docstring)."""
+    from ..orchestrator._engine import in_workflow
+    from ..orchestrator._observers import ToolCallDenied
+
+    book = ToolJournal(store)
+    durable = in_workflow()
+    attempt, rerun = 0, False
+    while True:
+        if durable:
+            from dbos import DBOS
+
+            async def step(rerun: bool = rerun) -> EffectOutcome:
+                return await book.execute(key, meta, fn, rerun=rerun)
+
+            out: EffectOutcome | None = await DBOS.run_step_async({'name': name, 'retries_allowed': False}, step)
+            if out is None or out.key != key:
+                # A recovered workflow replayed another call's recording at this position (concurrent
+                # calls reordered): the journal, not the recording, says what happened to ours.
+                out = book.outcome(key)
+                if out is None:
+                    continue
+        else:
+            out = await book.execute(key, meta, fn, rerun=rerun)
+        if out.status == 'done':
+            return _decode(out.blob)
+        if out.status == 'failed':
+            raise _decode_error(out.blob)
+        if out.status == 'skipped':
+            raise ToolCallDenied(f'The {meta["tool"]} call was skipped: {_decode(out.blob)}')
+        a = await _ask_in_doubt(store, key, meta, deps, attempt)
+        attempt += 1
+        if a.status == 'approved':
+            rerun = True
+            continue
+        why = a.reason if a.status == 'rejected' else 'nobody decided before the approval expired'
+        reason = f'its outcome was unknown after a crash and the re-run was not approved (approval {a.approval_id}: {why})'
+        book.skip(key, reason)
+        raise ToolCallDenied(f'The {meta["tool"]} call was skipped: {reason}. Check its effect before retrying it.')
+
+
+async def _ask_in_doubt(store: StateStore, key: str, meta: dict[str, Any], deps: Any, attempt: int) -> Any:
+    from ..guardrails._gate import ApprovalGate, ApprovalRequest
+
+    req = ApprovalRequest(
+        key=key, run_id=meta['run_id'], agent_path=meta['agent_path'], tool=meta['tool'], args=meta['args'],
+        data_class=meta.get('data_class', 'internal'), role=IN_DOUBT_ROLE, kind='in_doubt', attempt=attempt,
+        reason=(f'in doubt: the process stopped while {meta["tool"]} was running, so it may or may not have taken '
+                'effect. Approve to run it again, reject to skip it.'),
+        expires_after_s=IN_DOUBT_EXPIRY_S, delegation_id=getattr(deps, 'delegation_id', None),
+    )  # fmt: skip
+    return await ApprovalGate(store).decide(req)
+
+
+async def journaled(ctx: Any, name: str, fn: Callable[[], Awaitable[T]]) -> T:
+    """Run side effect `fn` of the tool whose `RunContext` is `ctx` exactly once (durable or not).
+
+    The key comes from `ctx.deps` and `ctx.tool_call_id`, the same as the tool call's key.
+    """
+    from ..orchestrator._observers import ToolCall, current_tool_call
+
+    call = current_tool_call.get()
+    if call is None or call.tool_call_id != ctx.tool_call_id:
+        d = ctx.deps
+        call = ToolCall(deps=d, key=f'{d.delegation_id or d.run_id}#tool:{ctx.tool_call_id}', tool=ctx.tool_name or name,
+                        tool_call_id=ctx.tool_call_id or '', args={}, step=ctx.run_step)  # fmt: skip
+    return await effect_of_call(call, name, fn)
+
+
+async def effect_of_call(call: Any, name: str, fn: Callable[[], Awaitable[T]]) -> T:
+    """Run side effect `fn` as the next journaled effect of tool call `call`."""
+    from ..orchestrator import _live
+
+    d = call.deps
+    store = _live.get_team(d.team).store
+    meta = {'run_id': d.run_id, 'agent_path': d.agent_path, 'tool': call.tool, 'args': call.args, 'data_class': d.data_class}
+    return await run_effect(name, fn, key=call.next_effect_key(), meta=meta, store=store, deps=d)
