@@ -1,1 +1,52 @@
-"""(in progress)"""
+"""Tracing: OpenTelemetry setup, the local trace store, the audit log, replay; the live terminal tree.
+
+- Every team traces to the local trace store (`proctor traces list|show|export`), and to OTLP when
+  `OTEL_EXPORTER_OTLP_ENDPOINT` is set; `add_event` puts guardrail/approval events on the current span.
+- Every team with `record=True` (the default) records model responses and tool results
+  (`Recorder`) and appends one hash-chained audit record per model call (`AuditObserver`);
+  `append_audit` logs other decisions (approvals), `verify_audit` checks the chain.
+- `replay(run)` re-lives a recorded run with no live calls and reports divergences; `fork_at=` forks it.
+"""
+
+from ._audit import AuditEntry, AuditObserver, AuditVerification, append_audit, audit_entries, audit_head, verify_audit
+from ._compare import Divergence, ForkDiff
+from ._events import APPROVAL_DECIDED_EVENT, APPROVAL_REQUESTED_EVENT, GUARDRAIL_EVENT, add_event
+from ._live_tree import LiveTree
+from ._recording import Recorder, RecordedStep, Recording
+from ._replay import ReplayReport, replay, replay_sync
+from ._replay_model import ReplayModel, ReplayToolset
+from ._setup import flush_store, resolve_tracer_provider
+from ._store import StoredSpan, StoreSpanProcessor, TraceStore
+from ._view import TraceNode, trace_tree
+
+__all__ = (
+    'APPROVAL_DECIDED_EVENT',
+    'APPROVAL_REQUESTED_EVENT',
+    'GUARDRAIL_EVENT',
+    'AuditEntry',
+    'AuditObserver',
+    'AuditVerification',
+    'Divergence',
+    'ForkDiff',
+    'LiveTree',
+    'Recorder',
+    'RecordedStep',
+    'Recording',
+    'ReplayModel',
+    'ReplayReport',
+    'ReplayToolset',
+    'StoreSpanProcessor',
+    'StoredSpan',
+    'TraceNode',
+    'TraceStore',
+    'add_event',
+    'append_audit',
+    'audit_entries',
+    'audit_head',
+    'flush_store',
+    'replay',
+    'replay_sync',
+    'resolve_tracer_provider',
+    'trace_tree',
+    'verify_audit',
+)

@@ -1,0 +1,371 @@
+"""The local trace store: finished spans as rows of `proctor_spans` in the state database.
+
+`StoreSpanProcessor` buffers ended spans in memory (`on_end` only appends, so the run does not wait
+on the database) and writes them in one transaction per flush, from one background thread shared by
+every buffer of the process: woken at the end of every team run, else each second, and at exit.
+Readers in the process (`TraceStore`, replay, the audit) flush first. `TraceStore` reads spans back,
+as plain `StoredSpan`s or rebuilt as OpenTelemetry `ReadableSpan`s for re-export.
+
+Spans are routed by trace: a team registers each run's trace id with its store
+(`register_trace`), so one tracer provider shared by teams on different stores writes each run's
+spans to its own store only.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import threading
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from .._schema import runs, spans
+from .._state import StateStore
+from ._migrate import ensure_tracing_schema
+
+__all__ = ('ROOT_SPAN_NAME', 'flusher', 'StoreSpanProcessor', 'StoredSpan', 'TraceStore', 'register_trace', 'span_row', 'spans_by_parent', 'write_span_rows')
+
+log = structlog.get_logger('proctor.tracing')
+
+ROOT_SPAN_NAME = 'team.run'
+_MAX_TRACES = 10_000
+_registry: OrderedDict[int, tuple[str, str]] = OrderedDict()  # trace id -> (store url, run id)
+_registry_lock = threading.Lock()
+
+
+def register_trace(trace_id: int, store: StateStore, run_id: str) -> None:
+    """Spans of trace `trace_id` belong to run `run_id`, stored in `store`."""
+    with _registry_lock:
+        _registry[trace_id] = (store.url, run_id)
+        _registry.move_to_end(trace_id)
+        while len(_registry) > _MAX_TRACES:
+            _registry.popitem(last=False)
+
+
+def _hex(value: int, width: int) -> str:
+    return format(value, f'0{width}x')
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(',', ':'))
+
+
+_resource_json: dict[int, tuple[Any, str]] = {}
+
+
+def _resource(resource: Resource) -> str:
+    # One provider has one resource: encode it once, not once per span.
+    hit = _resource_json.get(id(resource))
+    if hit is None or hit[0] is not resource:
+        hit = (resource, _dumps(dict(resource.attributes)))
+        _resource_json[id(resource)] = hit
+    return hit[1]
+
+
+def span_row(span: ReadableSpan, run_id: str | None) -> dict[str, Any]:
+    """The `proctor_spans` row of a span (ended or not: `end_ns` is None while it runs)."""
+    ctx = span.get_span_context()
+    attrs = dict(span.attributes or {})
+    status = span.status
+    if status.description:
+        attrs['otel.status_description'] = status.description
+    events = span.events
+    links = span.links
+    return {
+        'span_id': format(ctx.span_id, '016x'),
+        'trace_id': format(ctx.trace_id, '032x'),
+        'parent_id': format(span.parent.span_id, '016x') if span.parent is not None else None,
+        'run_id': run_id or attrs.get('proctor.run_id'),
+        'name': span.name[:400],
+        'kind': span.kind.name,
+        'start_ns': span.start_time or 0,
+        'end_ns': span.end_time,
+        'status': status.status_code.name,
+        'attributes': _dumps(attrs),
+        'events': _dumps([{'name': e.name, 'time_ns': e.timestamp, 'attributes': dict(e.attributes or {})} for e in events])
+        if events else '[]',
+        'links': _dumps([
+            {'trace_id': _hex(lk.context.trace_id, 32), 'span_id': _hex(lk.context.span_id, 16), 'attributes': dict(lk.attributes or {})}
+            for lk in links
+        ]) if links else '[]',  # fmt: skip
+        'resource': _resource(span.resource),
+        'scope': span.instrumentation_scope.name if span.instrumentation_scope else None,
+    }
+
+
+_COLUMNS = ('span_id', 'trace_id', 'parent_id', 'run_id', 'name', 'kind', 'start_ns', 'end_ns', 'status', 'attributes',
+            'events', 'links', 'resource', 'scope')  # fmt: skip
+
+
+def _upsert_sql(store: StateStore, eng: sa.Engine, *, update: bool) -> str:
+    # Plain DB-API executemany: a trace write is many small rows, and Core's per-row work is most of its cost.
+    mark = '?' if eng.dialect.paramstyle == 'qmark' else '%s'
+    sql = f'INSERT INTO proctor_spans ({", ".join(_COLUMNS)}) VALUES ({", ".join([mark] * len(_COLUMNS))}) ON CONFLICT (span_id) DO '
+    if not update:
+        return sql + 'NOTHING'
+    return sql + 'UPDATE SET ' + ', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])
+
+
+def write_span_rows(store: StateStore, rows: Sequence[dict[str, Any]], *, opened: Sequence[dict[str, Any]] = ()) -> None:
+    """Upsert ended spans' rows (replacing placeholders); `opened` placeholder rows never overwrite."""
+    if not rows and not opened:
+        return
+    eng = ensure_tracing_schema(store)
+    with eng.begin() as c:
+        if opened:
+            c.exec_driver_sql(_upsert_sql(store, eng, update=False), [tuple(r[k] for k in _COLUMNS) for r in opened])
+            roots = [{'t': r['trace_id'], 'r': r['run_id']} for r in opened if r['name'] == ROOT_SPAN_NAME and r['run_id']]
+            if roots:  # the run's trace id, with its root span: the run itself never waits for this write
+                c.execute(runs.update().where(runs.c.run_id == sa.bindparam('r'), runs.c.trace_id.is_(None))
+                          .values(trace_id=sa.bindparam('t')), roots)  # fmt: skip
+        if rows:
+            c.exec_driver_sql(_upsert_sql(store, eng, update=True), [tuple(r[k] for k in _COLUMNS) for r in rows])
+
+
+class StoreSpanProcessor(SpanProcessor):
+    """Writes the spans of `store`'s runs to it. `owned`: the provider serves only this store, so
+    spans of unregistered traces are kept too (with no run id)."""
+
+    def __init__(self, store: StateStore, *, owned: bool) -> None:
+        self.store = store
+        self.owned = owned
+        self._buf: deque[tuple[ReadableSpan, str | None]] = deque()
+        self._open: deque[dict[str, Any]] = deque()  # placeholder rows of spans still running
+        self._flush_lock = threading.Lock()
+        self._closed = False
+        _flusher.add(self)
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf) + len(self._open)
+
+    def open_root(self, run_id: str, name: str) -> tuple[str, str] | None:
+        """(trace id, span id) of run `run_id`'s span `name` if it is still waiting to be written."""
+        for row in list(self._open):
+            if row['run_id'] == run_id and row['name'] == name:
+                return row['trace_id'], row['span_id']
+        return None
+
+    def start(self, span: ReadableSpan, run_id: str) -> None:
+        """Store `span` while it is still open (its full row replaces this one when it ends)."""
+        self._open.append(span_row(span, run_id))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        reg = _registry.get(span.get_span_context().trace_id)
+        if reg is None:
+            if not self.owned:
+                return
+            run_id = None
+        elif reg[0] != self.store.url:
+            return
+        else:
+            run_id = reg[1]
+        self._buf.append((span, run_id))
+        if len(self._buf) >= 512:
+            _flusher.wake()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        with self._flush_lock:
+            opened: list[dict[str, Any]] = []
+            while self._open:
+                opened.append(self._open.popleft())
+            batch: list[tuple[ReadableSpan, str | None]] = []
+            while self._buf:
+                batch.append(self._buf.popleft())
+            if not batch and not opened:
+                return True
+            try:
+                write_span_rows(self.store, [span_row(s, r) for s, r in batch], opened=opened)
+            except Exception as e:  # noqa: BLE001 - a trace write must never fail a run
+                log.warning('trace store write failed', store=self.store.url, spans=len(batch), error=f'{type(e).__name__}: {e}')
+                return False
+        return True
+
+    def shutdown(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.force_flush()
+
+
+class _Flusher:
+    """One daemon thread for every write buffer of the process (span processors, recorders): each
+    second it writes what they hold. Buffers have `pending` (a count) and `force_flush()`."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._buffers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def add(self, buffer: Any) -> None:
+        with self._lock:
+            self._buffers.add(buffer)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name='proctor-trace-store', daemon=True)
+                self._thread.start()
+                atexit.register(self.flush_all)  # the thread is a daemon: write what is left at exit
+
+    def flush_all(self) -> None:
+        for buf in list(self._buffers):
+            if buf.pending:
+                try:
+                    buf.force_flush()
+                except Exception as e:  # noqa: BLE001 - keep writing the other buffers
+                    log.warning('trace store write failed', store=getattr(buf.store, 'url', None),
+                                error=f'{type(e).__name__}: {e}')  # fmt: skip
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def buffers_of(self, store: StateStore) -> list[Any]:
+        """The buffers writing to `store`."""
+        return [b for b in list(self._buffers) if getattr(b, 'store', None) is not None and b.store.url == store.url]
+
+    def flush_store(self, store: StateStore) -> None:
+        """Write everything buffered for `store` now (blocking; waits for a write already under way)."""
+        for buf in self.buffers_of(store):
+            buf.force_flush()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self.flush_all()
+
+
+_flusher = _Flusher()
+flusher = _flusher  # the shared background writer
+
+
+@dataclass
+class StoredSpan:
+    """One row of the trace store, decoded."""
+
+    span_id: str
+    trace_id: str
+    parent_id: str | None
+    run_id: str | None
+    name: str
+    kind: str | None
+    start_ns: int
+    end_ns: int | None
+    status: str | None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    resource: dict[str, Any] = field(default_factory=dict)
+    scope: str | None = None
+
+    @property
+    def duration_ms(self) -> float | None:
+        return None if self.end_ns is None else (self.end_ns - self.start_ns) / 1e6
+
+    def to_readable(self) -> ReadableSpan:
+        """The span as the OpenTelemetry SDK hands it to exporters (for re-export)."""
+
+        def ctx(trace_id: str, span_id: str) -> SpanContext:
+            return SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+
+        attrs = {k: tuple(v) if isinstance(v, list) else v for k, v in self.attributes.items()}
+        description = attrs.pop('otel.status_description', None)
+        code = StatusCode[self.status] if self.status in StatusCode.__members__ else StatusCode.UNSET
+        return ReadableSpan(
+            name=self.name,
+            context=ctx(self.trace_id, self.span_id),
+            parent=ctx(self.trace_id, self.parent_id) if self.parent_id else None,
+            resource=Resource(self.resource),
+            attributes=attrs,
+            events=[Event(e['name'], e.get('attributes') or {}, e.get('time_ns')) for e in self.events],
+            links=[Link(ctx(lk['trace_id'], lk['span_id']), lk.get('attributes') or {}) for lk in self.links],
+            kind=SpanKind[self.kind] if self.kind in SpanKind.__members__ else SpanKind.INTERNAL,
+            status=Status(code, description if code is StatusCode.ERROR else None),
+            start_time=self.start_ns,
+            end_time=self.end_ns if self.end_ns is not None else self.start_ns,
+            instrumentation_scope=InstrumentationScope(self.scope or 'proctor'),
+        )
+
+
+def _decode(row: Any) -> StoredSpan:
+    d = dict(row)
+    for k, empty in (('attributes', {}), ('events', []), ('links', []), ('resource', {})):
+        d[k] = json.loads(d[k]) if d.get(k) else empty
+    return StoredSpan(**{k: d.get(k) for k in StoredSpan.__dataclass_fields__})
+
+
+class TraceStore:
+    """Reading stored traces (sync: call through a thread from async code)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def spans_of_run(self, run_id: str, trace_id: str | None = None) -> list[StoredSpan]:
+        """Every stored span of run `run_id` (exact id): those tagged with it plus the rest of its trace."""
+        _flusher.flush_store(self.store)
+        cond = spans.c.run_id == run_id
+        if trace_id:
+            cond = sa.or_(cond, spans.c.trace_id == trace_id)
+        eng = ensure_tracing_schema(self.store)
+        with eng.connect() as c:
+            rows = c.execute(sa.select(spans).where(cond).order_by(spans.c.start_ns, spans.c.span_id)).mappings().all()
+        return [_decode(r) for r in rows]
+
+    def list_traces(self, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Stored traces, newest first: trace id, run, team, status, span count, start, duration, errors."""
+        _flusher.flush_store(self.store)
+        eng = ensure_tracing_schema(self.store)
+        q = (
+            sa.select(
+                spans.c.trace_id,
+                sa.func.max(spans.c.run_id).label('run_id'),
+                sa.func.count().label('spans'),
+                sa.func.min(spans.c.start_ns).label('start_ns'),
+                sa.func.max(spans.c.end_ns).label('end_ns'),
+                sa.func.sum(sa.case((spans.c.status == 'ERROR', 1), else_=0)).label('errors'),
+            )
+            .group_by(spans.c.trace_id)
+            .order_by(sa.func.min(spans.c.start_ns).desc())
+            .limit(limit)
+        )
+        with eng.connect() as c:
+            rows = [dict(r) for r in c.execute(q).mappings()]
+            ids = [r['run_id'] for r in rows if r['run_id']]
+            info = {
+                r['run_id']: r
+                for r in c.execute(
+                    sa.select(runs.c.run_id, runs.c.team, runs.c.project, runs.c.status, runs.c.task).where(runs.c.run_id.in_(ids))
+                ).mappings()
+            }
+        for r in rows:
+            meta = info.get(r['run_id'])
+            r['team'] = meta['team'] if meta else None
+            r['run_status'] = meta['status'] if meta else None
+            r['task'] = meta['task'] if meta else None
+            r['duration_ms'] = None if r['end_ns'] is None else (r['end_ns'] - r['start_ns']) / 1e6
+        return rows
+
+    def readable_spans(self, run_id: str, trace_id: str | None = None) -> list[ReadableSpan]:
+        return [s.to_readable() for s in self.spans_of_run(run_id, trace_id)]
+
+
+def spans_by_parent(stored: Iterable[StoredSpan]) -> dict[str | None, list[StoredSpan]]:
+    """Children per parent span id; spans whose parent is not stored hang under `None`."""
+    items = list(stored)
+    ids = {s.span_id for s in items}
+    out: dict[str | None, list[StoredSpan]] = {}
+    for s in items:
+        out.setdefault(s.parent_id if s.parent_id in ids else None, []).append(s)
+    for kids in out.values():
+        kids.sort(key=lambda s: (s.start_ns, s.span_id))
+    return out
+
