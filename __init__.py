@@ -21,13 +21,34 @@ from .exceptions import (
     UserError,
     WorkspaceError,
 )
-from .orchestrator import DATA_CLASSES, DelegationResult, RunDeps, Team, TeamResult
+from .orchestrator import (
+    DATA_CLASSES,
+    Budget,
+    DelegationResult,
+    Ledger,
+    ModelInfo,
+    ModelRegistry,
+    ModelRouter,
+    RunDeps,
+    Team,
+    TeamResult,
+)
+from .guardrails import Approval, ApprovalPolicy, ApprovalQueue, ApprovalRule
 from .tools import Workspace
 
 __version__ = '0.1.0'
 
 __all__ = (
     'DATA_CLASSES',
+    'Approval',
+    'ApprovalPolicy',
+    'ApprovalQueue',
+    'ApprovalRule',
+    'Budget',
+    'Ledger',
+    'ModelInfo',
+    'ModelRegistry',
+    'ModelRouter',
     'ApprovalRejected',
     'BudgetExceeded',
     'DelegationResult',

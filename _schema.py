@@ -19,6 +19,10 @@ __all__ = (
     'spans',
     'recordings',
     'guard_events',
+    'workers',
+    'model_attempts',
+    'budget_usage',
+    'budget_reservations',
 )
 
 metadata = sa.MetaData()
@@ -120,7 +124,12 @@ ledger = sa.Table(
     sa.Column('output_tokens', sa.Integer, nullable=False),
     sa.Column('cost_usd', sa.Float, nullable=False),
     sa.Column('created_at', sa.Float, nullable=False, index=True),
+    # Added by the routing area: the model call's stable key (hooks re-run on recovery: one row per call).
+    sa.Column('call_key', sa.String(400)),
+    sa.Column('data_class', sa.String(32)),
+    sa.Column('model_version', sa.String(100)),
 )
+sa.Index('ix_proctor_ledger_call_key', ledger.c.call_key, unique=True)
 
 audit = sa.Table(
     'proctor_audit',
@@ -132,7 +141,10 @@ audit = sa.Table(
     sa.Column('prev_hash', sa.String(64), nullable=False),
     sa.Column('hash', sa.String(64), nullable=False),
     sa.Column('created_at', sa.Float, nullable=False),
+    # Idempotency key (e.g. 'model:<call key>'): a recovered run re-runs its hooks without re-appending.
+    sa.Column('idem_key', sa.String(400)),
 )
+sa.Index('ix_proctor_audit_idem_key', audit.c.idem_key, unique=True)
 
 spans = sa.Table(
     'proctor_spans',
@@ -150,6 +162,7 @@ spans = sa.Table(
     sa.Column('events', sa.Text),  # JSON
     sa.Column('links', sa.Text),  # JSON
     sa.Column('resource', sa.Text),  # JSON
+    sa.Column('scope', sa.String(200)),  # instrumentation scope name (for re-export)
 )
 
 recordings = sa.Table(
@@ -174,4 +187,68 @@ guard_events = sa.Table(
     sa.Column('decision', sa.String(16), nullable=False),  # allow|redact|block|approve
     sa.Column('reason', sa.Text),
     sa.Column('created_at', sa.Float, nullable=False),
+    # Idempotency key ('<tool call key>|<hook>|<guard>'): a recovered run re-runs its tool hooks without re-recording.
+    sa.Column('idem_key', sa.String(600)),
+)
+sa.Index('ix_proctor_guard_events_idem_key', guard_events.c.idem_key, unique=True)
+
+workers = sa.Table(
+    'proctor_workers',
+    metadata,
+    sa.Column('executor_id', sa.String(200), primary_key=True),  # the worker's DBOS executor id
+    sa.Column('host', sa.String(200), nullable=False),
+    sa.Column('pid', sa.Integer, nullable=False),
+    sa.Column('queue', sa.String(200), nullable=False),
+    sa.Column('concurrency', sa.Integer, nullable=False),
+    sa.Column('status', sa.String(16), nullable=False),  # alive|stopped|recovering|recovered
+    sa.Column('started_at', sa.Float, nullable=False),
+    sa.Column('heartbeat_at', sa.Float, nullable=False),  # the database's clock, so hosts need not agree
+    sa.Column('recovered_by', sa.String(200)),  # the live worker that took over its pending runs
+    sa.Column('recovered_at', sa.Float),
+    sa.Column('recovered_workflows', sa.Integer),
+)
+
+# Every attempt at a model call (the fallback chain's failures and the answer), keyed by call and order.
+model_attempts = sa.Table(
+    'proctor_model_attempts',
+    metadata,
+    sa.Column('call_key', sa.String(400), primary_key=True),
+    sa.Column('seq', sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column('run_id', sa.String(64), nullable=False, index=True),
+    sa.Column('agent_path', sa.String(400), nullable=False),
+    sa.Column('specialist', sa.String(200), nullable=False),
+    sa.Column('model_id', sa.String(200), nullable=False),
+    sa.Column('tier', sa.Integer, nullable=False),  # 0: the routed chain; n: the n-th escalation
+    sa.Column('status', sa.String(16), nullable=False),  # ok|failed|refused
+    sa.Column('error', sa.Text),
+    sa.Column('elapsed_ms', sa.Float, nullable=False),
+    sa.Column('created_at', sa.Float, nullable=False),
+)
+
+# Budget state per scope ('project:acme', 'team:support@2025-06', 'run:<id>'): settled and reserved spend.
+budget_usage = sa.Table(
+    'proctor_budget_usage',
+    metadata,
+    sa.Column('scope', sa.String(400), primary_key=True),
+    sa.Column('limit_usd', sa.Float),  # the limit last enforced (for display; the config is the source)
+    sa.Column('limit_tokens', sa.BigInteger),
+    sa.Column('spent_usd', sa.Float, nullable=False),
+    sa.Column('spent_tokens', sa.BigInteger, nullable=False),
+    sa.Column('reserved_usd', sa.Float, nullable=False),
+    sa.Column('reserved_tokens', sa.BigInteger, nullable=False),
+    sa.Column('updated_at', sa.Float, nullable=False),
+)
+
+# One reservation per model call (idempotent on the call key): reserved -> settled | released.
+budget_reservations = sa.Table(
+    'proctor_budget_reservations',
+    metadata,
+    sa.Column('call_key', sa.String(400), primary_key=True),
+    sa.Column('run_id', sa.String(64), nullable=False, index=True),
+    sa.Column('scopes', sa.Text, nullable=False),  # JSON list of the scopes reserved against
+    sa.Column('usd', sa.Float, nullable=False),
+    sa.Column('tokens', sa.BigInteger, nullable=False),
+    sa.Column('status', sa.String(16), nullable=False),
+    sa.Column('created_at', sa.Float, nullable=False),
+    sa.Column('settled_at', sa.Float),
 )

@@ -22,6 +22,8 @@ from .exceptions import StateDirError
 __all__ = ('StateStore', 'resolve_state_dir', 'resolve_database_url')
 
 SCHEMA_VERSION = 1
+# pg_advisory_xact_lock key serialising proctor's migrations (DBOS uses its own for its schema).
+_PG_MIGRATION_LOCK = 0x70726F63746F72  # 'proctor'
 
 
 def resolve_state_dir(state_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -93,7 +95,12 @@ class StateStore:
 
     def _create_engine(self) -> sa.Engine:
         if not self.is_sqlite:
-            return sa.create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # preserve_rowcount: psycopg reports no rowcount for INSERT (-1) unless asked, and the
+            # journal, records and approvals test `rowcount` after INSERT ... ON CONFLICT DO NOTHING.
+            return sa.create_engine(
+                self.url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                execution_options={'preserve_rowcount': True},
+            )  # fmt: skip
         eng = sa.create_engine(self.url, connect_args={'check_same_thread': False, 'timeout': 30})
 
         @sa.event.listens_for(eng, 'connect')
@@ -117,6 +124,10 @@ class StateStore:
                 return
             eng = self._engines.get(self.url) or self._create_engine()
             self._engines[self.url] = eng
+            if not self.is_sqlite:
+                self._migrate_postgres(eng)
+                self._migrated.add(self.url)
+                return
             try:
                 metadata.create_all(eng, checkfirst=True)
             except sa.exc.OperationalError as e:
@@ -128,6 +139,22 @@ class StateStore:
                 if row is None:
                     c.execute(schema_version.insert().values(version=SCHEMA_VERSION))
             self._migrated.add(self.url)
+
+    def _migrate_postgres(self, eng: sa.Engine) -> None:
+        from ._schema import metadata, schema_version
+
+        try:
+            with eng.begin() as c:
+                # Workers on several machines start together: one creates the tables while the
+                # others wait on this lock (released at commit), then find them all there.
+                c.execute(sa.text('SELECT pg_advisory_xact_lock(:key)'), {'key': _PG_MIGRATION_LOCK})
+                metadata.create_all(c, checkfirst=True)
+                if c.execute(sa.select(schema_version.c.version)).first() is None:
+                    c.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+            safe = sa.make_url(self.url).render_as_string(hide_password=True)
+            why = ' '.join(str(e.orig).split())  # psycopg's messages span lines; the CLI prints one
+            raise StateDirError(f'cannot open state database {safe}: {why}', path=safe) from e
 
     def dispose(self) -> None:
         with self._lock:

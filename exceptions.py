@@ -143,14 +143,24 @@ class BudgetExceeded(RunError):
     """A budget would be (or was) exceeded; names the budget, its limit and what was spent."""
 
     def __init__(
-        self, *, budget: str, limit: float, spent: float, unit: str = 'usd', run_id: str | None = None
+        self,
+        *,
+        budget: str,
+        limit: float,
+        spent: float,
+        unit: str = 'usd',
+        run_id: str | None = None,
+        detail: str | None = None,
     ) -> None:
         self.budget = budget
         self.limit = limit
         self.spent = spent
         self.unit = unit
+        self.detail = detail  # e.g. what calls in flight hold and what this call needed
         super().__init__(
-            f'budget {budget!r} exceeded: limit {limit:g} {unit}, spent {spent:g} {unit}', run_id=run_id
+            f'budget {budget!r} exceeded: limit {limit:g} {unit}, spent {spent:g} {unit}'
+            + (f' ({detail})' if detail else ''),
+            run_id=run_id,
         )
 
 

@@ -63,9 +63,27 @@ def _configure_logging(log_json: bool) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=_StderrLoggerFactory(),
+        # Not cached: the logger must follow sys.stderr when it is swapped (CliRunner, pytest capture).
+        cache_logger_on_first_use=False,
     )
+
+
+class _StderrLoggerFactory:
+    """A structlog logger factory that writes to whatever `sys.stderr` is at log time, not at configure time."""
+
+    def __call__(self, *args: object) -> object:
+        import structlog
+
+        return structlog.PrintLogger(file=_LazyStderr())
+
+
+class _LazyStderr:
+    def write(self, s: str) -> int:
+        return sys.stderr.write(s)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def state_from_ctx(ctx: typer.Context | None = None):  # noqa: ANN201 - returns StateStore
@@ -89,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning proctor errors into one readable line and exit code 1."""
     _load_areas()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code != 0:  # `typer.Exit(n)` comes back as a return value here
+            raise SystemExit(code)
     except ProctorError as e:
         typer.echo(f'error: {e}', err=True)
         raise SystemExit(1) from None

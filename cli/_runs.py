@@ -59,10 +59,20 @@ def show_run(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help='Run id (or a unique prefix).')],
     as_json: Annotated[bool, typer.Option('--json')] = False,
+    follow: Annotated[
+        bool, typer.Option('--follow', '-f', help='Wait until the run finishes (a submitted run), printing status changes.')
+    ] = False,
 ) -> None:
     """One run: its task, status, delegations (specialist, model, tokens, result) and final output."""
     from ..orchestrator._records import RunRecords
 
+    if follow:
+        from ..orchestrator._queue import wait_for_run
+
+        def on_status(rec: Any) -> None:
+            typer.echo(f'{rec.run_id} {rec.status}', err=True)
+
+        wait_for_run(state_from_ctx(ctx), run_id, on_status=on_status)
     r = RunRecords(state_from_ctx(ctx)).get(run_id)
     if as_json:
         typer.echo(json.dumps(r.to_json(), default=str))

@@ -24,12 +24,13 @@ from .._state import StateStore
 if TYPE_CHECKING:
     pass
 
-__all__ = ('ensure_launched', 'in_workflow', 'side_effect_step', 'resume_run', 'launched_url', 'shutdown')
+__all__ = ('ensure_launched', 'in_workflow', 'side_effect_step', 'resume_run', 'launched_url', 'launched_store', 'shutdown')
 
 T = TypeVar('T')
 
 _lock = threading.Lock()
 _launched_url: str | None = None
+_launched_store: StateStore | None = None
 EXECUTOR_ID = f'proctor-{os.getpid()}-{uuid.uuid4().hex[:8]}'
 APP_VERSION = 'proctor-1'
 
@@ -43,9 +44,14 @@ def launched_url() -> str | None:
     return _launched_url
 
 
+def launched_store() -> StateStore | None:
+    """The state store DBOS was launched on in this process (workflows read run rows from it)."""
+    return _launched_store
+
+
 def ensure_launched(store: StateStore, *, executor_id: str | None = None) -> None:
     """Launch DBOS on `store`'s system database (once; re-binds if another store was in use)."""
-    global _launched_url
+    global _launched_url, _launched_store
     url = store.dbos_url
     if _launched_url == url:
         return
@@ -60,6 +66,7 @@ def ensure_launched(store: StateStore, *, executor_id: str | None = None) -> Non
         _quiet_dbos_logs()
         if _launched_url is not None:
             DBOS.destroy(destroy_registry=False)
+        _declare_resume_queue(executor_id or EXECUTOR_ID)
         config: dict[str, Any] = {
             'name': 'proctor',
             'system_database_url': url,
@@ -74,6 +81,7 @@ def ensure_launched(store: StateStore, *, executor_id: str | None = None) -> Non
         DBOS(config=config)  # type: ignore[arg-type]
         DBOS.launch()
         _launched_url = url
+        _launched_store = store
 
 
 def _sqlite_engine(url: str) -> Any:
@@ -96,7 +104,7 @@ def _sqlite_engine(url: str) -> Any:
 
 def shutdown() -> None:
     """Tear DBOS down (tests, the CLI at exit)."""
-    global _launched_url
+    global _launched_url, _launched_store
     with _lock:
         if _launched_url is None:
             return
@@ -104,6 +112,7 @@ def shutdown() -> None:
 
         DBOS.destroy(destroy_registry=False)
         _launched_url = None
+        _launched_store = None
 
 
 def in_workflow() -> bool:
@@ -117,7 +126,18 @@ def in_workflow() -> bool:
 
 async def side_effect_step(name: str, fn: Callable[[], Awaitable[T]]) -> T:
     """Run `fn` as a DBOS step inside a workflow (recorded: a recovered run gets the recorded result
-    instead of acting again), or directly outside one."""
+    instead of acting again), or directly outside one.
+
+    Inside a tool call of a team run the effect is also journaled (`proctor.tools._journal`): it
+    happens exactly once, and one whose outcome a crash left unknown becomes an in-doubt approval.
+    """
+    from ._observers import current_tool_call
+
+    call = current_tool_call.get()
+    if call is not None:
+        from ..tools._journal import effect_of_call
+
+        return await effect_of_call(call, name, fn)
     if not in_workflow():
         return await fn()
     from dbos import DBOS
@@ -142,10 +162,24 @@ def _pending_tree(root: str) -> list[str]:
     return out
 
 
+_resume_queue: str | None = None
+
+
+def _declare_resume_queue(executor_id: str) -> None:
+    """An in-process DBOS queue that only this process polls (as DBOS's own internal queue is)."""
+    global _resume_queue
+    from dbos._dbos import _get_or_create_dbos_registry
+
+    _resume_queue = f'proctor-resume.{executor_id}'
+    _get_or_create_dbos_registry()._register_internal_queue(_resume_queue, polling_interval_sec=1.0)
+
+
 def resume_run(run_id: str) -> Any:
     """Re-enqueue the pending workflows of run `run_id` in this process; returns the run's handle."""
     from dbos import DBOS
 
     for wid in _pending_tree(run_id):
-        DBOS.resume_workflow(wid)
+        # Onto this process's own queue: DBOS's internal queue is polled by every process on the
+        # database (workers, the console), which could take the run without its team built.
+        DBOS.resume_workflow(wid, queue_name=_resume_queue)
     return DBOS.retrieve_workflow(run_id)

@@ -18,10 +18,11 @@ from ..exceptions import RunError, UserError
 if TYPE_CHECKING:
     from ._team import Team
 
-__all__ = ('register', 'get_team', 'load_factory')
+__all__ = ('register', 'unregister', 'get_team', 'load_factory')
 
 _teams: dict[str, Team] = {}
 _lock = threading.Lock()
+_build_lock = threading.RLock()  # one factory build at a time: concurrent runs of a new team build it once
 
 
 def register(team: Team) -> None:
@@ -29,11 +30,23 @@ def register(team: Team) -> None:
         _teams[team.name] = team
 
 
+def unregister(team: Team) -> None:
+    """Forget `team` (if it is the one registered under its name): replay's throwaway teams."""
+    with _lock:
+        if _teams.get(team.name) is team:
+            del _teams[team.name]
+
+
 def get_team(name: str, *, factory: str | None = None) -> Team:
     team = _teams.get(name)
     if team is None and factory:
-        load_factory(factory)
-        team = _teams.get(name)
+        with _build_lock:
+            team = _teams.get(name)
+            if team is None:
+                built = load_factory(factory)
+                team = _teams.get(name)
+                if team is None:
+                    raise RunError(f'team factory {factory!r} built team {built.name!r}, not {name!r}')
     if team is None:
         raise RunError(f'team {name!r} is not built in this process (no factory recorded to rebuild it)')
     return team

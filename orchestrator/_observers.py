@@ -17,7 +17,8 @@ step), and observers that write must be idempotent on it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,7 +28,7 @@ from pydantic_ai.tools import RunContext, ToolDefinition
 
 from ._context import RunDeps
 
-__all__ = ('RunObserver', 'ModelCall', 'ToolCall', 'RunEvent', 'ObserverCapability', 'emit')
+__all__ = ('RunObserver', 'ModelCall', 'ToolCall', 'OutputCall', 'ToolCallDenied', 'RunEvent', 'ObserverCapability', 'current_tool_call', 'emit')
 
 
 @dataclass
@@ -55,6 +56,42 @@ class ToolCall:
     tool_call_id: str
     args: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    step: int = 0  # the agent run's step (model turn) that made the call
+    effects: int = 0  # side effects started so far in this call (each gets its own journal key)
+
+    @property
+    def idempotency_key(self) -> str:
+        """(run or delegation, step, call): unique even where a model reuses tool call ids across turns."""
+        return f'{self.key}@{self.step}'
+
+    def next_effect_key(self) -> str:
+        """The idempotency key of the next side effect of this call (stable across recovery: a tool
+        body re-runs its effects in the same order)."""
+        n, self.effects = self.effects, self.effects + 1
+        return self.idempotency_key if n == 0 else f'{self.idempotency_key}#effect:{n}'
+
+
+class ToolCallDenied(Exception):
+    """Raise from `before_tool_call` (or from a tool body) to skip the tool: `message` becomes the
+    tool's result, so the model is told why and goes on (like pydantic-ai's `ToolDenied`)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+#: The tool call running in this task; side effects derive their journal keys from it.
+current_tool_call: ContextVar[ToolCall | None] = ContextVar('proctor_current_tool_call', default=None)
+
+
+@dataclass
+class OutputCall:
+    """The processing of an agent's final output by its output function (`ToolOutput(fn)`, ...)."""
+
+    deps: RunDeps
+    key: str  # stable across recovery: '<delegation or run>#output:<step>'
+    output: Any  # the validated output the function is called with
+    function: str | None  # the output function's name, when known
 
 
 EventKind = Literal['run_started', 'run_finished', 'run_failed', 'delegation_started', 'delegation_finished', 'delegation_failed']
@@ -96,6 +133,14 @@ class RunObserver:
     async def after_tool_call(self, call: ToolCall, result: Any) -> Any:
         """Return the (possibly changed) result the model will see."""
         return result
+
+    async def on_tool_error(self, call: ToolCall, error: BaseException) -> None:
+        """The call raised (in a hook or the tool: `ModelRetry` tells the model to try again)."""
+
+    async def process_output(self, call: OutputCall, proceed: Callable[[], Awaitable[Any]]) -> Any:
+        """Wraps an output function's run: return `await proceed()`, or a value instead of running it
+        (replay does: output functions may have side effects). Observers nest in list order."""
+        return await proceed()
 
     def on_event(self, event: RunEvent) -> None:
         """Run and delegation boundaries (synchronous and cheap: do not block)."""
@@ -142,21 +187,50 @@ class ObserverCapability(AbstractCapability[RunDeps]):
             await o.after_model_call(call, response)
         return response
 
+    async def wrap_output_process(self, ctx: RunContext[RunDeps], *, output_context: Any, output: Any, handler: Any) -> Any:
+        if not self.observers or not output_context.has_function or ctx.partial_output:
+            return await handler(output)
+        oc = OutputCall(deps=ctx.deps, key=_key(ctx.deps, f'output:{ctx.run_step}'), output=output,
+                        function=output_context.function_name)  # fmt: skip
+
+        async def nest(i: int) -> Any:
+            if i == len(self.observers):
+                return await handler(oc.output)
+            return await self.observers[i].process_output(oc, lambda: nest(i + 1))
+
+        return await nest(0)
+
     async def wrap_tool_execute(
         self, ctx: RunContext[RunDeps], *, call: ToolCallPart, tool_def: ToolDefinition, args: Any, handler: Any
     ) -> Any:
-        if not self.observers:
-            return await handler(args)
         tc = ToolCall(
             deps=ctx.deps,
             key=_key(ctx.deps, f'tool:{call.tool_call_id}'),
             tool=call.tool_name,
             tool_call_id=call.tool_call_id,
             args=dict(args) if isinstance(args, dict) else {'value': args},
+            step=ctx.run_step,
         )
-        for o in self.observers:
-            tc.args = await o.before_tool_call(tc)
-        result = await handler(tc.args if isinstance(args, dict) else args)
-        for o in self.observers:
-            result = await o.after_tool_call(tc, result)
-        return result
+        token = current_tool_call.set(tc)
+        try:
+            if not self.observers:
+                try:
+                    return await handler(args)
+                except ToolCallDenied as denied:
+                    return denied.message
+            try:
+                try:
+                    for o in self.observers:
+                        tc.args = await o.before_tool_call(tc)
+                    result = await handler(tc.args if isinstance(args, dict) else args)
+                except ToolCallDenied as denied:  # an approval was rejected: the model gets the denial as the result
+                    result = denied.message
+                for o in self.observers:
+                    result = await o.after_tool_call(tc, result)
+            except Exception as e:
+                for o in self.observers:
+                    await o.on_tool_error(tc, e)
+                raise
+            return result
+        finally:
+            current_tool_call.reset(token)

@@ -25,7 +25,11 @@ from ..exceptions import RunError, UserError
 from ..guardrails._pipeline import GuardrailPipeline
 from ..guardrails._protocol import GuardContext, Hook
 from ..tools._workspace import Workspace
-from ..tracing._setup import resolve_tracer_provider
+from ..tracing._audit import AuditObserver
+from ..tracing._continuity import anchor_run, trace_parent
+from ..tracing._events import apply_guardrails
+from ..tracing._recording import Recorder
+from ..tracing._setup import resolve_tracer_provider, settle
 from . import _engine, _live
 from ._context import RunDeps
 from ._observers import ObserverCapability, RunEvent, RunObserver, emit
@@ -79,6 +83,14 @@ class TeamResult(Generic[OutputT]):
     state_dir: Path
     status: str = 'succeeded'
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _usage_attributes(usage: RunUsage, route: Route) -> dict[str, Any]:
+    """The `proctor.*` usage of one agent run (its own, without the agents it delegated to)."""
+    return {
+        'proctor.input_tokens': usage.input_tokens, 'proctor.output_tokens': usage.output_tokens,
+        'proctor.requests': usage.requests, 'proctor.cost_usd': route.cost(usage),
+    }  # fmt: skip
 
 
 def _text_of(output: Any) -> str:
@@ -138,6 +150,15 @@ class Team:
         self.guardrails = guardrails if isinstance(guardrails, GuardrailPipeline) else GuardrailPipeline(guardrails)
         self.router: Router = router or PreferredModelRouter()
         self.observers: list[RunObserver] = list(observers)
+        if record:
+            # Recorder first: it keeps the raw tool results replay returns. Audit: one record per model call.
+            self.observers[:0] = [Recorder(self.store, workspace=self.workspace.root if self.workspace else None), AuditObserver(self.store)]
+        if self.guardrails.has('tool_call') or self.guardrails.has('tool_output'):
+            from ..guardrails._observer import GuardrailObserver
+
+            # Tool guards and approval checkpoints, before the caller's observers (after the
+            # recorder, which keeps raw tool results for replay).
+            self.observers.insert(len(self.observers) - len(observers), GuardrailObserver(self.guardrails, self.store, record=record))
         self._model_ids: dict[int, str] = {}
         self.trace = trace
         self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None
@@ -167,9 +188,9 @@ class Team:
             toolsets.append(self._delegation_toolset())
         if self.tracer_provider is not None:
             from pydantic_ai.capabilities import Instrumentation
-            from pydantic_ai.models.instrumented import InstrumentationSettings
+            from ..tracing._setup import instrumentation_settings
 
-            settings = InstrumentationSettings(tracer_provider=self.tracer_provider, include_content=True)
+            settings = instrumentation_settings(self.tracer_provider)
             capabilities.append(Instrumentation(settings=settings))
         return Agent(
             candidates[default_id],
@@ -225,6 +246,10 @@ class Team:
         return task
 
     async def _db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # A record write on SQLite (WAL, cached statements) takes ~0.1 ms: cheaper inline than the
+        # thread hop. A server database (a network round trip) goes through a worker thread.
+        if self.store.is_sqlite:
+            return fn(*args, **kwargs)
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     async def run(
@@ -244,9 +269,7 @@ class Team:
         task = self._validate(task, data_class, project)
         run_id = run_id or self._new_run_id()
         if self.record:
-            await self._db(
-                self.records.create_run,
-                run_id=run_id, team=self.name, project=project, data_class=data_class, task=task,
+            await self._db(self.records.create_run, run_id=run_id, team=self.name, project=project, data_class=data_class, task=task,
                 factory=self.factory, workspace=str(self.workspace.root) if self.workspace else None,
                 durable=self.durable,
             )  # fmt: skip
@@ -266,6 +289,42 @@ class Team:
     def run_sync(self, task: str, **kwargs: Any) -> TeamResult[Any]:
         """`run` for scripts (starts its own event loop)."""
         return anyio.run(lambda: self.run(task, **kwargs))
+
+    async def submit(
+        self, task: str, *, project: str = 'default', data_class: str = 'internal', run_id: str | None = None,
+        queue: str | None = None,
+    ) -> str:  # fmt: skip
+        """Put `task` on a queue that workers (`proctor worker`) drain; returns the run id at once.
+
+        The run is recorded as `enqueued` with this team's `factory`, from which a worker rebuilds
+        the team. Follow it with `await team.wait(run_id)` or `proctor runs show RUN --follow`.
+        """
+        from . import _queue
+
+        task = self._validate(task, data_class, project)
+        if not self.factory:
+            raise UserError(f"team {self.name!r} has no factory: workers rebuild a submitted run's team from it "
+                            "(Team(..., factory='package.module:build_team'))")  # fmt: skip
+        if not (self.durable and self.record):
+            raise UserError(f'team {self.name!r}: only durable, recorded teams (the default) can be submitted')
+        ws = str(self.workspace.root) if self.workspace else None
+        return await self._db(lambda: _queue.submit_run(
+            self.store, team=self.name, factory=_queue.normalize_factory(self.factory), task=task, project=project,
+            data_class=data_class, run_id=run_id or self._new_run_id(), queue=queue or _queue.RUN_QUEUE, workspace=ws,
+        ))  # fmt: skip
+
+    def submit_sync(self, task: str, **kwargs: Any) -> str:
+        """`submit` for scripts (starts its own event loop)."""
+        return anyio.run(lambda: self.submit(task, **kwargs))
+
+    async def wait(self, run_id: str, *, timeout: float | None = None) -> TeamResult[Any]:
+        """Wait for a submitted run to finish: its result, or a `RunError` with its error."""
+        from ._queue import wait_for_run
+
+        rec = await self._db(lambda: wait_for_run(self.store, run_id, timeout=timeout))
+        if rec.status != 'succeeded':
+            raise RunError(f'run {rec.run_id} {rec.status}: {rec.error}', run_id=rec.run_id)
+        return self._result(rec.run_id, {'output': rec.output})
 
     async def _run_durable(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
         from dbos import DBOS, SetWorkflowID
@@ -324,7 +383,7 @@ class Team:
             hook=hook, run_id=deps.run_id, agent_path=deps.agent_path, specialist=deps.specialist,
             data_class=deps.data_class, tool=tool,
         )  # fmt: skip
-        return self.guardrails.apply(hook, payload, ctx, store=self.store if self.record else None).payload
+        return apply_guardrails(self.guardrails, hook, payload, ctx, store=self.store if self.record else None).payload
 
     def _route(self, spec: Specialist, deps: RunDeps) -> Route:
         return self.router.route(spec, data_class=deps.data_class, project=deps.project, team=self.name)
@@ -342,22 +401,28 @@ class Team:
         started = time.perf_counter()
         emit(self.observers, RunEvent('run_started', run_id, deps.agent_path, deps.specialist, subtask=task,
                                       model_id=route.model_id, route_reason=route.reason))  # fmt: skip
+        # A workflow body that runs again (recovery, resume) continues the run's first trace.
+        resumed_from = None
+        if self.durable and self.tracer_provider is not None:
+            resumed_from = await self._db(trace_parent, self.tracer_provider, self.store, run_id)
         try:
             with self.tracer.start_as_current_span(
                 'team.run',
+                context=resumed_from,
                 attributes={
                     'proctor.run_id': run_id, 'proctor.team': self.name, 'proctor.project': project,
                     'proctor.data_class': data_class, 'proctor.model_id': route.model_id,
-                    'proctor.route_reason': route.reason,
+                    'proctor.route_reason': route.reason, 'proctor.resumed': resumed_from is not None,
                 },
             ) as span:  # fmt: skip
-                if self.record and span.get_span_context().is_valid:
-                    await self._db(self.records.set_trace_id, run_id, format(span.get_span_context().trace_id, '032x'))
+                anchor_run(self.tracer_provider, self.store, run_id, span)  # also records the run's trace id
                 result = await agent.run(task, deps=deps, model=route.model_key)
                 output = self._guard('output', result.output, deps)
+                span.set_attributes(_usage_attributes(result.usage, route))
         except BaseException as e:
             emit(self.observers, RunEvent('run_failed', run_id, deps.agent_path, deps.specialist,
                                           error=f'{type(e).__name__}: {e}', elapsed_s=time.perf_counter() - started))  # fmt: skip
+            await settle(self.store, spans=True)
             raise
         usage = result.usage
         if self.record:
@@ -365,6 +430,7 @@ class Team:
         emit(self.observers, RunEvent('run_finished', run_id, deps.agent_path, deps.specialist, output=output,
                                       model_id=route.model_id, input_tokens=usage.input_tokens,
                                       output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip
+        await settle(self.store, spans=True)  # the run's recordings, audit records and trace, before it returns
         return {'output': output, 'usage': usage}
 
     def _finish_run(self, run_id: str, output: Any, usage: RunUsage, route: Route) -> None:
@@ -390,44 +456,49 @@ class Team:
         route = self._route(spec, deps)
         deps = RunDeps(**{**deps.__dict__, 'model_id': route.model_id})
         if self.record:
-            await self._db(
-                self.records.start_delegation,
-                delegation_id=delegation_id, run_id=parent.run_id, agent_path=deps.agent_path,
+            await self._db(self.records.start_delegation, delegation_id=delegation_id, run_id=parent.run_id, agent_path=deps.agent_path,
                 specialist=specialist, subtask=subtask, model_id=route.model_id, route_reason=route.reason,
             )  # fmt: skip
         started = time.perf_counter()
         emit(self.observers, RunEvent('delegation_started', parent.run_id, deps.agent_path, specialist, subtask=subtask,
                                       model_id=route.model_id, route_reason=route.reason))  # fmt: skip
+        resumed_from = None
+        if self.durable and self.tracer_provider is not None and not otel_trace.get_current_span().get_span_context().is_valid:
+            # A child workflow recovered on its own has no span around it: continue the run's trace.
+            resumed_from = await self._db(trace_parent, self.tracer_provider, self.store, parent.run_id)
         try:
             with self.tracer.start_as_current_span(
                 f'delegate {specialist}',
+                context=resumed_from,
                 attributes={
                     'proctor.run_id': parent.run_id, 'proctor.agent_path': deps.agent_path,
                     'proctor.specialist': specialist, 'proctor.subtask': subtask[:1000],
                     'proctor.model_id': route.model_id, 'proctor.route_reason': route.reason,
-                    'proctor.delegation_id': delegation_id,
+                    'proctor.delegation_id': delegation_id, 'proctor.project': deps.project,
+                    'proctor.data_class': deps.data_class, 'proctor.resumed': resumed_from is not None,
                 },
-            ):  # fmt: skip
+            ) as span:  # fmt: skip
                 result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
                 output = self._guard('output', result.output, deps)
+                span.set_attributes(_usage_attributes(result.usage, route))
         except BaseException as e:
             emit(self.observers, RunEvent('delegation_failed', parent.run_id, deps.agent_path, specialist,
                                           subtask=subtask, model_id=route.model_id, error=f'{type(e).__name__}: {e}',
                                           elapsed_s=time.perf_counter() - started))  # fmt: skip
             if self.record:
                 with anyio.CancelScope(shield=True):
-                    await self._db(
-                        self.records.finish_delegation, delegation_id, status='failed',
+                    await self._db(self.records.finish_delegation, delegation_id, status='failed',
                         error=f'{type(e).__name__}: {e}'[:2000],
                     )  # fmt: skip
+            await settle(self.store)
             raise
         usage = result.usage
         if self.record:
-            await self._db(
-                self.records.finish_delegation, delegation_id, status='succeeded', output=output,
+            await self._db(self.records.finish_delegation, delegation_id, status='succeeded', output=output,
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, requests=usage.requests,
                 cost_usd=route.cost(usage),
             )  # fmt: skip
+        await settle(self.store)  # this delegation's recordings and audit records, before its workflow completes
         emit(self.observers, RunEvent('delegation_finished', parent.run_id, deps.agent_path, specialist, subtask=subtask,
                                       model_id=route.model_id, output=output, input_tokens=usage.input_tokens,
                                       output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip
