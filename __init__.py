@@ -9,7 +9,25 @@ result = await team.run('Add a --verbose flag', project='cli', data_class='inter
 ```
 """
 
-from .agents import Review, Specialist, Supervisor, coding, research, review
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .agents import Review, Specialist, Supervisor, coding, research, review
+    from .orchestrator import (
+        DATA_CLASSES,
+        Budget,
+        DelegationResult,
+        Ledger,
+        ModelInfo,
+        ModelRegistry,
+        ModelRouter,
+        RunDeps,
+        Team,
+        TeamResult,
+    )
+    from .guardrails import Approval, ApprovalPolicy, ApprovalQueue, ApprovalRule
+    from .tools import Workspace
+
 from .exceptions import (
     ApprovalRejected,
     BudgetExceeded,
@@ -21,20 +39,6 @@ from .exceptions import (
     UserError,
     WorkspaceError,
 )
-from .orchestrator import (
-    DATA_CLASSES,
-    Budget,
-    DelegationResult,
-    Ledger,
-    ModelInfo,
-    ModelRegistry,
-    ModelRouter,
-    RunDeps,
-    Team,
-    TeamResult,
-)
-from .guardrails import Approval, ApprovalPolicy, ApprovalQueue, ApprovalRule
-from .tools import Workspace
 
 __version__ = '0.1.0'
 
@@ -71,3 +75,44 @@ __all__ = (
     'research',
     'review',
 )
+
+#: Public name -> the submodule that defines it; imported on first access (PEP 562) so that
+#: `import proctor` stays cheap and each name pulls in only what it needs.
+_LAZY = {
+    'Review': '.agents',
+    'Specialist': '.agents',
+    'Supervisor': '.agents',
+    'coding': '.agents',
+    'research': '.agents',
+    'review': '.agents',
+    'DATA_CLASSES': '.orchestrator',
+    'Budget': '.orchestrator',
+    'DelegationResult': '.orchestrator',
+    'Ledger': '.orchestrator',
+    'ModelInfo': '.orchestrator',
+    'ModelRegistry': '.orchestrator',
+    'ModelRouter': '.orchestrator',
+    'RunDeps': '.orchestrator',
+    'Team': '.orchestrator',
+    'TeamResult': '.orchestrator',
+    'Approval': '.guardrails',
+    'ApprovalPolicy': '.guardrails',
+    'ApprovalQueue': '.guardrails',
+    'ApprovalRule': '.guardrails',
+    'Workspace': '.tools',
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

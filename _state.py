@@ -6,6 +6,11 @@ Embedded default: a SQLite file in the state directory (`.proctor/` in the worki
 Postgres. One schema (`proctor._schema`), one migration path (`StateStore.migrate`) for both.
 DBOS keeps its own system tables beside these (`dbos.sqlite` in the state dir, or the `dbos`
 schema of the same Postgres database).
+
+Migrations are additive: opening a store (once per process and URL) creates missing tables, and a
+database whose recorded version is older than `SCHEMA_VERSION` also gets every column and index the
+schema has and it lacks. Adding a column to `_schema` therefore means: make it nullable or give it
+a default, and bump `SCHEMA_VERSION`.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import sqlalchemy as sa
 
 from .exceptions import StateDirError
 
-__all__ = ('StateStore', 'resolve_state_dir', 'resolve_database_url')
+__all__ = ('StateStore', 'resolve_state_dir', 'resolve_database_url', 'upgrade_schema', 'add_missing_columns', 'SCHEMA_VERSION')
 
-SCHEMA_VERSION = 1
+#: 2: the columns added after the first release (ledger routing columns, span scope, audit and guard
+#: event keys) and their unique indexes.
+SCHEMA_VERSION = 2
 # pg_advisory_xact_lock key serialising proctor's migrations (DBOS uses its own for its schema).
 _PG_MIGRATION_LOCK = 0x70726F63746F72  # 'proctor'
 
@@ -116,8 +123,9 @@ class StateStore:
         return eng
 
     def migrate(self) -> None:
-        """Create missing tables and record the schema version (idempotent, safe in parallel)."""
-        from ._schema import metadata, schema_version
+        """Create missing tables, bring an older database's columns and indexes up to date, and
+        record the schema version (idempotent, safe in parallel)."""
+        from ._schema import metadata
 
         with self._lock:
             if self.url in self._migrated:
@@ -129,19 +137,18 @@ class StateStore:
                 self._migrated.add(self.url)
                 return
             try:
-                metadata.create_all(eng, checkfirst=True)
+                try:
+                    metadata.create_all(eng, checkfirst=True)
+                except sa.exc.IntegrityError:
+                    pass  # another process created the same table at the same moment
+                with eng.begin() as c:
+                    upgrade_schema(c)
             except sa.exc.OperationalError as e:
                 raise StateDirError(f'cannot open state database {self.url}: {e.orig}', path=str(self.state_dir)) from e
-            except sa.exc.IntegrityError:
-                pass  # another process created the same table at the same moment
-            with eng.begin() as c:
-                row = c.execute(sa.select(schema_version.c.version)).first()
-                if row is None:
-                    c.execute(schema_version.insert().values(version=SCHEMA_VERSION))
             self._migrated.add(self.url)
 
     def _migrate_postgres(self, eng: sa.Engine) -> None:
-        from ._schema import metadata, schema_version
+        from ._schema import metadata
 
         try:
             with eng.begin() as c:
@@ -149,8 +156,7 @@ class StateStore:
                 # others wait on this lock (released at commit), then find them all there.
                 c.execute(sa.text('SELECT pg_advisory_xact_lock(:key)'), {'key': _PG_MIGRATION_LOCK})
                 metadata.create_all(c, checkfirst=True)
-                if c.execute(sa.select(schema_version.c.version)).first() is None:
-                    c.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+                upgrade_schema(c)
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
             safe = sa.make_url(self.url).render_as_string(hide_password=True)
             why = ' '.join(str(e.orig).split())  # psycopg's messages span lines; the CLI prints one
@@ -162,3 +168,73 @@ class StateStore:
             self._migrated.discard(self.url)
         if eng is not None:
             eng.dispose()
+
+
+def upgrade_schema(conn: sa.Connection, metadata: sa.MetaData | None = None, *, version: int = SCHEMA_VERSION) -> int:
+    """Bring the database on `conn` (its tables already created) to schema `version`: one SELECT when
+    it is there already. Returns the version the database had before (0: none recorded)."""
+    from ._schema import metadata as proctor_metadata
+    from ._schema import schema_version
+
+    rows = conn.execute(sa.select(schema_version.c.version)).scalars().all()
+    had = max(rows, default=0)
+    if had >= version:
+        return had
+    add_missing_columns(conn, metadata if metadata is not None else proctor_metadata)
+    if rows:
+        conn.execute(schema_version.update().values(version=version))
+    else:
+        conn.execute(schema_version.insert().values(version=version))
+    return had
+
+
+def add_missing_columns(conn: sa.Connection, metadata: sa.MetaData) -> list[str]:
+    """ALTER TABLE ... ADD COLUMN for every column of `metadata`'s tables the database lacks, then
+    create their missing indexes (SQLite and Postgres). Returns the columns added ('table.column')."""
+    from .exceptions import StateDirError
+
+    insp = sa.inspect(conn)
+    prep = conn.dialect.identifier_preparer
+    existing = set(insp.get_table_names())
+    added: list[str] = []
+    for table in metadata.sorted_tables:
+        if table.name not in existing:
+            continue
+        have = {c['name'] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have:
+                continue
+            ddl = f'ALTER TABLE {prep.format_table(table)} ADD COLUMN {prep.format_column(col)} {col.type.compile(conn.dialect)}'
+            default = _default_sql(col, conn.dialect)
+            if default is not None:
+                ddl += f' DEFAULT {default}'
+            if not col.nullable:
+                if default is None or col.primary_key:
+                    raise StateDirError(f'cannot add column {table.name}.{col.name} to an existing database: '
+                                        'a new column must be nullable or have a default', path=str(conn.engine.url))  # fmt: skip
+                ddl += ' NOT NULL'
+            try:
+                conn.exec_driver_sql(ddl)  # Postgres: under the migration lock
+            except sa.exc.OperationalError as e:
+                # SQLite (no lock): another process added it at the same moment. A failed ALTER
+                # changes nothing there and leaves the transaction usable.
+                if conn.dialect.name != 'sqlite' or 'duplicate column' not in str(e.orig).lower():
+                    raise
+                continue
+            added.append(f'{table.name}.{col.name}')
+        for index in table.indexes:
+            conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+    return added
+
+
+def _default_sql(col: sa.Column[Any], dialect: sa.Dialect) -> str | None:
+    """The column's default as SQL: its server default, or a scalar Python default as a literal."""
+    server = col.server_default
+    if isinstance(server, sa.DefaultClause):
+        if isinstance(server.arg, str):
+            return str(sa.literal(server.arg).compile(dialect=dialect, compile_kwargs={'literal_binds': True}))
+        return str(server.arg.compile(dialect=dialect))  # type: ignore[union-attr]
+    default = col.default
+    if isinstance(default, sa.ColumnDefault) and default.is_scalar:
+        return str(sa.literal(default.arg, col.type).compile(dialect=dialect, compile_kwargs={'literal_binds': True}))
+    return None

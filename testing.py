@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Union
 
@@ -50,13 +51,10 @@ __all__ = (
 #: `(messages, info) -> any of those` (a coroutine function works too).
 Step = Union[ModelResponse, ModelResponsePart, Sequence[ModelResponsePart], str, BaseException, Callable[..., Any]]
 
-_call_counter = 0
-
-
 def _next_call_id() -> str:
-    global _call_counter
-    _call_counter += 1
-    return f'call_{_call_counter}'
+    # Random, not a per-process counter: a run resumed in a new process must not reuse the ids the
+    # first process recorded (delegations and journaled tool calls are keyed by them).
+    return f'call_{uuid.uuid4().hex[:12]}'
 
 
 def text(content: str) -> ModelResponse:
@@ -65,7 +63,7 @@ def text(content: str) -> ModelResponse:
 
 
 def tool_call(name: str, args: dict[str, Any] | None = None, *, call_id: str | None = None) -> ToolCallPart:
-    """A call of tool `name` with `args`."""
+    """A call of tool `name` with `args`; its id is `call_id`, or a fresh random `call_<12 hex>`."""
     return ToolCallPart(tool_name=name, args=args or {}, tool_call_id=call_id or _next_call_id())
 
 

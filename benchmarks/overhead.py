@@ -6,7 +6,7 @@ delegates K subtasks in one turn through proctor's native delegation tools and a
 results it received. Prints one JSON line with the same keys as the peers' scripts.
 
     python benchmarks/overhead.py                       # all features on (the default a user gets)
-    python benchmarks/overhead.py --features none       # durability, tracing, guardrails, ledger off
+    python benchmarks/overhead.py --features none       # durability, tracing, guardrails, ledger, recording off
     python benchmarks/overhead.py --features durability,tracing --k 200
 """
 
@@ -31,7 +31,7 @@ IMPORT_STMT = (
 )
 exec(IMPORT_STMT)  # the same imports the import-time probe measures
 
-FEATURES = ('durability', 'tracing', 'guardrails', 'ledger')
+FEATURES = ('durability', 'tracing', 'guardrails', 'ledger', 'recording')
 TEAM: dict[str, object] = {}
 STATE = tempfile.mkdtemp(prefix='proctor-bench-')
 
@@ -83,6 +83,7 @@ def build(features: set[str]) -> None:
         state_dir=STATE,
         durable='durability' in features,
         trace='tracing' in features,
+        record='recording' in features,  # replay recordings and the audit log
         **kwargs,  # type: ignore[arg-type]
     )
     TEAM['team'] = team

@@ -24,10 +24,20 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown, not rich markup: help texts name TOML tables like [operators.NAME], which rich markup would eat.
+    rich_markup_mode='markdown',
 )
 
 #: Area modules that register sub-commands on `app` when imported.
 _AREAS = ('_runs', '_models', '_usage', '_approvals', '_memory', '_traces', '_console', '_worker')
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f'proctor {__version__}')
+        raise typer.Exit()
 
 
 @app.callback()
@@ -40,6 +50,9 @@ def _root(
         Optional[str], typer.Option('--database-url', help='Postgres URL for scale-out (default: $PROCTOR_DATABASE_URL).')
     ] = None,
     log_json: Annotated[bool, typer.Option('--log-json', help='Log as JSON lines instead of pretty text.')] = False,
+    version: Annotated[
+        bool, typer.Option('--version', help='Print the version of proctor and exit.', is_eager=True, callback=_print_version)
+    ] = False,
 ) -> None:
     # Factories that rebuild a team (resume, replay, workers) read these from the environment.
     if state_dir is not None:
@@ -86,12 +99,26 @@ class _LazyStderr:
         sys.stderr.flush()
 
 
-def state_from_ctx(ctx: typer.Context | None = None):  # noqa: ANN201 - returns StateStore
-    """The state store the global options (or the environment) name."""
-    from .._state import StateStore
+def state_from_ctx(ctx: typer.Context | None = None, *, create: bool = False):  # noqa: ANN201 - returns StateStore
+    """The state store the global options (or the environment) name.
+
+    Commands that only read (`create=False`) refuse a state dir that does not exist, naming it: a
+    mistyped `--state-dir` must not look like "no runs" (nor leave an empty state dir behind).
+    """
+    from .._state import StateStore, resolve_database_url, resolve_state_dir
+    from ..exceptions import StateDirError
 
     obj = (ctx.obj if ctx is not None else None) or {}
-    return StateStore(obj.get('state_dir'), database_url=obj.get('database_url'))
+    state_dir, database_url = obj.get('state_dir'), obj.get('database_url')
+    if not create and resolve_database_url(database_url) is None:
+        path = resolve_state_dir(state_dir)
+        if path.exists() and not path.is_dir():
+            raise StateDirError(f'state dir {path} is not a directory', path=str(path))
+        if not path.is_dir():
+            raise StateDirError(
+                f'no state dir at {path}: nothing has run there (pass --state-dir DIR or set PROCTOR_STATE_DIR)', path=str(path)
+            )
+    return StateStore(state_dir, database_url=database_url)
 
 
 def _load_areas() -> None:

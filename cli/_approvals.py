@@ -86,21 +86,21 @@ def list_approvals(
     if not items:
         typer.echo('no approvals' + (f' for run {run}' if run else ''))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from ._output import print_table
 
-    t = Table('approval', 'status', 'kind', 'run', 'agent', 'tool', 'args', 'role', 'created', 'expires')
-    for a in items:
-        t.add_row(a.approval_id, _status(a), a.kind, a.run_id[:12], a.agent_path, a.tool, _short(a.args, 40),
-                  a.required_role, _when(a.created_at), _when(a.expires_at))  # fmt: skip
-    Console(width=200).print(t)
+    print_table(
+        ('approval', 'status', 'kind', 'run', 'agent', 'tool', 'role', 'created', 'expires', 'args'),
+        [(a.approval_id, _status(a), a.kind, a.run_id[:12], a.agent_path, a.tool, a.required_role, _when(a.created_at),
+          _when(a.expires_at), _short(a.args, 200)) for a in items],
+        flex='args',
+    )  # fmt: skip
 
 
 @approvals_app.command('show')
 def show_approval(
     ctx: typer.Context,
     approval_id: Annotated[str, typer.Argument(help='Approval id (or a unique prefix).')],
-    as_json: Annotated[bool, typer.Option('--json')] = False,
+    as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
     """One approval: what is asked, by which run and agent, why, and what was decided."""
     a = _queue(ctx).get(approval_id)

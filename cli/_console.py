@@ -31,7 +31,7 @@ def console(
     path = config or Path('proctor.toml')
     if not path.exists():
         raise ConfigError('file not found: the console needs [operators.NAME] tables (proctor operator-token NAME)', file=str(path))
-    web = create_app(state_from_ctx(ctx), config=path, secure_cookies=secure_cookies)
+    web = create_app(state_from_ctx(ctx, create=True), config=path, secure_cookies=secure_cookies)
     if not web.state.console.operators:
         raise ConfigError('no [operators.NAME] tables: nobody could sign in (proctor operator-token NAME)', file=str(path))
     if host not in LOOPBACK:

@@ -166,13 +166,16 @@ def stats(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         typer.echo(json.dumps(s))
         return
-    from rich.console import Console
-    from rich.table import Table
+    title = f'memory ({s["mode"]}: {s["location"]}) — {s["entries"]} entries'
+    if not s['namespaces']:
+        typer.echo(title)
+        return
+    from ._output import print_table
 
-    t = Table('namespace', 'entries', 'by class', 'runs', 'merged', 'oldest', 'newest',
-              title=f'memory ({s["mode"]}: {s["location"]}) — {s["entries"]} entries')  # fmt: skip
-    for ns, v in s['namespaces'].items():
-        by = ', '.join(f'{c} {n}' for c, n in sorted(v['by_class'].items()))
-        t.add_row(ns, str(v['entries']), by or '-', str(v['runs']), str(v['merged']),
-                  _when(v['oldest']) if v['oldest'] else '-', _when(v['newest']) if v['newest'] else '-')  # fmt: skip
-    Console().print(t)
+    print_table(
+        ('namespace', 'entries', 'runs', 'merged', 'oldest', 'newest', 'by class'),
+        [(ns, v['entries'], v['runs'], v['merged'], _when(v['oldest']) if v['oldest'] else '-',
+          _when(v['newest']) if v['newest'] else '-', ', '.join(f'{c} {n}' for c, n in sorted(v['by_class'].items())) or '-')
+         for ns, v in s['namespaces'].items()],
+        right=('entries', 'runs', 'merged'), title=title,
+    )  # fmt: skip

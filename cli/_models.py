@@ -33,19 +33,15 @@ def list_models(
     if as_json:
         typer.echo(json.dumps({'config': str(config), 'models': rows}))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from ._output import print_table
 
-    t = Table('id', 'model', 'version', '$/M in', '$/M out', 'tier', 'latency', 'context', 'capabilities',
-              'data classes', 'region', title=str(config))  # fmt: skip
-    for r in rows:
-        latency = f'{r["p50_ms"]} ms' if r['p50_ms'] else (r['latency'] or '-')
-        t.add_row(
-            r['id'], r['model'], r['version'] or '-', _money(r['usd_per_m_input']), _money(r['usd_per_m_output']),
-            r['cost_tier'], latency, str(r['context_window'] or '-'), ', '.join(r['capabilities']) or '-',
-            ', '.join(r['data_classes']), r['region'] or '-',
-        )  # fmt: skip
-    Console(width=200).print(t)
+    print_table(
+        ('id', 'model', 'version', '$/M in', '$/M out', 'tier', 'latency', 'context', 'region', 'data classes', 'capabilities'),
+        [(r['id'], r['model'], r['version'] or '-', _money(r['usd_per_m_input']), _money(r['usd_per_m_output']),
+          r['cost_tier'], f'{r["p50_ms"]} ms' if r['p50_ms'] else (r['latency'] or '-'), r['context_window'] or '-',
+          r['region'] or '-', ', '.join(r['data_classes']), ', '.join(r['capabilities']) or '-') for r in rows],
+        flex='capabilities', right=('$/M in', '$/M out', 'context'), title=f'models in {config}',
+    )  # fmt: skip
 
 
 @models_app.command('attempts')
@@ -64,11 +60,14 @@ def attempts(
     if as_json:
         typer.echo(json.dumps({'run_id': run.run_id, 'attempts': rows}, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
+    if not rows:
+        typer.echo(f'run {run.run_id}: no model attempts recorded (attempts are recorded for routed runs)')
+        return
+    from ._output import print_table
 
-    t = Table('call', 'agent', 'model', 'tier', 'status', 'ms', 'error', title=f'run {run.run_id}')
-    for a in rows:
-        t.add_row(a['call_key'].rpartition('#')[2], a['agent_path'], a['model_id'], str(a['tier']), a['status'],
-                  f'{a["elapsed_ms"]:.1f}', (a['error'] or '')[:80])  # fmt: skip
-    Console(width=200).print(t)
+    print_table(
+        ('call', 'agent', 'model', 'tier', 'status', 'ms', 'error'),
+        [(a['call_key'].rpartition('#')[2], a['agent_path'], a['model_id'], a['tier'], a['status'],
+          f'{a["elapsed_ms"]:.1f}', a['error'] or '') for a in rows],
+        flex='error', right=('tier', 'ms'), title=f'attempts of run {run.run_id}',
+    )  # fmt: skip

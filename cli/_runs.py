@@ -42,23 +42,24 @@ def list_runs(
     if as_json:
         typer.echo(json.dumps([r.to_json() for r in recs], default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
+    if not recs:
+        typer.echo('no runs' + (f' with status {status!r}' if status else ''))
+        return
+    from ._output import print_table
 
-    t = Table('run', 'team', 'project', 'status', 'started', 'duration', 'tokens', 'cost $', 'task')
-    for r in recs:
-        t.add_row(
-            r.run_id[:12], r.team, r.project, r.status, _when(r.started_at), _dur(r.duration_s),
-            str(r.input_tokens + r.output_tokens), f'{r.cost_usd:.4f}', _short(r.task, 40),
-        )  # fmt: skip
-    Console().print(t)
+    print_table(
+        ('run', 'team', 'project', 'status', 'started', 'duration', 'tokens', 'cost $', 'task'),
+        [(r.run_id[:12], r.team, r.project, r.status, _when(r.started_at), _dur(r.duration_s),
+          str(r.input_tokens + r.output_tokens), f'{r.cost_usd:.4f}', _short(r.task, 200)) for r in recs],
+        flex='task', right=('duration', 'tokens', 'cost $'),
+    )  # fmt: skip
 
 
 @runs_app.command('show')
 def show_run(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help='Run id (or a unique prefix).')],
-    as_json: Annotated[bool, typer.Option('--json')] = False,
+    as_json: Annotated[bool, typer.Option('--json', help='One JSON document (with every delegation).')] = False,
     follow: Annotated[
         bool, typer.Option('--follow', '-f', help='Wait until the run finishes (a submitted run), printing status changes.')
     ] = False,
@@ -77,25 +78,27 @@ def show_run(
     if as_json:
         typer.echo(json.dumps(r.to_json(), default=str))
         return
-    from rich.console import Console
+    from rich.markup import escape as e
     from rich.tree import Tree
 
+    from ._output import console
+
     tree = Tree(
-        f'[bold]{r.run_id}[/] {r.team}/{r.project} [{r.data_class}] [bold]{r.status}[/] '
+        f'[bold]{r.run_id}[/] {e(r.team)}/{e(r.project)} \\[{e(r.data_class)}] [bold]{e(r.status)}[/] '
         f'{_dur(r.duration_s)} tokens {r.input_tokens}+{r.output_tokens} ${r.cost_usd:.4f}'
     )
-    tree.add(f'task: {_short(r.task, 200)}')
+    tree.add(f'task: {e(_short(r.task, 200))}')
     for d in r.delegations:
         tree.add(
-            f'{d.agent_path} [{d.status}] model={d.model_id} tokens {d.input_tokens}+{d.output_tokens} '
-            f'{_dur(None if d.finished_at is None else d.finished_at - d.started_at)}: {_short(d.subtask, 60)} → '
-            f'{_short(d.output if d.error is None else d.error, 80)}'
+            f'{e(d.agent_path)} \\[{e(d.status)}] model={e(str(d.model_id))} tokens {d.input_tokens}+{d.output_tokens} '
+            f'{_dur(None if d.finished_at is None else d.finished_at - d.started_at)}: {e(_short(d.subtask, 60))} → '
+            f'{e(_short(d.output if d.error is None else d.error, 80))}'
         )
     if r.error:
-        tree.add(f'[red]error: {_short(r.error, 300)}[/]')
+        tree.add(f'[red]error: {e(_short(r.error, 300))}[/]')
     if r.output is not None:
-        tree.add(f'output: {_short(r.output, 400)}')
-    Console().print(tree)
+        tree.add(f'output: {e(_short(r.output, 400))}')
+    console().print(tree)
 
 
 @app.command('resume')
@@ -105,8 +108,13 @@ def resume(
     team: Annotated[
         Optional[str], typer.Option(help="Team factory 'module:callable' or 'file.py:callable' (default: the recorded one).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option('--force', help='Resume even if the process holding the run cannot be checked (another host).')
+    ] = False,
 ) -> None:
-    """Resume an interrupted durable run in this process; finished steps are not repeated."""
+    """Resume an interrupted durable run in this process; finished steps are not repeated.
+
+    A run that another live process (a worker, a script) is executing is refused, not run twice."""
     import anyio
 
     from ..exceptions import UserError
@@ -118,5 +126,5 @@ def resume(
     if not factory:
         raise UserError(f'run {rec.run_id} recorded no team factory; pass --team module:callable')
     t = load_factory(factory)
-    result = anyio.run(t.resume, rec.run_id)
+    result = anyio.run(lambda: t.resume(rec.run_id, force=force))
     typer.echo(json.dumps({'run_id': result.run_id, 'status': result.status, 'output': result.output}, default=str))

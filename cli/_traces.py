@@ -48,15 +48,18 @@ def list_traces(
     if as_json:
         _echo_json(rows)
         return
-    from rich.console import Console
-    from rich.table import Table
+    if not rows:
+        typer.echo('no traces')
+        return
+    from ._output import print_table
 
-    t = Table('run', 'trace', 'team', 'status', 'started', 'duration', 'spans', 'errors', 'task')
-    for r in rows:
-        started = dt.datetime.fromtimestamp(r['start_ns'] / 1e9).strftime('%Y-%m-%d %H:%M:%S')
-        t.add_row((r['run_id'] or '-')[:12], r['trace_id'][:16], r['team'] or '-', r['run_status'] or '-', started,
-                  _ms(r['duration_ms']), str(r['spans']), str(r['errors'] or 0), _short(r['task'] or '', 40))  # fmt: skip
-    Console().print(t)
+    print_table(
+        ('run', 'trace', 'team', 'status', 'started', 'duration', 'spans', 'errors', 'task'),
+        [((r['run_id'] or '-')[:12], r['trace_id'][:16], r['team'] or '-', r['run_status'] or '-',
+          dt.datetime.fromtimestamp(r['start_ns'] / 1e9).strftime('%Y-%m-%d %H:%M:%S'), _ms(r['duration_ms']),
+          r['spans'], r['errors'] or 0, _short(r['task'] or '', 200)) for r in rows],
+        flex='task', right=('duration', 'spans', 'errors'),
+    )  # fmt: skip
 
 
 _STYLE = {'run': 'bold', 'delegate': 'bold magenta', 'agent': 'cyan', 'model': 'green', 'tool': 'yellow'}
@@ -69,6 +72,8 @@ def _label(n: TraceNode) -> str:
     parts = [f'[{_STYLE.get(n.category, "")}]{escape(n.name)}[/]', _ms(n.duration_ms) if n.duration_ms is not None else '[red]open[/]']
     tokens = f'tokens {d["input_tokens"]}+{d.get("output_tokens", 0)}' if 'input_tokens' in d else ''
     if n.category in ('run', 'delegate'):
+        if n.category == 'run':
+            parts.append('supervisor:')  # the run span's model and usage are its supervisor's own; the header has the run's total
         parts += [f'model={escape(str(d.get("model", "-")))}', f'({escape(_short(d.get("route_reason", ""), 50))})', tokens]
         if 'cost_usd' in d:
             parts.append(f'${d["cost_usd"]:.6f}')
@@ -101,10 +106,10 @@ def _event_label(e: dict[str, Any]) -> str:
     a = e['attributes']
     name = e['name']
     if name == 'proctor.guardrail':
-        return f'[red]⚑ guardrail[/] {a.get("hook")} {escape(str(a.get("guard")))}: {a.get("decision")} — {escape(_short(a.get("reason", ""), 100))}'
+        return f'[red]⚑ guardrail[/] {escape(str(a.get("hook")))} {escape(str(a.get("guard")))}: {escape(str(a.get("decision")))} — {escape(_short(a.get("reason", ""), 100))}'
     if name.startswith('proctor.approval'):
         what = ' '.join(f'{k}={escape(_short(v, 40))}' for k, v in a.items())
-        return f'[blue]⏸ {name.removeprefix("proctor.")}[/] {what}'
+        return f'[blue]⏸ {escape(name.removeprefix("proctor."))}[/] {what}'
     if name == 'exception':
         return f'[red]✗ {escape(str(a.get("exception.type", "")))}: {escape(_short(a.get("exception.message", ""), 120))}[/]'
     return f'• {escape(name)} {escape(_short(a, 100))}'
@@ -118,9 +123,10 @@ def show_trace(
     attributes: Annotated[bool, typer.Option('--attributes', help='With --json: every span attribute too.')] = False,
 ) -> None:
     """One run's trace as a tree: timings, models, tokens, cost, guardrail and approval events."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.tree import Tree
+
+    from ._output import console
 
     from ..tracing._view import trace_tree
 
@@ -131,7 +137,7 @@ def show_trace(
     r = view.run
     dur = '-' if r.duration_s is None else f'{r.duration_s:.2f}s'
     tree = Tree(
-        f'[bold]run {r.run_id}[/] {escape(r.team)}/{escape(r.project)} [{r.data_class}] [bold]{r.status}[/] {dur} '
+        f'[bold]run {r.run_id}[/] {escape(r.team)}/{escape(r.project)} {escape(f"[{r.data_class}]")} [bold]{escape(r.status)}[/] {dur} '
         f'tokens {r.input_tokens}+{r.output_tokens} ${r.cost_usd:.6f}  trace {view.trace_id or "-"}'
     )
     if not view.roots:
@@ -146,7 +152,7 @@ def show_trace(
 
     for root in view.roots:
         add(tree, root)
-    Console(soft_wrap=False).print(tree)
+    console().print(tree)
 
 
 @traces_app.command('export')
@@ -175,13 +181,21 @@ def export_trace(
     spans = TraceStore(store).readable_spans(rec.run_id, rec.trace_id)
     if not spans:
         raise UserError(f'run {rec.run_id} has no stored spans to export')
+    import logging
+
     exporter = OTLPSpanExporter(endpoint=url, timeout=timeout)
+    # The exporter logs every retry on its own; a failure is reported below, in one line.
+    otlp_log = logging.getLogger(OTLPSpanExporter.__module__)
+    level = otlp_log.level
+    otlp_log.setLevel(logging.CRITICAL)
     try:
         result = exporter.export(spans)
     finally:
         exporter.shutdown()
+        otlp_log.setLevel(level)
     if result is not SpanExportResult.SUCCESS:
-        raise UserError(f'the collector at {url} did not accept the {len(spans)} spans of run {rec.run_id}')
+        raise UserError(f'the collector at {url} did not accept the {len(spans)} spans of run {rec.run_id} '
+                        f'(is it running and reachable? gave up after {timeout:g}s)')  # fmt: skip
     typer.echo(f'exported {len(spans)} spans of run {rec.run_id} (trace {rec.trace_id}) to {url}')
 
 
@@ -198,10 +212,11 @@ def _parse_models(values: list[str]) -> dict[str, str]:
 
 
 def _print_report(report: Any) -> None:
-    from rich.console import Console
     from rich.markup import escape
 
-    con = Console()
+    from ._output import console
+
+    con = console()
     con.print(f'[bold]replay of {report.run_id}[/]: {report.status}; model calls {report.replayed_model_calls} replayed, '
               f'{report.live_model_calls} live; tool calls {report.replayed_tool_calls} replayed, {report.live_tool_calls} live')  # fmt: skip
     if report.error:
@@ -268,7 +283,7 @@ def replay_run(
 def audit_verify(
     ctx: typer.Context,
     expect_head: Annotated[Optional[str], typer.Option('--expect-head', help='The head hash kept from `proctor audit head`.')] = None,
-    as_json: Annotated[bool, typer.Option('--json')] = False,
+    as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
     """Check the hash chain: exit 0 when it holds, 1 naming the first bad record."""
     from ..tracing._audit import verify_audit
@@ -297,7 +312,7 @@ def audit_list(
     ctx: typer.Context,
     run: Annotated[Optional[str], typer.Option(help='Only this run (exact id).')] = None,
     limit: Annotated[int, typer.Option(help='At most this many records.')] = 200,
-    as_json: Annotated[bool, typer.Option('--json')] = False,
+    as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
     """The audit records, oldest first."""
     from ..tracing._audit import audit_entries
@@ -306,15 +321,14 @@ def audit_list(
     if as_json:
         _echo_json([e.__dict__ for e in entries])
         return
-    from rich.console import Console
-    from rich.table import Table
+    from ._output import print_table
 
-    t = Table('seq', 'kind', 'run', 'agent', 'model', 'tokens', 'cost $', 'hash')
+    table = []
     for e in entries:
         r = e.record
         who = r.get('agent_path') or r.get('decider') or '-'
         model = r.get('returned_model') or r.get('model_id') or r.get('decision') or '-'
         tokens = f'{r["input_tokens"]}+{r["output_tokens"]}' if 'input_tokens' in r else '-'
         cost = '-' if r.get('cost_usd') is None else f'{r["cost_usd"]:.6f}'
-        t.add_row(str(e.seq), e.kind, (e.run_id or '-')[:12], str(who), str(model), tokens, cost, e.hash[:16])
-    Console().print(t)
+        table.append((e.seq, e.kind, (e.run_id or '-')[:12], who, model, tokens, cost, e.hash[:16]))
+    print_table(('seq', 'kind', 'run', 'agent', 'model', 'tokens', 'cost $', 'hash'), table, right=('seq', 'tokens', 'cost $'))

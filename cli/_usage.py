@@ -35,7 +35,7 @@ def usage(
     ctx: typer.Context,
     by: Annotated[str, typer.Option('--by', help='Group by team, project, specialist or model.')] = 'model',
     since: Annotated[Optional[str], typer.Option('--since', help='Only calls since: 24h, 7d, 2025-06-01, ...')] = None,
-    run: Annotated[Optional[str], typer.Option('--run', help='Only the calls of this run.')] = None,
+    run: Annotated[Optional[str], typer.Option('--run', help='Only the calls of this run (id or unique prefix).')] = None,
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
     """Model calls, tokens and cost recorded in the ledger (a sub-agent's spend counts toward its run)."""
@@ -46,6 +46,10 @@ def usage(
         raise UserError(f'--by {by!r}: one of {", ".join(USAGE_DIMENSIONS)}')
     start = parse_since(since) if since else None
     store = state_from_ctx(ctx)
+    if run is not None:
+        from ..orchestrator._records import RunRecords
+
+        run = RunRecords(store).get(run, with_delegations=False).run_id  # a prefix is enough; an unknown run is an error
     ledger = Ledger(store)
     rows = ledger.usage(by, since=start, run_id=run)  # type: ignore[arg-type]
     total = ledger.total(since=start, run_id=run)
@@ -54,26 +58,26 @@ def usage(
         typer.echo(json.dumps({'by': by, 'since': start, 'run': run, 'rows': [r.to_json() for r in rows],
                                'total': total.to_json(), 'budgets': budgets}))  # fmt: skip
         return
-    from rich.console import Console
-    from rich.table import Table
+    from ._output import print_table
 
     when = f' since {dt.datetime.fromtimestamp(start):%Y-%m-%d %H:%M}' if start else ''
-    t = Table(by, 'calls', 'input tokens', 'output tokens', 'cost $', title=f'usage by {by}{when}')
-    for r in rows:
-        t.add_row(r.key, str(r.calls), str(r.input_tokens), str(r.output_tokens), f'{r.cost_usd:.6f}')
-    t.add_row('[bold]total[/]', str(total.calls), str(total.input_tokens), str(total.output_tokens), f'{total.cost_usd:.6f}')
-    console = Console(width=160)
-    console.print(t)
+    scope = f' of run {run}' if run else ''
+    print_table(
+        (by, 'calls', 'input tokens', 'output tokens', 'cost $'),
+        [(r.key, r.calls, r.input_tokens, r.output_tokens, f'{r.cost_usd:.6f}') for r in [*rows, total]],
+        right=('calls', 'input tokens', 'output tokens', 'cost $'), title=f'usage by {by}{scope}{when}',
+    )  # fmt: skip
     # Per-run budgets make one scope per run: show the runs near or over their limit only.
     shown = [s for s in budgets if s['level'] != 'run' or s['status'] != 'ok']
     if shown:
         hidden = len(budgets) - len(shown)
-        b = Table('budget', 'limit', 'spent', 'reserved', 'used', 'status',
-                  title='budgets' + (f' ({hidden} runs within their budget not shown)' if hidden else ''))  # fmt: skip
+        table = []
         for s in shown:
             unit_usd = s['limit_usd'] is not None
             limit = f'${s["limit_usd"]:g}' if unit_usd else f'{s["limit_tokens"]} tok'
             spent = f'${s["spent_usd"]:.6f}' if unit_usd else f'{s["spent_tokens"]} tok'
             reserved = f'${s["reserved_usd"]:.6f}' if unit_usd else f'{s["reserved_tokens"]} tok'
-            b.add_row(s['scope'], limit, spent, reserved, f'{s["fraction"]:.0%}', s['status'])
-        console.print(b)
+            table.append((s['scope'], limit, spent, reserved, f'{s["fraction"]:.0%}', s['status']))
+        typer.echo('')
+        print_table(('budget', 'limit', 'spent', 'reserved', 'used', 'status'), table, right=('limit', 'spent', 'reserved', 'used'),
+                    title='budgets' + (f' ({hidden} runs within their budget not shown)' if hidden else ''))  # fmt: skip

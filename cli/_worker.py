@@ -55,7 +55,7 @@ def worker(
         os.environ['OTEL_EXPORTER_OTLP_ENDPOINT'] = otlp_endpoint
     _factories_importable()
     w = Worker(
-        state_from_ctx(ctx), queue=queue, concurrency=concurrency, dead_after=dead_after,
+        state_from_ctx(ctx, create=True), queue=queue, concurrency=concurrency, dead_after=dead_after,
         poll_interval=poll_interval, executor_id=executor_id, teams=team or (),
     )  # fmt: skip
 
@@ -84,14 +84,17 @@ def workers(
     if as_json:
         typer.echo(json.dumps([r.to_json() for r in recs]))
         return
-    from rich.console import Console
-    from rich.table import Table
+    if not recs:
+        typer.echo('no workers')
+        return
+    from ._output import print_table
 
-    t = Table('executor', 'host', 'pid', 'queue', 'concurrency', 'status', 'last beat', 'recovered by')
-    for r in recs:
-        t.add_row(r.executor_id, r.host, str(r.pid), r.queue, str(r.concurrency), r.status, f'{r.age_s:.1f}s ago',
-                  r.recovered_by or '-')  # fmt: skip
-    Console().print(t)
+    print_table(
+        ('executor', 'host', 'pid', 'queue', 'concurrency', 'status', 'last beat', 'recovered by'),
+        [(r.executor_id, r.host, r.pid, r.queue, r.concurrency, r.status, f'{r.age_s:.1f}s ago', r.recovered_by or '-')
+         for r in recs],
+        right=('pid', 'concurrency', 'last beat'),
+    )  # fmt: skip
 
 
 @app.command('submit')
@@ -119,7 +122,7 @@ def submit(
     if not wait:
         typer.echo(rid)
         return
-    rec = wait_for_run(state_from_ctx(ctx), rid, timeout=timeout)
+    rec = wait_for_run(state_from_ctx(ctx, create=True), rid, timeout=timeout)
     typer.echo(json.dumps({'run_id': rec.run_id, 'status': rec.status, 'output': rec.output, 'error': rec.error}, default=str))
     if rec.status != 'succeeded':
         raise typer.Exit(1)

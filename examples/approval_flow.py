@@ -101,12 +101,13 @@ def announce(state: Path, stop: threading.Event) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--state-dir', type=Path, default=None, help='default: a new temporary folder')
+    ap.add_argument('--state-dir', type=Path, default=None, help='default: $PROCTOR_STATE_DIR, else a new temporary folder')
     group = ap.add_mutually_exclusive_group()
     group.add_argument('--auto-approve', action='store_true', help='approve from a second process')
     group.add_argument('--auto-reject', action='store_true', help='reject from a second process')
     args = ap.parse_args()
-    state = (args.state_dir or Path(tempfile.mkdtemp(prefix='proctor-approval-flow-'))).resolve()
+    env_state = os.environ.get('PROCTOR_STATE_DIR')
+    state = (args.state_dir or (Path(env_state) if env_state else None) or Path(tempfile.mkdtemp(prefix='proctor-approval-flow-'))).resolve()
     os.environ['PROCTOR_STATE_DIR'] = str(state)
     team = build_team()
     stop = threading.Event()

@@ -92,9 +92,10 @@ def show(title: str, team: Team, result: Any) -> list[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> dict[str, list[tuple[str, str]]]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--state-dir', default=os.environ.get('PROCTOR_STATE_DIR') or tempfile.mkdtemp(prefix='proctor-routing-'))
+    p.add_argument('--state-dir', default=None, help='default: $PROCTOR_STATE_DIR, else a new temporary folder')
     p.add_argument('--durable', action='store_true', help='run each task as a durable workflow')
     args = p.parse_args(argv)
+    args.state_dir = args.state_dir or os.environ.get('PROCTOR_STATE_DIR') or tempfile.mkdtemp(prefix='proctor-routing-')
     os.environ['PROCTOR_STATE_DIR'] = args.state_dir
     outage: dict[str, bool] = {}
     team = build_team(outage, durable=args.durable)

@@ -19,15 +19,15 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
-import structlog
 
+from .._log import get_logger
 from .._schema import approvals
 from .._state import StateStore
 from ..exceptions import ApprovalDecisionError, UnknownApprovalError, UserError
 
 __all__ = ('Approval', 'ApprovalQueue', 'approval_id_for', 'SYSTEM_DECIDER')
 
-log = structlog.get_logger('proctor.approvals')
+log = get_logger('proctor.approvals')
 
 Status = Literal['pending', 'approved', 'rejected', 'expired']
 SYSTEM_DECIDER = 'proctor'  # who "decides" an expiry

@@ -21,15 +21,15 @@ from typing import Any
 
 import anyio
 import sqlalchemy as sa
-import structlog
 
+from .._log import get_logger
 from .._schema import approvals, delegations, runs
 from .._state import StateStore
 from ._approvals import Approval, ApprovalQueue, approval_id_for, audit_decision, wake
 
 __all__ = ('ApprovalRequest', 'ApprovalGate')
 
-log = structlog.get_logger('proctor.approvals')
+log = get_logger('proctor.approvals')
 FOREVER_S = 10 * 365 * 24 * 3600.0
 
 

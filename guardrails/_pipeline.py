@@ -3,7 +3,6 @@ a plain allow."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -92,15 +91,10 @@ class GuardrailPipeline:
             c.execute(insert(guard_events).on_conflict_do_nothing(index_elements=['idem_key']), rows)
 
 
-_migrated: set[str] = set()
-_lock = threading.Lock()
-
-
 def _ensure_idem_column(store: StateStore) -> sa.Engine:
-    """Add `proctor_guard_events.idem_key` (and its unique index) to a database made before it existed."""
-    eng = store.engine
-    if store.url in _migrated:
-        return eng
+    """The store's engine; opening the store added `proctor_guard_events.idem_key` (and its unique
+    index) to an older database (`StateStore.migrate`)."""
+    return store.engine
     with _lock:
         if store.url not in _migrated:
             cols = {c['name'] for c in sa.inspect(eng).get_columns(guard_events.name)}

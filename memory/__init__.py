@@ -14,26 +14,25 @@ Importing this package does not import chromadb or torch; they load on first use
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from ._briefing import BRIEFING_HEADER, MemoryBriefing
-from ._chroma import DEFAULT_DEDUPE_THRESHOLD, ChromaMemory
-from ._client import CHROMA_URL_ENV
-from ._protocol import SharedMemory
-from ._tools import format_recollections, memory_tools, recall_for
-from ._types import (
-    CHUNK_CHARS,
-    DATA_CLASS_ORDER,
-    MAX_TEXT_CHARS,
-    MemoryEntry,
-    Provenance,
-    allowed_classes,
-    classes_up_to,
-    namespace_for,
-)
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ._briefing import BRIEFING_HEADER, MemoryBriefing
+    from ._chroma import DEFAULT_DEDUPE_THRESHOLD, ChromaMemory
+    from ._client import CHROMA_URL_ENV
     from ._embedding import MiniLMEmbedding
+    from ._protocol import SharedMemory
+    from ._tools import format_recollections, memory_tools, recall_for
+    from ._types import (
+        CHUNK_CHARS,
+        DATA_CLASS_ORDER,
+        MAX_TEXT_CHARS,
+        MemoryEntry,
+        Provenance,
+        allowed_classes,
+        classes_up_to,
+        namespace_for,
+    )
 
 __all__ = (
     'BRIEFING_HEADER',
@@ -57,10 +56,42 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    # The embedding function subclasses chromadb's; import it only when asked for.
-    if name == 'MiniLMEmbedding':
-        from ._embedding import MiniLMEmbedding
 
-        return MiniLMEmbedding
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+#: Public name -> the submodule that defines it; imported on first access (PEP 562) so that
+#: `import proctor.memory` stays cheap and each name pulls in only what it needs.
+_LAZY = {
+    'BRIEFING_HEADER': '._briefing',
+    'MemoryBriefing': '._briefing',
+    'DEFAULT_DEDUPE_THRESHOLD': '._chroma',
+    'ChromaMemory': '._chroma',
+    'CHROMA_URL_ENV': '._client',
+    'SharedMemory': '._protocol',
+    'format_recollections': '._tools',
+    'memory_tools': '._tools',
+    'recall_for': '._tools',
+    'CHUNK_CHARS': '._types',
+    'DATA_CLASS_ORDER': '._types',
+    'MAX_TEXT_CHARS': '._types',
+    'MemoryEntry': '._types',
+    'Provenance': '._types',
+    'allowed_classes': '._types',
+    'classes_up_to': '._types',
+    'namespace_for': '._types',
+    # The embedding function subclasses chromadb's: it loads chromadb when asked for.
+    'MiniLMEmbedding': '._embedding',
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -7,32 +7,66 @@ resumed, replays recorded steps instead of repeating them.
 
 Each process launches DBOS under its own executor id, so starting a team never picks up other
 processes' runs by surprise; `resume_run` explicitly re-enqueues a run's pending workflows
-(children first) and this process executes them.
+(children first) and this process executes them, unless another live process holds them
+(`live_holder`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .._state import StateStore
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ('ensure_launched', 'in_workflow', 'side_effect_step', 'resume_run', 'launched_url', 'launched_store', 'shutdown')
+__all__ = (
+    'ensure_launched', 'in_workflow', 'side_effect_step', 'resume_run', 'live_holder', 'launched_url', 'launched_store',
+    'shutdown', 'rebuildable',
+)  # fmt: skip
 
 T = TypeVar('T')
 
 _lock = threading.Lock()
 _launched_url: str | None = None
 _launched_store: StateStore | None = None
-EXECUTOR_ID = f'proctor-{os.getpid()}-{uuid.uuid4().hex[:8]}'
+# Host and pid in the id let another process tell whether the holder of a pending run is alive.
+EXECUTOR_ID = f'proctor-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}'
 APP_VERSION = 'proctor-1'
+
+
+class _RebuildFilter(logging.Filter):
+    """Drops DBOS's 'Duplicate registration' warning for the steps and workflows of a durable agent
+    built again in this process (a team rebuilt in a test or notebook): re-registering replaces the
+    previous build's functions, as `_live` replaces the team, so the latest build serves recovery.
+    Reusing the first build's functions instead would run the old build's models and tools."""
+
+    _PREFIX = "Duplicate registration of function '"
+
+    def __init__(self) -> None:
+        super().__init__('proctor.rebuild')
+        self.agents: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if not msg.startswith(self._PREFIX):
+            return True
+        name = msg[len(self._PREFIX) :].partition("'")[0]
+        return name.partition('__')[0] not in self.agents
+
+
+_rebuild_filter = _RebuildFilter()
+
+
+def rebuildable(agent_name: str) -> None:
+    """Let durable agent `agent_name` ('team.specialist') register its DBOS functions again, quietly."""
+    logger = logging.getLogger('dbos')
+    if _rebuild_filter not in logger.filters:
+        logger.addFilter(_rebuild_filter)
+    _rebuild_filter.agents.add(agent_name)
 
 
 def _quiet_dbos_logs() -> None:
@@ -51,7 +85,7 @@ def launched_store() -> StateStore | None:
 
 def ensure_launched(store: StateStore, *, executor_id: str | None = None) -> None:
     """Launch DBOS on `store`'s system database (once; re-binds if another store was in use)."""
-    global _launched_url, _launched_store
+    global _launched_url, _launched_store, _executor_id
     url = store.dbos_url
     if _launched_url == url:
         return
@@ -82,6 +116,7 @@ def ensure_launched(store: StateStore, *, executor_id: str | None = None) -> Non
         DBOS.launch()
         _launched_url = url
         _launched_store = store
+        _executor_id = executor_id or EXECUTOR_ID
 
 
 def _sqlite_engine(url: str) -> Any:
@@ -104,7 +139,7 @@ def _sqlite_engine(url: str) -> Any:
 
 def shutdown() -> None:
     """Tear DBOS down (tests, the CLI at exit)."""
-    global _launched_url, _launched_store
+    global _launched_url, _launched_store, _executor_id
     with _lock:
         if _launched_url is None:
             return
@@ -113,6 +148,7 @@ def shutdown() -> None:
         DBOS.destroy(destroy_registry=False)
         _launched_url = None
         _launched_store = None
+        _executor_id = None
 
 
 def in_workflow() -> bool:
@@ -145,18 +181,18 @@ async def side_effect_step(name: str, fn: Callable[[], Awaitable[T]]) -> T:
     return await DBOS.run_step_async({'name': name, 'retries_allowed': False}, fn)
 
 
-def _pending_tree(root: str) -> list[str]:
-    """Pending workflows under `root` (children before parents)."""
+def _pending_tree(root: str) -> list[Any]:
+    """Statuses of the pending workflows under `root` (children before parents)."""
     from dbos import DBOS
 
-    out: list[str] = []
+    out: list[Any] = []
 
     def visit(wid: str) -> None:
         for child in DBOS.list_workflows(parent_workflow_id=wid, load_input=False, load_output=False):
             visit(child.workflow_id)
         for st in DBOS.list_workflows(workflow_ids=[wid], load_input=False, load_output=False):
             if st.status in ('PENDING', 'ENQUEUED'):
-                out.append(wid)
+                out.append(st)
 
     visit(root)
     return out
@@ -174,12 +210,35 @@ def _declare_resume_queue(executor_id: str) -> None:
     _get_or_create_dbos_registry()._register_internal_queue(_resume_queue, polling_interval_sec=1.0)
 
 
+def live_holder(store: StateStore, run_id: str) -> tuple[str, bool] | None:
+    """Another process that is executing run `run_id` now: `(what it is, whether that is certain)`, or None.
+
+    A workflow DBOS marks PENDING under another executor is held by it; the holder counts as alive
+    when its heartbeat (a worker) or its process (same host) says so, and when neither can tell (a
+    plain process on another machine), to be safe. Call after `ensure_launched`.
+    """
+    from ._heartbeats import Heartbeats
+
+    beats = Heartbeats(store)
+    for st in _pending_tree(run_id):
+        holder = st.executor_id
+        if st.status != 'PENDING' or not holder or holder in (_executor_id, EXECUTOR_ID, 'local'):
+            continue  # not held, or held by this process (an interrupted run of its own)
+        alive, what = beats.executor_alive(holder, same_machine=store.is_sqlite)
+        if alive is not False:
+            return what, alive is True
+    return None
+
+
 def resume_run(run_id: str) -> Any:
-    """Re-enqueue the pending workflows of run `run_id` in this process; returns the run's handle."""
+    """Re-enqueue the pending workflows of run `run_id` in this process; returns the run's handle,
+    or None when the run has no workflow (its process died before starting it)."""
     from dbos import DBOS
 
-    for wid in _pending_tree(run_id):
+    if DBOS.get_workflow_status(run_id) is None:
+        return None
+    for st in _pending_tree(run_id):
         # Onto this process's own queue: DBOS's internal queue is polled by every process on the
         # database (workers, the console), which could take the run without its team built.
-        DBOS.resume_workflow(wid, queue_name=_resume_queue)
+        DBOS.resume_workflow(st.workflow_id, queue_name=_resume_queue)
     return DBOS.retrieve_workflow(run_id)

@@ -18,7 +18,10 @@ import sqlalchemy as sa
 from .._schema import workers
 from .._state import StateStore
 
-__all__ = ('Heartbeats', 'WorkerRecord', 'db_now')
+__all__ = ('Heartbeats', 'WorkerRecord', 'db_now', 'DEAD_AFTER')
+
+#: Seconds without a beat after which a worker counts as dead (the `proctor worker` default).
+DEAD_AFTER = 15.0
 
 
 def db_now(conn: sa.Connection) -> float:
@@ -122,6 +125,34 @@ class Heartbeats:
                 .values(status='recovered', recovered_workflows=workflows)
             )
 
+    def executor_alive(
+        self, executor_id: str, *, dead_after: float = DEAD_AFTER, same_machine: bool = False
+    ) -> tuple[bool | None, str]:
+        """Whether the process running DBOS as `executor_id` is alive (None: cannot tell), and what
+        it is ('worker W (pid P on H)' or 'process P on H').
+
+        A worker is alive while it beats; any process on this host while its pid exists. Plain
+        processes (`proctor-HOST-PID-RANDOM`) do not beat: on another host they cannot be checked.
+        `same_machine` (a SQLite store) takes an id without a host for one of this host.
+        """
+        w = workers.c
+        with self.store.engine.connect() as c:
+            now = db_now(c)
+            row = c.execute(sa.select(workers).where(w.executor_id == executor_id)).mappings().first()
+        here = socket.gethostname()[:200]
+        if row is not None:
+            what = f'worker {executor_id} (pid {row["pid"]} on {row["host"]})'
+            if row['status'] != 'alive' or now - row['heartbeat_at'] > dead_after:
+                return False, what
+            return (_pid_alive(row['pid']) if row['host'] == here else True), what
+        host, pid = _host_pid(executor_id)
+        if pid is None:
+            return None, f'executor {executor_id}'
+        if host is None and same_machine:
+            host = here
+        what = f'process {pid} on {host or "an unknown host"} (executor {executor_id})'
+        return (_pid_alive(pid) if host == here else None), what
+
     def list(self, *, include_gone: bool = False) -> list[WorkerRecord]:
         """Workers, newest first (by default only those alive, stopped or being recovered)."""
         w = workers.c
@@ -131,3 +162,26 @@ class Heartbeats:
         with self.store.engine.connect() as c:
             now = db_now(c)
             return [WorkerRecord(**dict(r), age_s=now - r['heartbeat_at']) for r in c.execute(q).mappings()]
+
+
+def _host_pid(executor_id: str) -> tuple[str | None, int | None]:
+    """Host and pid of a plain process's executor id: `proctor-HOST-PID-RANDOM` (or the older `proctor-PID-RANDOM`)."""
+    prefix, _, rest = executor_id.partition('-')
+    parts = rest.rsplit('-', 2)
+    if prefix != 'proctor' or len(parts) < 2 or not parts[-2].isdigit():
+        return None, None
+    return (parts[0] if len(parts) == 3 else None), int(parts[-2])
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    except OSError:
+        return False
+    return True

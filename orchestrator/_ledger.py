@@ -10,7 +10,6 @@ model, since a time.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import anyio.to_thread
 import sqlalchemy as sa
-import structlog
 from pydantic_ai.messages import ModelResponse
 
+from .._log import get_logger
 from .._schema import ledger, model_attempts
 from .._state import StateStore
 from ..exceptions import RunError, UserError
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ('Ledger', 'LedgerObserver', 'LedgerEntry', 'UsageRow', 'CallCost', 'call_cost', 'insert_ignore', 'run_db', 'USAGE_DIMENSIONS')
 
-log = structlog.get_logger('proctor.ledger')
+log = get_logger('proctor.ledger')
 
 USAGE_DIMENSIONS = ('team', 'project', 'specialist', 'model')
 _COLUMNS = {'team': ledger.c.team, 'project': ledger.c.project, 'specialist': ledger.c.specialist, 'model': ledger.c.model_id}
@@ -132,33 +131,10 @@ _ATTEMPT_COLS = ('call_key', 'seq', 'run_id', 'agent_path', 'specialist', 'model
 _INSERT_ATTEMPT = sa.text(f'INSERT INTO proctor_model_attempts ({", ".join(_ATTEMPT_COLS)}) VALUES '
                           f'({", ".join(":" + c for c in _ATTEMPT_COLS)}) ON CONFLICT (call_key, seq) DO NOTHING')  # fmt: skip
 
-_ensured: set[str] = set()
-_ensure_lock = threading.Lock()
-_ADDED_COLUMNS = ('call_key', 'data_class', 'model_version')
-
-
 def _ensure_ledger_columns(store: StateStore) -> sa.Engine:
-    """Add the routing area's ledger columns to a database created before they existed (once per URL)."""
-    eng = store.engine
-    if store.url in _ensured:
-        return eng
-    with _ensure_lock:
-        if store.url in _ensured:
-            return eng
-        have = {c['name'] for c in sa.inspect(eng).get_columns(ledger.name)}
-        prep = eng.dialect.identifier_preparer
-        for col in _ADDED_COLUMNS:
-            if col not in have:
-                try:
-                    with eng.begin() as c:
-                        c.exec_driver_sql(f'ALTER TABLE {prep.quote(ledger.name)} ADD COLUMN {prep.quote(col)} '
-                                          f'{ledger.c[col].type.compile(eng.dialect)}')  # fmt: skip
-                except sa.exc.DBAPIError:  # another process added it at the same moment
-                    pass
-        with eng.begin() as c:
-            c.exec_driver_sql('CREATE UNIQUE INDEX IF NOT EXISTS ix_proctor_ledger_call_key ON proctor_ledger (call_key)')
-        _ensured.add(store.url)
-    return eng
+    """The store's engine; opening the store added the routing area's ledger columns to an older
+    database (`StateStore.migrate`)."""
+    return store.engine
 
 
 def _store_of(where: StateStore | str | os.PathLike[str] | None) -> StateStore:

@@ -12,13 +12,14 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.to_thread
-import structlog
 from opentelemetry import trace as otel_trace
 from pydantic import BaseModel
 from pydantic_ai import Agent, RunContext, Tool
+from pydantic_ai.messages import ModelResponse
 from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.usage import RunUsage
 
+from .._log import get_logger
 from .._state import StateStore
 from ..agents._specialist import Specialist, Supervisor
 from ..exceptions import RunError, UserError
@@ -39,7 +40,7 @@ from ._routing import PreferredModelRouter, Route, Router
 __all__ = ('Team', 'TeamResult', 'DelegationResult', 'DATA_CLASSES')
 
 OutputT = TypeVar('OutputT')
-log = structlog.get_logger('proctor.team')
+log = get_logger('proctor.team')
 
 #: Data classes in increasing sensitivity.
 DATA_CLASSES: tuple[str, ...] = ('public', 'internal', 'confidential', 'restricted')
@@ -91,6 +92,15 @@ def _usage_attributes(usage: RunUsage, route: Route) -> dict[str, Any]:
         'proctor.input_tokens': usage.input_tokens, 'proctor.output_tokens': usage.output_tokens,
         'proctor.requests': usage.requests, 'proctor.cost_usd': route.cost(usage),
     }  # fmt: skip
+
+
+def _served_model(messages: Sequence[Any], routed: str) -> str:
+    """The model that gave an agent run's final answer: a routed model stamps it on the response
+    (`metadata['proctor']`) when a fallback served instead of the preferred model; else the routed one."""
+    for m in reversed(messages):
+        if isinstance(m, ModelResponse):
+            return ((m.metadata or {}).get('proctor') or {}).get('model_id') or routed
+    return routed
 
 
 def _text_of(output: Any) -> str:
@@ -153,6 +163,12 @@ class Team:
         if record:
             # Recorder first: it keeps the raw tool results replay returns. Audit: one record per model call.
             self.observers[:0] = [Recorder(self.store, workspace=self.workspace.root if self.workspace else None), AuditObserver(self.store)]
+            if type(self.router) is PreferredModelRouter:
+                from ._ledger import LedgerObserver
+
+                # Without a ModelRouter (which brings its own ledger, with prices) calls still reach the
+                # ledger, unpriced, so `proctor usage` counts every run's tokens.
+                self.observers.insert(0, LedgerObserver(store=self.store))
         if self.guardrails.has('tool_call') or self.guardrails.has('tool_output'):
             from ..guardrails._observer import GuardrailObserver
 
@@ -182,6 +198,7 @@ class Team:
         if self.durable:
             from pydantic_ai.durable_exec.dbos import DBOSDurability
 
+            _engine.rebuildable(f'{self.name}.{spec.name}')  # building this team again replaces its DBOS functions
             capabilities.append(DBOSDurability(name=f'{self.name}.{spec.name}', models=candidates))
         toolsets: list[Any] = list(spec.toolsets)
         if is_supervisor:
@@ -327,17 +344,24 @@ class Team:
         return self._result(rec.run_id, {'output': rec.output})
 
     async def _run_durable(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
+        await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
+        handle = await self._start_workflow(run_id, task, project, data_class)
+        return await handle.get_result()
+
+    async def _start_workflow(self, run_id: str, task: str, project: str, data_class: str) -> Any:
         from dbos import DBOS, SetWorkflowID
 
         from ._workflow import team_run_workflow
 
-        await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
         with SetWorkflowID(run_id):
-            handle = await DBOS.start_workflow_async(team_run_workflow, self.name, run_id, task, project, data_class)
-        return await handle.get_result()
+            return await DBOS.start_workflow_async(team_run_workflow, self.name, run_id, task, project, data_class)
 
-    async def resume(self, run_id: str) -> TeamResult[Any]:
-        """Continue an interrupted durable run in this process: finished steps are not repeated."""
+    async def resume(self, run_id: str, *, force: bool = False) -> TeamResult[Any]:
+        """Continue an interrupted durable run in this process: finished steps are not repeated.
+
+        Refuses (`UserError`) a run that another live process (a worker, a `team.run`) is executing;
+        `force=True` skips that check, for a holder that is gone but cannot be checked from here.
+        """
         rec = await self._db(self.records.get, run_id, with_delegations=False)
         if rec.team != self.name:
             raise UserError(f'run {rec.run_id} belongs to team {rec.team!r}, not {self.name!r}')
@@ -348,16 +372,32 @@ class Team:
         from dbos import DBOS
 
         await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
+        if not force:
+            await anyio.to_thread.run_sync(self._refuse_if_held, rec.run_id)
         await self._db(self.records.set_status, rec.run_id, 'running')
         try:
-            await anyio.to_thread.run_sync(_engine.resume_run, rec.run_id)
-            handle = await DBOS.retrieve_workflow_async(rec.run_id)
+            handle = await anyio.to_thread.run_sync(_engine.resume_run, rec.run_id)
+            if handle is None:
+                # Recorded, but its process died before starting the workflow: nothing ran yet.
+                handle = await self._start_workflow(rec.run_id, rec.task, rec.project, rec.data_class)
+            else:
+                handle = await DBOS.retrieve_workflow_async(rec.run_id)
             out = await handle.get_result()
         except BaseException as e:
             with anyio.CancelScope(shield=True):
                 await self._db(self.records.set_status, rec.run_id, 'failed', error=f'{type(e).__name__}: {e}'[:2000])
             raise
         return self._result(rec.run_id, out)
+
+    def _refuse_if_held(self, run_id: str) -> None:
+        held = _engine.live_holder(self.store, run_id)
+        if held is None:
+            return
+        what, certain = held
+        if certain:
+            raise UserError(f'run {run_id} is running in {what}: resume it only if that process stops')
+        raise UserError(f'run {run_id} is held by {what}, which cannot be checked from here: '
+                        'if it has stopped, resume with force (proctor resume --force)')  # fmt: skip
 
     def _result(self, run_id: str, out: dict[str, Any]) -> TeamResult[Any]:
         rec: RunRecord | None = self.records.get(run_id) if self.record else None
@@ -493,14 +533,15 @@ class Team:
             await settle(self.store)
             raise
         usage = result.usage
+        served = _served_model(result.new_messages(), route.model_id)
         if self.record:
             await self._db(self.records.finish_delegation, delegation_id, status='succeeded', output=output,
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, requests=usage.requests,
-                cost_usd=route.cost(usage),
+                cost_usd=route.cost(usage), model_id=served,
             )  # fmt: skip
         await settle(self.store)  # this delegation's recordings and audit records, before its workflow completes
         emit(self.observers, RunEvent('delegation_finished', parent.run_id, deps.agent_path, specialist, subtask=subtask,
-                                      model_id=route.model_id, output=output, input_tokens=usage.input_tokens,
+                                      model_id=served, output=output, input_tokens=usage.input_tokens,
                                       output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip
         return _text_of(output)
 

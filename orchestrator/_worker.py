@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
 
+from .._log import get_logger
 from .._state import StateStore
 from ..exceptions import UserError
 from . import _engine, _live
@@ -34,7 +34,7 @@ from ._queue import RUN_QUEUE, check_queue_name, recovery_queue
 
 __all__ = ('Worker', 'ACTIVE_STATUSES')
 
-log = structlog.get_logger('proctor.worker')
+log = get_logger('proctor.worker')
 
 #: Run statuses whose team a worker keeps built.
 ACTIVE_STATUSES = ('enqueued', 'running', 'waiting')

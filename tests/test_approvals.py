@@ -376,3 +376,19 @@ def test_the_approval_flow_example_runs_offline(tmp_path):
     assert 'approvals reject apr-' in out.stdout  # the command an operator would run
     assert 'The tool call was denied by example-operator' in out.stdout and 'the changelog is frozen' in out.stdout
     assert 'src/greet.py: written' in out.stdout and 'CHANGELOG.md: not written' in out.stdout
+
+
+@pytest.mark.slow
+def test_the_approval_flow_example_uses_the_state_dir_of_the_environment(tmp_path):
+    """With $PROCTOR_STATE_DIR set (and no --state-dir), the run and the printed commands use that state dir."""
+    import os
+    import subprocess
+    import sys
+
+    state = tmp_path / 'state'
+    example = Path(__file__).resolve().parents[1] / 'examples' / 'approval_flow.py'
+    out = subprocess.run([sys.executable, str(example), '--auto-approve'], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path, env={**os.environ, 'PROCTOR_STATE_DIR': str(state)})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f'proctor --state-dir {state} approvals approve apr-' in out.stdout
+    assert (state / 'workspace' / 'CHANGELOG.md').exists() and (state / 'proctor.db').exists()

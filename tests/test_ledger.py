@@ -133,3 +133,22 @@ async def test_usage_cli(state_dir, capsys):
     code, out, err = run_cli(capsys, 'models', 'attempts', result.run_id, '--json')
     assert code == 0, err
     assert [a['model_id'] for a in json.loads(out)['attempts']].count('boss') == 2
+
+
+async def test_a_team_without_a_router_still_books_its_calls(state_dir, capsys):
+    """Every run's model calls reach the ledger (unpriced without a registry), so `proctor usage` after
+    the demo counts its tokens instead of showing nothing."""
+    boss = ScriptedModel(lambda m: text('done') if tool_results(m) else [delegate('research', 'look')])
+    team = Team(Supervisor(model=boss), [Specialist('research', 'Research.', model=ScriptedModel(['found']))],
+                durable=False, name='plain')  # fmt: skip
+    result = await team.run('look around', project='p')
+    rows = Ledger().entries(run_id=result.run_id)
+    assert sorted(r.agent_path for r in rows) == ['supervisor', 'supervisor', 'supervisor>research']
+    assert sum(r.input_tokens for r in rows) == result.usage.input_tokens
+    assert sum(r.output_tokens for r in rows) == result.usage.output_tokens
+    assert {r.cost_usd for r in rows} == {0.0}
+    code, out, err = run_cli(capsys, 'usage', '--by', 'specialist', '--run', result.run_id, '--json')
+    assert code == 0, err
+    doc = json.loads(out)
+    assert {r['key']: r['calls'] for r in doc['rows']} == {'supervisor': 2, 'research': 1}
+    assert doc['total']['input_tokens'] == result.usage.input_tokens

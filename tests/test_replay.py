@@ -380,3 +380,72 @@ async def test_a_run_with_an_approval_replays_without_asking_anyone(state_dir, t
         report = await replay(result.run_id, team=team)
     assert report.ok and report.output == result.output and report.live_model_calls == 0, report.summary()
     assert not (ws / 'notes.md').exists() and len(queue.list()) == 1
+
+
+def build_approval_team(name: str = 'replay-approval-durable') -> Team:
+    """A durable team whose writer's `write_file` waits for an operator (workspace: `$REPLAY_TEST_WS`)."""
+    import os
+
+    from proctor.guardrails import ApprovalPolicy, ApprovalRule
+    from proctor.tools import write_file
+
+    def writer(messages):
+        if not tool_results(messages):
+            return [tool_call('write_file', {'path': 'notes.md', 'content': 'hello'})]
+        return text('writer saw: ' + tool_results(messages)[0])
+
+    def boss(messages):
+        results = tool_results(messages)
+        return [delegate('writer', 'write the notes')] if not results else text(results[0])
+
+    return Team(
+        Supervisor(model=ScriptedModel(boss, name='boss')),
+        [Specialist('writer', 'Write.', model=ScriptedModel(writer, name='w'), tools=[write_file])],
+        name=name, durable=True, workspace=os.environ['REPLAY_TEST_WS'], factory=f'{HERE}:build_approval_team',
+        guardrails=[ApprovalPolicy([ApprovalRule(tool='write_file')])],
+    )  # fmt: skip
+
+
+async def test_proctor_replay_of_a_durable_run_approved_at_a_checkpoint_completes_without_waiting(state_dir, tmp_path, monkeypatch):
+    from proctor.guardrails import ApprovalQueue
+
+    ws = tmp_path / 'ws'
+    ws.mkdir()
+    monkeypatch.setenv('REPLAY_TEST_WS', str(ws))
+    team = build_approval_team()
+    queue, out = ApprovalQueue(team.store), {}
+
+    async def run() -> None:
+        out['r'] = await team.run('go')
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(60):
+            while not (pending := await anyio.to_thread.run_sync(lambda: queue.list(status='pending'))):
+                await anyio.sleep(0.02)
+        await anyio.to_thread.run_sync(lambda: queue.approve(pending[0].approval_id, decider='alice', roles=['operator'], reason='ok'))
+    result = out['r']
+    assert result.status == 'succeeded' and 'wrote 5 characters' in result.output
+    (ws / 'notes.md').unlink()
+    flush_store(team.store)
+
+    def replay_cli() -> tuple[int, str]:
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf):
+                cli(['replay', result.run_id, '--json'])  # the team is rebuilt from the recorded factory
+        except SystemExit as e:
+            return int(e.code or 0), buf.getvalue()
+        return 0, buf.getvalue()
+
+    with anyio.fail_after(60):  # a replay waiting for an operator would time out here
+        code, printed = await anyio.to_thread.run_sync(replay_cli, abandon_on_cancel=True)
+    assert code == 0, printed
+    report = json.loads(printed)
+    assert report['ok'] is True and report['status'] == 'succeeded' and report['output'] == result.output
+    assert report['live_model_calls'] == 0 and report['replayed_tool_calls'] == 1
+    assert not (ws / 'notes.md').exists()  # the approved write is replayed from its recording, not done again
+    assert [a.status for a in queue.list()] == ['approved']  # and nobody was asked again

@@ -61,3 +61,79 @@ def test_killed_run_resumes_without_repeating_finished_model_calls(tmp_path):
     again = subprocess.run([sys.executable, '-m', 'proctor', 'resume', 'run-kill-1'], env=env, capture_output=True, text=True)
     assert again.returncode == 0 and json.loads(again.stdout)['status'] == 'succeeded'
     assert calls.read_text().split() == before + ['coding', 'supervisor:2']  # a finished run is not re-run
+
+
+def _small_team(name: str = 'early-team', **kw):
+    from proctor import Specialist, Supervisor, Team
+    from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_results
+
+    calls: list[str] = []
+
+    async def supervisor(messages):
+        calls.append('supervisor')
+        results = tool_results(messages)
+        return text('done: ' + results[0]) if results else [delegate('research', 'find the api')]
+
+    async def research(messages):
+        calls.append('research')
+        return text(f'research:{last_user_prompt(messages)}')
+
+    team = Team(
+        Supervisor(model=ScriptedModel(supervisor, name='sup')),
+        [Specialist('research', 'Research.', model=ScriptedModel(research, name='res'))],
+        name=name,
+        **kw,
+    )
+    return team, calls
+
+
+@pytest.mark.anyio
+async def test_resume_of_a_run_recorded_but_never_started_starts_it(state_dir):
+    """The process died between writing the run's record and starting its workflow: resume starts it."""
+    team, calls = _small_team()
+    team.records.create_run(
+        run_id='run-early-1', team=team.name, project='p9', data_class='confidential', task='ship it',
+        factory=None, workspace=None, durable=True,
+    )  # fmt: skip
+
+    result = await team.resume('run-early-1')
+
+    assert result.status == 'succeeded' and result.output == 'done: research:find the api'
+    assert calls == ['supervisor', 'research', 'supervisor']
+    rec = team.get_run('run-early-1')
+    assert (rec.status, rec.project, rec.data_class, rec.task) == ('succeeded', 'p9', 'confidential', 'ship it')
+    assert [(d.specialist, d.status) for d in rec.delegations] == [('research', 'succeeded')]
+
+
+@pytest.mark.anyio
+async def test_crash_between_record_and_workflow_start_then_resume(state_dir, monkeypatch):
+    from dbos import DBOS
+
+    team, calls = _small_team('early-team-2')
+
+    async def die(*args, **kwargs):
+        raise KeyboardInterrupt('process died')  # stands in for the process dying right here
+
+    with monkeypatch.context() as m:
+        m.setattr(DBOS, 'start_workflow_async', die)
+        with pytest.raises(KeyboardInterrupt):
+            await team.run('ship it', project='p2', run_id='run-early-2')
+    assert calls == []
+
+    result = await team.resume('run-early-2')
+    assert result.output == 'done: research:find the api' and result.status == 'succeeded'
+    assert calls == ['supervisor', 'research', 'supervisor']
+
+
+def test_scripted_tool_call_ids_do_not_repeat_across_processes():
+    """A resumed run's new process must not hand out the tool-call ids the first process recorded."""
+    import re
+
+    from proctor.testing import delegate, tool_call
+
+    code = 'from proctor.testing import tool_call; print(" ".join(tool_call("t").tool_call_id for _ in range(3)))'
+    other = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.split()
+    here = [tool_call('t').tool_call_id for _ in range(3)] + [delegate('research', 'x').tool_call_id]
+    assert len(set(other + here)) == 7
+    assert all(re.fullmatch(r'call_[0-9a-f]{12}', i) for i in other + here)
+    assert tool_call('t', call_id='mine').tool_call_id == 'mine' and delegate('r', 'x', call_id='d1').tool_call_id == 'd1'

@@ -365,6 +365,15 @@ def test_routing_policy_example_runs_offline(tmp_path, capsys):
     assert 'attempt on sonnet by supervisor>analyst failed: ModelHTTPError: status_code: 503' in out
 
 
+def test_routing_policy_example_uses_the_state_dir_of_the_environment(tmp_path, monkeypatch, capsys):
+    from proctor.examples import routing_policy
+
+    monkeypatch.setenv('PROCTOR_STATE_DIR', str(tmp_path / 'env-state'))
+    routing_policy.main([])
+    assert f'proctor --state-dir {tmp_path / "env-state"} usage' in capsys.readouterr().out
+    assert (tmp_path / 'env-state' / 'proctor.db').exists()
+
+
 async def test_observers_after_the_router_see_the_serving_model_and_its_version(state_dir):
     from proctor.orchestrator import RunObserver
 
@@ -387,3 +396,15 @@ async def test_observers_after_the_router_see_the_serving_model_and_its_version(
     assert team.observers[0] is router.ledger  # attached first, on the team's first route
     assert audit.before == ['boss', 'primary', 'boss']
     assert audit.after == [('boss', None), ('backup', 'backup-v1'), ('boss', None)]
+
+
+@pytest.mark.parametrize('durable', [False, True], ids=['plain', 'durable'])
+async def test_a_delegation_records_the_model_that_served_it_not_the_preferred_one(state_dir, durable):
+    router, models = flaky_router({'primary': fail(503)})
+    team = team_of(router, 'worker', durable=durable, name=f'served-{durable}')
+    result = await team.run('go', project='p')
+    assert result.output == 'backup:task for worker' and models['primary'].calls == 1
+    [d] = result.delegations
+    assert (d.specialist, d.model_id) == ('worker', 'backup')
+    assert 'worker → primary' in d.route_reason  # the route still says what was preferred, and why
+    assert [x.model_id for x in team.get_run(result.run_id).delegations] == ['backup']

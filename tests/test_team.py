@@ -197,3 +197,32 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path):
     blocker.write_text('not a dir')
     with pytest.raises(StateDirError, match='cannot create state dir'):
         fan_out_team(1, state_dir=blocker / 'state')
+
+
+async def test_rebuilding_a_durable_team_in_one_process_is_quiet_and_runs_the_new_build(state_dir):
+    """Tests and notebooks build the same team again: no DBOS 'Duplicate registration' warnings,
+    and each run uses the team it was started on."""
+    import logging
+
+    class Capture(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    capture = Capture()
+    logging.getLogger('dbos').addHandler(capture)  # DBOS's logger does not propagate to the root
+    try:
+        first = fan_out_team(2, durable=True, name='rebuilt')
+        assert (await first.run('Build feature X')).output == expected(2)
+        counter = InFlight()
+        second = fan_out_team(3, durable=True, name='rebuilt', counter=counter)
+        assert (await second.run('Build feature X')).output == expected(3)
+        assert counter.calls == 5  # the second build's models served its run
+        third = fan_out_team(1, durable=True, name='rebuilt')
+        assert (await third.run('Build feature X')).output == expected(1)
+    finally:
+        logging.getLogger('dbos').removeHandler(capture)
+    assert [m for m in capture.messages if 'Duplicate registration' in m] == []

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-import structlog
 
+from .._log import get_logger
 from .._schema import journal
 from .._state import StateStore
 from ..exceptions import RunError
@@ -34,7 +34,7 @@ from ..exceptions import RunError
 __all__ = ('ToolJournal', 'EffectOutcome', 'journaled', 'run_effect', 'IN_DOUBT_ROLE', 'IN_DOUBT_EXPIRY_S')
 
 T = TypeVar('T')
-log = structlog.get_logger('proctor.journal')
+log = get_logger('proctor.journal')
 
 IN_DOUBT_ROLE = 'operator'
 IN_DOUBT_EXPIRY_S = 7 * 24 * 3600.0

@@ -8,16 +8,19 @@
 - `replay(run)` re-lives a recorded run with no live calls and reports divergences; `fork_at=` forks it.
 """
 
-from ._audit import AuditEntry, AuditObserver, AuditVerification, append_audit, audit_entries, audit_head, verify_audit
-from ._compare import Divergence, ForkDiff
-from ._events import APPROVAL_DECIDED_EVENT, APPROVAL_REQUESTED_EVENT, GUARDRAIL_EVENT, add_event
-from ._live_tree import LiveTree
-from ._recording import Recorder, RecordedStep, Recording
-from ._replay import ReplayReport, replay, replay_sync
-from ._replay_model import ReplayModel, ReplayToolset
-from ._setup import flush_store, resolve_tracer_provider
-from ._store import StoredSpan, StoreSpanProcessor, TraceStore
-from ._view import TraceNode, trace_tree
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._audit import AuditEntry, AuditObserver, AuditVerification, append_audit, audit_entries, audit_head, verify_audit
+    from ._compare import Divergence, ForkDiff
+    from ._events import APPROVAL_DECIDED_EVENT, APPROVAL_REQUESTED_EVENT, GUARDRAIL_EVENT, add_event
+    from ._live_tree import LiveTree
+    from ._recording import Recorder, RecordedStep, Recording
+    from ._replay import ReplayReport, replay, replay_sync
+    from ._replay_model import ReplayModel, ReplayToolset
+    from ._setup import flush_store, resolve_tracer_provider
+    from ._store import StoredSpan, StoreSpanProcessor, TraceStore
+    from ._view import TraceNode, trace_tree
 
 __all__ = (
     'APPROVAL_DECIDED_EVENT',
@@ -50,3 +53,52 @@ __all__ = (
     'trace_tree',
     'verify_audit',
 )
+
+#: Public name -> the submodule that defines it; imported on first access (PEP 562) so that
+#: `import proctor.tracing` stays cheap and each name pulls in only what it needs.
+_LAZY = {
+    'AuditEntry': '._audit',
+    'AuditObserver': '._audit',
+    'AuditVerification': '._audit',
+    'append_audit': '._audit',
+    'audit_entries': '._audit',
+    'audit_head': '._audit',
+    'verify_audit': '._audit',
+    'Divergence': '._compare',
+    'ForkDiff': '._compare',
+    'APPROVAL_DECIDED_EVENT': '._events',
+    'APPROVAL_REQUESTED_EVENT': '._events',
+    'GUARDRAIL_EVENT': '._events',
+    'add_event': '._events',
+    'LiveTree': '._live_tree',
+    'Recorder': '._recording',
+    'RecordedStep': '._recording',
+    'Recording': '._recording',
+    'ReplayReport': '._replay',
+    'replay': '._replay',
+    'replay_sync': '._replay',
+    'ReplayModel': '._replay_model',
+    'ReplayToolset': '._replay_model',
+    'flush_store': '._setup',
+    'resolve_tracer_provider': '._setup',
+    'StoredSpan': '._store',
+    'StoreSpanProcessor': '._store',
+    'TraceStore': '._store',
+    'TraceNode': '._view',
+    'trace_tree': '._view',
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -22,16 +22,16 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from .._log import get_logger
 from .._state import StateStore
 from ._store import StoreSpanProcessor, flusher
 
 __all__ = ('instrumentation_settings', 'resolve_tracer_provider', 'store_processor', 'flush_store', 'settle', 'otlp_endpoint')
 
-log = structlog.get_logger('proctor.tracing')
+log = get_logger('proctor.tracing')
 
 _lock = threading.Lock()
 _owned: dict[tuple[str, str | None], TracerProvider] = {}

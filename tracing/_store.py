@@ -23,19 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-import structlog
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from .._log import get_logger
 from .._schema import runs, spans
 from .._state import StateStore
 from ._migrate import ensure_tracing_schema
 
 __all__ = ('ROOT_SPAN_NAME', 'flusher', 'StoreSpanProcessor', 'StoredSpan', 'TraceStore', 'register_trace', 'span_row', 'spans_by_parent', 'write_span_rows')
 
-log = structlog.get_logger('proctor.tracing')
+log = get_logger('proctor.tracing')
 
 ROOT_SPAN_NAME = 'team.run'
 _MAX_TRACES = 10_000
