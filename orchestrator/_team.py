@@ -344,7 +344,8 @@ class Team:
         return self._result(rec.run_id, {'output': rec.output})
 
     async def _run_durable(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
-        await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
+        if _engine.launched_url() != self.store.dbos_url:
+            await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
         handle = await self._start_workflow(run_id, task, project, data_class)
         return await handle.get_result()
 
@@ -462,7 +463,7 @@ class Team:
         except BaseException as e:
             emit(self.observers, RunEvent('run_failed', run_id, deps.agent_path, deps.specialist,
                                           error=f'{type(e).__name__}: {e}', elapsed_s=time.perf_counter() - started))  # fmt: skip
-            await settle(self.store, spans=True)
+            await settle(self.store)
             raise
         usage = result.usage
         if self.record:
@@ -470,7 +471,7 @@ class Team:
         emit(self.observers, RunEvent('run_finished', run_id, deps.agent_path, deps.specialist, output=output,
                                       model_id=route.model_id, input_tokens=usage.input_tokens,
                                       output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip
-        await settle(self.store, spans=True)  # the run's recordings, audit records and trace, before it returns
+        await settle(self.store)  # the run's recordings, audit records and trace, before it returns
         return {'output': output, 'usage': usage}
 
     def _finish_run(self, run_id: str, output: Any, usage: RunUsage, route: Route) -> None:
@@ -530,7 +531,8 @@ class Team:
                     await self._db(self.records.finish_delegation, delegation_id, status='failed',
                         error=f'{type(e).__name__}: {e}'[:2000],
                     )  # fmt: skip
-            await settle(self.store)
+            if self.durable:
+                await settle(self.store)
             raise
         usage = result.usage
         served = _served_model(result.new_messages(), route.model_id)
@@ -539,7 +541,8 @@ class Team:
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, requests=usage.requests,
                 cost_usd=route.cost(usage), model_id=served,
             )  # fmt: skip
-        await settle(self.store)  # this delegation's recordings and audit records, before its workflow completes
+        if self.durable:  # this delegation's recordings and audit records, before its workflow completes
+            await settle(self.store)
         emit(self.observers, RunEvent('delegation_finished', parent.run_id, deps.agent_path, specialist, subtask=subtask,
                                       model_id=served, output=output, input_tokens=usage.input_tokens,
                                       output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip

@@ -17,8 +17,8 @@ import hashlib
 import json
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from .._state import StateStore
 from ..orchestrator._observers import ModelCall, RunObserver
 from ._migrate import ensure_tracing_schema
 from ._recording import messages_hash
-from ._store import flusher
+from ._store import BufferedWriter, flusher
 
 __all__ = ('AuditEntry', 'AuditObserver', 'AuditVerification', 'append_audit', 'audit_entries', 'audit_head',
            'verify_audit', 'canonical_json', 'GENESIS_HASH')  # fmt: skip
@@ -76,46 +76,66 @@ def append_audit(store: StateStore, kind: str, record: dict[str, Any], *, run_id
     For approval decisions: `append_audit(store, 'approval_decision', {'approval_id': ..., 'tool': ...,
     'decider': ..., 'role': ..., 'decision': ..., 'reason': ...}, run_id=..., key=f'approval:{id}')`.
     """
-    for buf in flusher.buffers_of(store):  # model calls queued in this process come first, as they happened first
-        if isinstance(buf, AuditObserver):
-            buf.force_flush()
+    flusher.flush_store(store)  # model calls queued in this process come first, as they happened first
     return _append_many(store, [(kind, record, run_id, key)])[0]
+
+
+@contextmanager
+def chain_lock(store: StateStore, *, needed: bool = True) -> Iterator[Callable[[sa.Connection], None]]:
+    """Serialize a write transaction with the audit chain's other appends (`needed`): yields the
+    function that begins the transaction on a connection (SQLite `BEGIN IMMEDIATE`, which also
+    takes the database's write lock at once; on Postgres the chain's advisory lock)."""
+
+    def begin(c: sa.Connection) -> None:
+        if store.is_sqlite:
+            c.exec_driver_sql('BEGIN IMMEDIATE')
+        elif needed:
+            c.execute(sa.text('SELECT pg_advisory_xact_lock(:k)'), {'k': _PG_LOCK_ID})
+
+    if not needed:
+        yield begin
+        return
+    with _local_lock:
+        yield begin
 
 
 def _append_many(store: StateStore, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[AuditEntry]:
     """Append records in order, in one transaction holding the chain's lock."""
     eng = ensure_tracing_schema(store)
-    out: list[AuditEntry] = []
-    with _local_lock, eng.connect() as c:
-        if store.is_sqlite:
-            c.exec_driver_sql('BEGIN IMMEDIATE')
-        else:
-            c.execute(sa.text('SELECT pg_advisory_xact_lock(:k)'), {'k': _PG_LOCK_ID})
+    with chain_lock(store) as begin, eng.connect() as c:
+        begin(c)
         try:
-            tail = c.execute(sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
-            seq, prev = (0, GENESIS_HASH) if tail is None else (tail.seq, tail.hash)
-            keys = [k for _, _, _, k in items if k is not None]
-            logged = {r.idem_key: _entry(r) for r in c.execute(sa.select(audit).where(audit.c.idem_key.in_(keys)))} if keys else {}
-            rows = []
-            for kind, record, run_id, key in items:
-                if key is not None and key in logged:
-                    out.append(logged[key])
-                    continue
-                seq, text, now = seq + 1, canonical_json(record), round(time.time(), 6)
-                digest = _entry_hash(prev, seq=seq, kind=kind, run_id=run_id, idem_key=key, created_at=now, record=text)
-                rows.append(dict(seq=seq, run_id=run_id, kind=kind, record=text, prev_hash=prev, hash=digest,
-                                 created_at=now, idem_key=key))  # fmt: skip
-                entry = AuditEntry(seq, kind, run_id, record, prev, digest, now, key)
-                out.append(entry)
-                if key is not None:
-                    logged[key] = entry
-                prev = digest
-            if rows:
-                c.execute(audit.insert(), rows)
+            out = _append_in(c, items)
             c.commit()
         except BaseException:
             c.rollback()
             raise
+    return out
+
+
+def _append_in(c: sa.Connection, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[AuditEntry]:
+    """Append records in a transaction that holds the chain's lock (`chain_lock`)."""
+    out: list[AuditEntry] = []
+    tail = c.execute(sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
+    seq, prev = (0, GENESIS_HASH) if tail is None else (tail.seq, tail.hash)
+    keys = [k for _, _, _, k in items if k is not None]
+    logged = {r.idem_key: _entry(r) for r in c.execute(sa.select(audit).where(audit.c.idem_key.in_(keys)))} if keys else {}
+    rows = []
+    for kind, record, run_id, key in items:
+        if key is not None and key in logged:
+            out.append(logged[key])
+            continue
+        seq, text, now = seq + 1, canonical_json(record), round(time.time(), 6)
+        digest = _entry_hash(prev, seq=seq, kind=kind, run_id=run_id, idem_key=key, created_at=now, record=text)
+        rows.append(dict(seq=seq, run_id=run_id, kind=kind, record=text, prev_hash=prev, hash=digest,
+                         created_at=now, idem_key=key))  # fmt: skip
+        entry = AuditEntry(seq, kind, run_id, record, prev, digest, now, key)
+        out.append(entry)
+        if key is not None:
+            logged[key] = entry
+        prev = digest
+    if rows:
+        c.execute(audit.insert(), rows)
     return out
 
 
@@ -188,46 +208,22 @@ def verify_audit(store: StateStore, *, expect_head: str | None = None) -> AuditV
     return AuditVerification(True, checked, expected - 1, prev_hash)
 
 
-_MAX_FAILURES = 30
-
-
-class AuditObserver(RunObserver):
+class AuditObserver(BufferedWriter, RunObserver):
     """Appends a `model_call` record for every model call (`model_error` when one fails).
 
-    Hooks queue the record; the store's background writer appends the queue in one transaction,
-    each second, at the end of every run and before any read or direct append in this process. A
-    record queued when the process dies is appended again when the run is recovered (its hooks run
-    again; the call's key keeps it to one record). The served model, its version and the call's cost
-    come from the ledger (`call.extra['proctor.cost']`, the routed model's response metadata) when a
-    registry router is in use, else from the call and pydantic-ai's price data (None when unknown).
+    Hooks queue the record; the store's writer appends the queue (`BufferedWriter`) in the
+    transaction that writes the run's other records, each second, at the end of every run and
+    delegation and before any read or direct append in this process. A record queued when the
+    process dies is appended again when the run is recovered (its hooks run again; the call's key
+    keeps it to one record). The served model, its version and the call's cost come from the ledger
+    (`call.extra['proctor.cost']`, the routed model's response metadata) when a registry router is
+    in use, else from the call and pydantic-ai's price data (None when unknown).
     """
 
-    def __init__(self, store: StateStore) -> None:
-        self.store = store
-        self._buf: deque[tuple[str, dict[str, Any], str | None, str | None]] = deque()
-        self._lock = threading.Lock()
-        self._failures = 0  # consecutive failed writes: after _MAX_FAILURES the queue is dropped
-        flusher.add(self)
+    needs_chain_lock = True
 
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
-
-    def force_flush(self) -> None:
-        """Append every queued record now (blocking)."""
-        with self._lock:
-            items = []
-            while self._buf:
-                items.append(self._buf.popleft())
-            if items:
-                try:
-                    _append_many(self.store, items)
-                except BaseException:
-                    self._failures += 1
-                    if self._failures < _MAX_FAILURES:
-                        self._buf.extendleft(reversed(items))  # kept for the next flush
-                    raise
-                self._failures = 0
+    def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
+        _append_in(conn, items)
 
     @staticmethod
     def _served(call: ModelCall, response: ModelResponse) -> dict[str, Any]:

@@ -22,9 +22,7 @@ import importlib
 import json
 import os
 import re
-import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +40,7 @@ from .._state import StateStore
 from ..exceptions import UserError
 from ..orchestrator._context import RunDeps
 from ..orchestrator._observers import ModelCall, OutputCall, RunEvent, RunObserver, ToolCall
-from ._store import flusher
+from ._store import BufferedWriter, flusher
 
 __all__ = ('Recorder', 'Recording', 'RecordedStep', 'snapshot_workspace', 'restore_workspace', 'WORKSPACE_STEP', 'step_scope', 'step_id', 'tool_step_id', 'messages_hash', 'input_tail', 'DELEGATE_PREFIX')
 
@@ -100,24 +98,14 @@ def load_response(payload: Any) -> ModelResponse:
     return msg
 
 
-def _insert_rows(store: StateStore, rows: list[tuple[str, str, str, dict[str, Any], float]]) -> None:
-    if store.is_sqlite:
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
-    r = recordings.c
-    with store.engine.begin() as c:
-        for run_id, step, kind, payload, at in rows:
-            # seq: the next number of the run, taken inside the statement (under the write lock).
-            sel = sa.select(
-                sa.literal(run_id), sa.literal(step), sa.func.coalesce(sa.func.max(r.seq), 0) + 1, sa.literal(kind),
-                sa.literal(json.dumps(payload, default=str)), sa.literal(at),
-            ).where(r.run_id == run_id)  # fmt: skip
-            stmt = insert(recordings).from_select(['run_id', 'step', 'seq', 'kind', 'payload', 'created_at'], sel)
-            c.execute(stmt.on_conflict_do_nothing(index_elements=['run_id', 'step']))
-
-
-_MAX_FAILURES = 30
+def _insert_rows(c: sa.Connection, rows: list[tuple[str, str, str, dict[str, Any], float]]) -> None:
+    # seq: the next number of the run, taken inside the statement (under the write lock). Plain
+    # DB-API executemany: one prepared statement for every row.
+    mark = '?' if c.dialect.paramstyle == 'qmark' else '%s'
+    sql = (f'INSERT INTO {recordings.name} (run_id, step, seq, kind, payload, created_at) '
+           f'SELECT {mark}, {mark}, COALESCE(MAX(seq), 0) + 1, {mark}, {mark}, {mark} FROM {recordings.name} WHERE run_id = {mark} '
+           'ON CONFLICT (run_id, step) DO NOTHING')  # fmt: skip
+    c.exec_driver_sql(sql, [(run_id, step, kind, json.dumps(payload, default=str), at, run_id) for run_id, step, kind, payload, at in rows])
 
 
 WORKSPACE_STEP = 'workspace#start'
@@ -166,42 +154,21 @@ def restore_workspace(snapshot: dict[str, Any], root: Path) -> None:
         target.write_text(text)
 
 
-class Recorder(RunObserver):
+class Recorder(BufferedWriter, RunObserver):
     """Records model responses and tool results into `proctor_recordings`.
 
     Hooks only queue the row (the run never waits on the database); the queue is written by the
-    store's background writer, at the end of each run (`flush_team`) and when a replay reads it.
+    store's writer (`BufferedWriter`), at the end of each run and delegation and when a replay reads it.
     A row lost to a crash is recorded again when the run is recovered (the hooks run again).
     Put it first among the observers, so it records the raw tool result before others change it.
     """
 
     def __init__(self, store: StateStore, *, workspace: str | os.PathLike[str] | None = None) -> None:
-        self.store = store
         self.workspace = Path(workspace) if workspace is not None else None
-        self._buf: deque[tuple[str, str, str, dict[str, Any], float]] = deque()
-        self._lock = threading.Lock()
-        self._failures = 0  # consecutive failed writes: after _MAX_FAILURES the queue is dropped
-        flusher.add(self)
+        super().__init__(store)
 
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
-
-    def force_flush(self) -> None:
-        """Write every queued row now (blocking)."""
-        with self._lock:
-            rows = []
-            while self._buf:
-                rows.append(self._buf.popleft())
-            if rows:
-                try:
-                    _insert_rows(self.store, rows)
-                except BaseException:
-                    self._failures += 1
-                    if self._failures < _MAX_FAILURES:
-                        self._buf.extendleft(reversed(rows))  # kept for the next flush
-                    raise
-                self._failures = 0
+    def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
+        _insert_rows(conn, items)
 
     def on_event(self, event: RunEvent) -> None:
         if event.kind == 'run_started' and self.workspace is not None:

@@ -107,13 +107,18 @@ def flush_store(store: StateStore) -> None:
     flusher.flush_store(store)
 
 
-async def settle(store: StateStore, *, spans: bool = False) -> None:
-    """Write `store`'s queued recordings and audit records now (and its spans with `spans=True`: the
-    end of a team run, so its trace can be read as soon as the run returns); other spans are written
-    in the background. Call it as an agent run ends: once a durable workflow (a run, a delegation)
-    has completed, its recovery does not run its hooks again, so what they queued must be stored."""
-    pending = [b for b in flusher.buffers_of(store) if b.pending and (spans or not isinstance(b, StoreSpanProcessor))]
-    if pending:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(lambda: [b.force_flush() for b in pending])
-    flusher.wake()
+async def settle(store: StateStore) -> None:
+    """Write everything queued for `store` in this process (recordings, audit records, spans) now,
+    in one transaction. Call it as a durable workflow (a run, a delegation) ends: once it has
+    completed, its recovery does not run its hooks again, so what they queued must be stored; and
+    as any run ends, so its trace and recording can be read as soon as it returns.
+
+    On SQLite the write (one short local transaction) runs inline, cheaper than a thread hop; a
+    server database's round trips run in a worker thread."""
+    if not flusher.pending(store):
+        return
+    with anyio.CancelScope(shield=True):
+        if store.is_sqlite:
+            flusher.flush_store(store)
+        else:
+            await anyio.to_thread.run_sync(flusher.flush_store, store)

@@ -107,7 +107,7 @@ _COLUMNS = ('span_id', 'trace_id', 'parent_id', 'run_id', 'name', 'kind', 'start
             'events', 'links', 'resource', 'scope')  # fmt: skip
 
 
-def _upsert_sql(store: StateStore, eng: sa.Engine, *, update: bool) -> str:
+def _upsert_sql(eng: sa.Engine, *, update: bool) -> str:
     # Plain DB-API executemany: a trace write is many small rows, and Core's per-row work is most of its cost.
     mark = '?' if eng.dialect.paramstyle == 'qmark' else '%s'
     sql = f'INSERT INTO proctor_spans ({", ".join(_COLUMNS)}) VALUES ({", ".join([mark] * len(_COLUMNS))}) ON CONFLICT (span_id) DO '
@@ -122,28 +122,81 @@ def write_span_rows(store: StateStore, rows: Sequence[dict[str, Any]], *, opened
         return
     eng = ensure_tracing_schema(store)
     with eng.begin() as c:
-        if opened:
-            c.exec_driver_sql(_upsert_sql(store, eng, update=False), [tuple(r[k] for k in _COLUMNS) for r in opened])
-            roots = [{'t': r['trace_id'], 'r': r['run_id']} for r in opened if r['name'] == ROOT_SPAN_NAME and r['run_id']]
-            if roots:  # the run's trace id, with its root span: the run itself never waits for this write
-                c.execute(runs.update().where(runs.c.run_id == sa.bindparam('r'), runs.c.trace_id.is_(None))
-                          .values(trace_id=sa.bindparam('t')), roots)  # fmt: skip
-        if rows:
-            c.exec_driver_sql(_upsert_sql(store, eng, update=True), [tuple(r[k] for k in _COLUMNS) for r in rows])
+        _write_span_rows_in(c, rows, opened)
 
 
-class StoreSpanProcessor(SpanProcessor):
+def _write_span_rows_in(c: sa.Connection, rows: Sequence[dict[str, Any]], opened: Sequence[dict[str, Any]]) -> None:
+    if opened:
+        c.exec_driver_sql(_upsert_sql(c.engine, update=False), [tuple(r[k] for k in _COLUMNS) for r in opened])
+        roots = [{'t': r['trace_id'], 'r': r['run_id']} for r in opened if r['name'] == ROOT_SPAN_NAME and r['run_id']]
+        if roots:  # the run's trace id, with its root span: the run itself never waits for this write
+            c.execute(runs.update().where(runs.c.run_id == sa.bindparam('r'), runs.c.trace_id.is_(None))
+                      .values(trace_id=sa.bindparam('t')), roots)  # fmt: skip
+    if rows:
+        c.exec_driver_sql(_upsert_sql(c.engine, update=True), [tuple(r[k] for k in _COLUMNS) for r in rows])
+
+
+_MAX_FAILURES = 30
+
+
+class BufferedWriter:
+    """A write buffer of one state store. Hooks only append items (the run never waits on the
+    database); the shared flusher writes the items of every buffer of a store together, in one
+    transaction (`write_batch(conn, items)`): each second in the background, at the end of a run or
+    delegation (`settle`), and before any read or direct write in this process (`flush_store`).
+
+    A failed write puts the items back for the next flush, in order, up to `_MAX_FAILURES`
+    consecutive failures (then they are dropped, so a broken database cannot grow the queue forever).
+    `needs_chain_lock`: the items extend the audit hash chain, which needs the chain's lock.
+    """
+
+    needs_chain_lock = False
+    must_write = True  # a failed write of this buffer fails the flush (span writes only log)
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._buf: deque[Any] = deque()
+        self._failures = 0
+        _flusher.add(self)
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def _take(self) -> list[Any]:
+        items = []
+        while self._buf:
+            items.append(self._buf.popleft())
+        return items
+
+    def _restore(self, items: list[Any]) -> None:
+        self._failures += 1
+        if self._failures < _MAX_FAILURES:
+            self._buf.extendleft(reversed(items))  # kept for the next flush
+
+    def _written(self) -> None:
+        self._failures = 0
+
+    def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
+        raise NotImplementedError
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Write everything queued for this buffer's store now (blocking)."""
+        _flusher.flush_store(self.store)
+        return True
+
+
+class StoreSpanProcessor(BufferedWriter, SpanProcessor):
     """Writes the spans of `store`'s runs to it. `owned`: the provider serves only this store, so
     spans of unregistered traces are kept too (with no run id)."""
 
+    must_write = False
+
     def __init__(self, store: StateStore, *, owned: bool) -> None:
-        self.store = store
         self.owned = owned
-        self._buf: deque[tuple[ReadableSpan, str | None]] = deque()
         self._open: deque[dict[str, Any]] = deque()  # placeholder rows of spans still running
-        self._flush_lock = threading.Lock()
         self._closed = False
-        _flusher.add(self)
+        super().__init__(store)
 
     @property
     def pending(self) -> int:
@@ -174,22 +227,20 @@ class StoreSpanProcessor(SpanProcessor):
         if len(self._buf) >= 512:
             _flusher.wake()
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        with self._flush_lock:
-            opened: list[dict[str, Any]] = []
-            while self._open:
-                opened.append(self._open.popleft())
-            batch: list[tuple[ReadableSpan, str | None]] = []
-            while self._buf:
-                batch.append(self._buf.popleft())
-            if not batch and not opened:
-                return True
-            try:
-                write_span_rows(self.store, [span_row(s, r) for s, r in batch], opened=opened)
-            except Exception as e:  # noqa: BLE001 - a trace write must never fail a run
-                log.warning('trace store write failed', store=self.store.url, spans=len(batch), error=f'{type(e).__name__}: {e}')
-                return False
-        return True
+    def _take(self) -> list[Any]:
+        opened: list[dict[str, Any]] = []
+        while self._open:
+            opened.append(self._open.popleft())
+        head: list[Any] = [('opened', opened)] if opened else []
+        return head + super()._take()
+
+    def _restore(self, items: list[Any]) -> None:
+        pass  # a trace write must never fail a run, nor pile up: the spans are dropped (and logged)
+
+    def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
+        opened = items[0][1] if items and items[0][0] == 'opened' else []
+        ended = items[1:] if opened else items
+        _write_span_rows_in(conn, [span_row(s, r) for s, r in ended], opened)
 
     def shutdown(self) -> None:
         if not self._closed:
@@ -198,44 +249,81 @@ class StoreSpanProcessor(SpanProcessor):
 
 
 class _Flusher:
-    """One daemon thread for every write buffer of the process (span processors, recorders): each
-    second it writes what they hold. Buffers have `pending` (a count) and `force_flush()`."""
+    """One daemon thread for every write buffer of the process (span processors, recorders, the
+    audit log): each second it writes what they hold, each store's buffers in one transaction."""
 
     def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval
-        self._buffers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._buffers: weakref.WeakSet[BufferedWriter] = weakref.WeakSet()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._store_locks: dict[str, threading.Lock] = {}
 
-    def add(self, buffer: Any) -> None:
+    def add(self, buffer: BufferedWriter) -> None:
         with self._lock:
             self._buffers.add(buffer)
+            self._store_locks.setdefault(buffer.store.url, threading.Lock())
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name='proctor-trace-store', daemon=True)
                 self._thread.start()
                 atexit.register(self.flush_all)  # the thread is a daemon: write what is left at exit
 
     def flush_all(self) -> None:
-        for buf in list(self._buffers):
-            if buf.pending:
-                try:
-                    buf.force_flush()
-                except Exception as e:  # noqa: BLE001 - keep writing the other buffers
-                    log.warning('trace store write failed', store=getattr(buf.store, 'url', None),
-                                error=f'{type(e).__name__}: {e}')  # fmt: skip
+        stores = {b.store.url: b.store for b in list(self._buffers) if b.pending}
+        for store in stores.values():
+            try:
+                self.flush_store(store)
+            except Exception as e:  # noqa: BLE001 - keep writing the other stores
+                log.warning('state store write failed', store=store.url, error=f'{type(e).__name__}: {e}')
 
     def wake(self) -> None:
         self._wake.set()
 
-    def buffers_of(self, store: StateStore) -> list[Any]:
+    def buffers_of(self, store: StateStore) -> list[BufferedWriter]:
         """The buffers writing to `store`."""
-        return [b for b in list(self._buffers) if getattr(b, 'store', None) is not None and b.store.url == store.url]
+        return [b for b in list(self._buffers) if b.store.url == store.url]
+
+    def pending(self, store: StateStore) -> bool:
+        return any(b.pending for b in self.buffers_of(store))
 
     def flush_store(self, store: StateStore) -> None:
-        """Write everything buffered for `store` now (blocking; waits for a write already under way)."""
-        for buf in self.buffers_of(store):
-            buf.force_flush()
+        """Write everything buffered for `store` now, in one transaction (blocking; waits for a write
+        already under way). Raises when a buffer that must be written (recordings, audit) failed;
+        its items are kept for the next flush."""
+        lock = self._store_locks.get(store.url)
+        if lock is None:
+            return
+        with lock:
+            taken = [(b, items) for b in self.buffers_of(store) if b.pending for items in [b._take()] if items]
+            if not taken:
+                return
+            try:
+                self._write(store, taken)
+            except BaseException as e:
+                for b, items in taken:
+                    b._restore(items)
+                if isinstance(e, Exception) and not any(b.must_write for b, _ in taken):
+                    log.warning('trace store write failed', store=store.url, error=f'{type(e).__name__}: {e}')
+                    return
+                raise
+            for b, _ in taken:
+                b._written()
+
+    @staticmethod
+    def _write(store: StateStore, taken: list[tuple[BufferedWriter, list[Any]]]) -> None:
+        from ._audit import chain_lock
+
+        eng = ensure_tracing_schema(store)
+        with chain_lock(store, needed=any(b.needs_chain_lock for b, _ in taken)) as begin, eng.connect() as c:
+            begin(c)
+            try:
+                for b, items in taken:
+                    b.write_batch(c, items)
+                c.commit()
+            except BaseException:
+                c.rollback()
+                raise
 
     def _loop(self) -> None:
         while True:

@@ -19,21 +19,15 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from proctor.memory._server import ChromaServer, free_port, stop_by_pid
+
 __all__ = ('LocalPostgres', 'LocalChroma', 'free_port', 'postgres_bin_dir')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def postgres_bin_dir() -> Path:
@@ -45,17 +39,6 @@ def postgres_bin_dir() -> Path:
     if on_path:
         return Path(on_path).parent
     raise RuntimeError('PostgreSQL is not installed: apt-get install -y postgresql (or `make system-deps`)')
-
-
-def _stop_pid(proc: subprocess.Popen[Any], first: int, timeout: float = 15.0) -> None:
-    if proc.poll() is not None:
-        return
-    os.kill(proc.pid, first)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
 
 
 class LocalPostgres:
@@ -168,7 +151,7 @@ class LocalPostgres:
         """Fast shutdown (SIGINT to the postmaster's PID), then remove the cluster's directory."""
         proc, self.proc = self.proc, None
         if proc is not None:
-            _stop_pid(proc, signal.SIGINT)
+            stop_by_pid(proc, signal.SIGINT, timeout=15.0)
         self._cleanup()
 
     def _cleanup(self) -> None:
@@ -183,62 +166,21 @@ class LocalPostgres:
         self.stop()
 
 
-class LocalChroma:
-    """`chroma run` on 127.0.0.1:`port` with its data in `path` (a temp dir by default)."""
+class LocalChroma(ChromaServer):
+    """`chroma run` on 127.0.0.1:`port` with its data in `path` (a temp dir by default, removed on stop)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, port: int | None = None,
                  ready_timeout: float = 60.0) -> None:  # fmt: skip
         self._own_dir = path is None
-        self.path = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix='proctor-chroma-'))
-        self.port = port or free_port()
-        self.url = f'http://127.0.0.1:{self.port}'
-        self.ready_timeout = ready_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = self.path / 'chroma.log'
-
-    def start(self) -> LocalChroma:
-        chroma = Path(sys.executable).parent / 'chroma'
-        if not chroma.exists():
-            chroma = Path(shutil.which('chroma') or 'chroma')
-        self.path.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, 'ANONYMIZED_TELEMETRY': 'False', 'NO_COLOR': '1'}
-        with open(self.log_path, 'wb') as log:
-            self.proc = subprocess.Popen(
-                [str(chroma), 'run', '--path', str(self.path / 'data'), '--host', '127.0.0.1', '--port', str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-            )  # fmt: skip
-        self._wait_ready()
-        return self
-
-    def _wait_ready(self) -> None:
-        import httpx
-
-        assert self.proc is not None
-        deadline = time.monotonic() + self.ready_timeout
-        with httpx.Client(timeout=1.0) as http:
-            while time.monotonic() < deadline:
-                try:
-                    if http.get(f'{self.url}/api/v2/heartbeat').status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                try:
-                    self.proc.wait(timeout=0.1)
-                except subprocess.TimeoutExpired:
-                    continue
-                raise RuntimeError(f'chroma exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}')
-        self.stop()
-        raise RuntimeError(f'chroma at {self.url} not ready after {self.ready_timeout}s')
+        self.dir = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix='proctor-chroma-'))
+        super().__init__(self.dir / 'data', log_path=self.dir / 'chroma.log', port=port,
+                         ready_timeout=ready_timeout, stop_timeout=15.0)  # fmt: skip
 
     def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            _stop_pid(proc, signal.SIGTERM)
+        super().stop()
         if self._own_dir:
-            shutil.rmtree(self.path, ignore_errors=True)
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> LocalChroma:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.start()
+        return self
