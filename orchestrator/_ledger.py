@@ -199,6 +199,7 @@ class Ledger:
         if limit is not None:
             q = q.limit(limit)
         fields = LedgerEntry.__dataclass_fields__
+        _flush(self.store)
         with self.engine.connect() as c:
             return [LedgerEntry(**{k: v for k, v in r.items() if k in fields}) for r in c.execute(q).mappings()]
 
@@ -213,6 +214,7 @@ class Ledger:
                       sa.func.coalesce(sa.func.sum(ledger.c.output_tokens), 0),
                       sa.func.coalesce(sa.func.sum(ledger.c.cost_usd), 0.0)).group_by(col)  # fmt: skip
         q = self._filtered(q, run_id=run_id, team=team, project=project, specialist=specialist, model_id=model_id, since=since)
+        _flush(self.store)
         with self.engine.connect() as c:
             rows = [UsageRow(str(k), int(n), int(i), int(o), float(cost)) for k, n, i, o, cost in c.execute(q)]
         return sorted(rows, key=lambda r: (-r.cost_usd, -(r.input_tokens + r.output_tokens), r.key))
@@ -226,8 +228,38 @@ class Ledger:
         """Every attempt at every model call of a run (failed, refused and answered), in order."""
         q = (sa.select(model_attempts).where(model_attempts.c.run_id == run_id)
              .order_by(model_attempts.c.created_at, model_attempts.c.call_key, model_attempts.c.seq))  # fmt: skip
+        _flush(self.store)
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings()]
+
+
+_buffers: dict[str, Any] = {}
+
+
+def _buffer(store: StateStore) -> Any:
+    """The ledger's write buffer for `store` (one per store and process)."""
+    buf = _buffers.get(store.url)
+    if buf is None:
+        from ..tracing._store import BufferedWriter
+
+        class LedgerBuffer(BufferedWriter):
+            """Ledger rows of unpriced calls, written with the store's other buffered records."""
+
+            def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
+                conn.execute(_INSERT_ENTRY, [asdict(e) for e, _ in items])
+                for e, attempts in items:
+                    Ledger._attempts(conn, e.call_key, e.run_id, e.agent_path, e.specialist, attempts)
+
+        buf = _buffers.setdefault(store.url, LedgerBuffer(store))
+    return buf
+
+
+def _flush(store: StateStore) -> None:
+    """This process's queued ledger rows (and the store's other records) first, before reading."""
+    if store.url in _buffers:
+        from ..tracing._store import flusher
+
+        flusher.flush_store(store)
 
 
 class LedgerObserver(RunObserver):
@@ -281,6 +313,11 @@ class LedgerObserver(RunObserver):
             model_version=cost.version,
         )  # fmt: skip
         attempts = attempts_of(response)
+        if self.registry is None:
+            # Unpriced calls (no registry: no prices, no budgets) are queued and written with the
+            # run's other records (at the end of its delegations and of the run): no write per call.
+            _buffer(led.store)._buf.append((entry, attempts))
+            return
         with anyio.CancelScope(shield=True):
             await run_db(led.store, led.record, entry, attempts)
 

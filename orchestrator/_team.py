@@ -163,9 +163,9 @@ class Team:
         if record:
             # Recorder first: it keeps the raw tool results replay returns. Audit: one record per model call.
             self.observers[:0] = [Recorder(self.store, workspace=self.workspace.root if self.workspace else None), AuditObserver(self.store)]
-            if type(self.router) is PreferredModelRouter:
-                from ._ledger import LedgerObserver
+            from ._ledger import LedgerObserver
 
+            if type(self.router) is PreferredModelRouter and not any(isinstance(o, LedgerObserver) for o in observers):
                 # Without a ModelRouter (which brings its own ledger, with prices) calls still reach the
                 # ledger, unpriced, so `proctor usage` counts every run's tokens.
                 self.observers.insert(0, LedgerObserver(store=self.store))
@@ -176,6 +176,7 @@ class Team:
             # recorder, which keeps raw tool results for replay).
             self.observers.insert(len(self.observers) - len(observers), GuardrailObserver(self.guardrails, self.store, record=record))
         self._model_ids: dict[int, str] = {}
+        self._fresh: set[str] = set()  # durable runs started by this process whose body has not run yet
         self.trace = trace
         self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None
         self.tracer = otel_trace.get_tracer('proctor', tracer_provider=self.tracer_provider or otel_trace.NoOpTracerProvider())
@@ -346,8 +347,12 @@ class Team:
     async def _run_durable(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
         if _engine.launched_url() != self.store.dbos_url:
             await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
-        handle = await self._start_workflow(run_id, task, project, data_class)
-        return await handle.get_result()
+        self._fresh.add(run_id)  # its body's first execution has no earlier trace to continue
+        try:
+            handle = await self._start_workflow(run_id, task, project, data_class)
+            return await handle.get_result()
+        finally:
+            self._fresh.discard(run_id)
 
     async def _start_workflow(self, run_id: str, task: str, project: str, data_class: str) -> Any:
         from dbos import DBOS, SetWorkflowID
@@ -444,7 +449,7 @@ class Team:
                                       model_id=route.model_id, route_reason=route.reason))  # fmt: skip
         # A workflow body that runs again (recovery, resume) continues the run's first trace.
         resumed_from = None
-        if self.durable and self.tracer_provider is not None:
+        if self.durable and self.tracer_provider is not None and not self._take_fresh(run_id):
             resumed_from = await self._db(trace_parent, self.tracer_provider, self.store, run_id)
         try:
             with self.tracer.start_as_current_span(
@@ -473,6 +478,14 @@ class Team:
                                       output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip
         await settle(self.store)  # the run's recordings, audit records and trace, before it returns
         return {'output': output, 'usage': usage}
+
+    def _take_fresh(self, run_id: str) -> bool:
+        """True the first time the body of a run this process just started runs (then no earlier
+        execution can have stored a root span: no lookup)."""
+        if run_id in self._fresh:
+            self._fresh.discard(run_id)
+            return True
+        return False
 
     def _finish_run(self, run_id: str, output: Any, usage: RunUsage, route: Route) -> None:
         sub_in, sub_out, sub_req, sub_cost = self.records.totals(run_id)

@@ -37,6 +37,9 @@ def _build(name: str, run_id: str) -> Team:
 
 async def team_for(name: str, run_id: str) -> Team:
     """Team `name`, built in this process or rebuilt from the factory recorded with run `run_id`."""
+    team = _live._teams.get(name)
+    if team is not None:  # built here: no lookup, no thread hop
+        return team
     return await anyio.to_thread.run_sync(_build, name, run_id)
 
 
