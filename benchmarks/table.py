@@ -1,0 +1,75 @@
+"""The comparison table of benchmarks/README.md: bare pydantic-ai and proctor (all features on, all
+off, and each feature alone), measured one after the other in one session on this machine, so the
+ratios hold even when the machine is slower or busier than usual.
+
+    python benchmarks/table.py                  # markdown table on stdout, raw JSON lines in --json
+    python benchmarks/table.py --runs 100 --variants all,none
+
+Each variant runs in its own interpreter (`benchmarks/overhead.py --features ...` and the peers'
+`pydantic_ai_bench.py`), with the same harness (../shared/benchmark/_common.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from overhead import FEATURES, SHARED  # noqa: E402
+
+PEERS = (  # medians of 5 rounds on this machine kind, from ../shared/BENCHMARK.md
+    ('LangGraph 1.2 supervisor', 7.84, 'FAILS (1 of 20 results); 0.659 patched'),
+    ('LangGraph agents-as-tools', 4.38, '0.669'),
+    ('OpenAI Agents 0.24', 4.00, '0.667'),
+    ('CrewAI 1.15', 33.5, 'FAILS (3 of 20)'),
+    ('plain asyncio (floor)', 0.03, '0.602'),
+)
+
+
+def _run(cmd: list[str]) -> dict[str, object]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ['no output'])[-1]
+        raise SystemExit(f'{" ".join(cmd[1:3])} failed (exit {proc.returncode}): {tail}')
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--runs', type=int, default=200, help='scenario (a) runs per variant')
+    p.add_argument('--variants', default='pydantic-ai,none,all,' + ','.join(FEATURES))
+    p.add_argument('--skip-import', action='store_true')
+    p.add_argument('--json', default=None, help='also write the raw JSON lines here')
+    a = p.parse_args()
+    common = ['--runs', str(a.runs)] + (['--skip-import'] if a.skip_import else [])
+    rows: list[tuple[str, dict[str, object]]] = []
+    for v in a.variants.split(','):
+        v = v.strip()
+        if v == 'pydantic-ai':
+            cmd = [sys.executable, str(SHARED / 'pydantic_ai_bench.py'), *common]
+            label = 'bare pydantic-ai (same session)'
+        else:
+            cmd = [sys.executable, str(HERE / 'overhead.py'), '--features', v, *common]
+            label = {'all': 'proctor, all features on', 'none': 'proctor, all features off'}.get(v, f'proctor, {v} only')
+        print(f'running {label} ...', file=sys.stderr, flush=True)
+        rows.append((label, _run(cmd)))
+    if a.json:
+        Path(a.json).write_text(''.join(json.dumps({'label': lb, **r}) + '\n' for lb, r in rows))
+    base = next((r for lb, r in rows if lb.startswith('bare')), None)
+    print('| variant | CPU ms/run (a) | wall ms/run (a) | × bare pydantic-ai CPU | K=20 L=0 ms (b0) | K=20 L=0.2 s wall (b) | import s |')
+    print('|---|---:|---:|---:|---:|---:|---:|')
+    for label, r in rows:
+        ratio = f'{float(r["a_cpu_ms_per_run"]) / float(base["a_cpu_ms_per_run"]):.2f}' if base and 'a_cpu_ms_per_run' in r else '–'
+        print(f'| {label} | {r.get("a_cpu_ms_per_run", "–")} | {r.get("a_ms_per_run_median", "–")} | {ratio} | '
+              f'{r.get("b0_ms_per_run_median", "–")} | {r.get("b_wall_s_median", r.get("b_error", "–"))} | {r.get("import_s_median", "–")} |')  # fmt: skip
+    for name, cpu, wall in PEERS:
+        print(f'| {name} (BENCHMARK.md) | {cpu} | – | – | – | {wall} | – |')
+
+
+if __name__ == '__main__':
+    main()
