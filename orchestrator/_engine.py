@@ -19,9 +19,10 @@ import socket
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._state import StateStore
+if TYPE_CHECKING:
+    from .._state import StateStore
 
 __all__ = (
     'ensure_launched', 'in_workflow', 'side_effect_step', 'resume_run', 'live_holder', 'launched_url', 'launched_store',

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -20,22 +20,34 @@ from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.usage import RunUsage
 
 from .._log import get_logger
-from .._state import StateStore
 from ..agents._specialist import Specialist, Supervisor
 from ..exceptions import RunError, UserError
-from ..guardrails._pipeline import GuardrailPipeline
 from ..guardrails._protocol import GuardContext, Hook
 from ..tools._workspace import Workspace
-from ..tracing._audit import AuditObserver
-from ..tracing._continuity import anchor_run, trace_parent
 from ..tracing._events import apply_guardrails
-from ..tracing._recording import Recorder
-from ..tracing._setup import resolve_tracer_provider, settle
 from . import _engine, _live
 from ._context import RunDeps
 from ._observers import ObserverCapability, RunEvent, RunObserver, emit
-from ._records import DelegationRecord, RunRecord, RunRecords
 from ._routing import PreferredModelRouter, Route, Router
+
+if TYPE_CHECKING:
+    from .._state import StateStore
+    from ..guardrails._pipeline import GuardrailPipeline
+    from ._records import DelegationRecord, RunRecord, RunRecords
+
+
+def _load_state_modules() -> None:
+    """Import the state store's side (sqlalchemy, the tables, the tracing writers) on the first
+    `Team(...)`, not at `import proctor`: a script that only imports pays no database import time."""
+    global StateStore, GuardrailPipeline, RunRecords, AuditObserver, Recorder, anchor_run, trace_parent
+    global resolve_tracer_provider, settle
+    from .._state import StateStore
+    from ..guardrails._pipeline import GuardrailPipeline
+    from ..tracing._audit import AuditObserver
+    from ..tracing._continuity import anchor_run, trace_parent
+    from ..tracing._recording import Recorder
+    from ..tracing._setup import resolve_tracer_provider, settle
+    from ._records import RunRecords
 
 __all__ = ('Team', 'TeamResult', 'DelegationResult', 'DATA_CLASSES')
 
@@ -142,6 +154,7 @@ class Team:
         tracer_provider: Any = None,
         trace: bool = True,
     ) -> None:
+        _load_state_modules()
         if not specialists:
             raise UserError(f'team {name!r} needs at least one specialist')
         names = [s.name for s in specialists]

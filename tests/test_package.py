@@ -72,3 +72,24 @@ def test_import_proctor_does_not_import_heavy_optional_modules():
     code = 'import sys, proctor; print(",".join(m for m in ("chromadb","torch","llama_cpp","sentence_transformers","dbos") if m in sys.modules))'
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ''
+
+
+def test_importing_the_team_api_leaves_the_database_side_for_the_first_team():
+    # What a script needs to build a team loads no database code until a Team is built.
+    heavy = ('sqlalchemy', 'dbos', 'opentelemetry.sdk', 'chromadb', 'torch', 'llama_cpp')
+    code = (
+        'import sys\n'
+        'from proctor import Team, Supervisor, Specialist\n'
+        'from proctor.testing import ScriptedModel\n'
+        f'print(",".join(m for m in {heavy!r} if m in sys.modules))\n'
+        'Team(Supervisor(model=ScriptedModel(lambda m: "ok")), [Specialist("w", "Work.", model=ScriptedModel(lambda m: "ok"))],'
+        ' durable=False, state_dir=sys.argv[1])\n'
+        'print("sqlalchemy" in sys.modules)\n'
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        out = subprocess.run([sys.executable, '-c', code, d], capture_output=True, text=True, check=True)
+    before, after = out.stdout.splitlines()
+    assert before == ''
+    assert after == 'True'
