@@ -15,6 +15,7 @@ __all__ = (
     'UserError',
     'ConfigError',
     'UnknownModelError',
+    'ModelUnavailableError',
     'WorkspaceError',
     'StateDirError',
     'UnknownRunError',
@@ -62,6 +63,16 @@ class UnknownModelError(UserError):
         if hint:
             msg += f'; {hint}'
         super().__init__(msg)
+
+
+class ModelUnavailableError(UserError):
+    """A model proctor knows how to build but not here: its API key is not set, or its provider's
+    SDK is not installed."""
+
+    def __init__(self, model_id: str, reason: str) -> None:
+        self.model_id = model_id
+        self.reason = reason
+        super().__init__(f'model {model_id!r} is not available here: {reason}')
 
 
 class WorkspaceError(UserError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -39,27 +40,41 @@ def _run(cmd: list[str]) -> dict[str, object]:
     return json.loads(lines[-1])
 
 
+def _median(results: list[dict[str, object]]) -> dict[str, object]:
+    """Per key, the median of the rounds' numbers (the first round's value for anything else)."""
+    out = dict(results[0])
+    for key, value in results[0].items():
+        nums = [r[key] for r in results if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and nums:
+            out[key] = round(statistics.median(nums), 4)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--runs', type=int, default=200, help='scenario (a) runs per variant')
     p.add_argument('--variants', default='pydantic-ai,none,all,' + ','.join(FEATURES))
     p.add_argument('--skip-import', action='store_true')
+    p.add_argument('--rounds', type=int, default=1, help='rounds over every variant, interleaved; the table shows medians')
     p.add_argument('--json', default=None, help='also write the raw JSON lines here')
     a = p.parse_args()
     common = ['--runs', str(a.runs)] + (['--skip-import'] if a.skip_import else [])
-    rows: list[tuple[str, dict[str, object]]] = []
-    for v in a.variants.split(','):
-        v = v.strip()
-        if v == 'pydantic-ai':
-            cmd = [sys.executable, str(SHARED / 'pydantic_ai_bench.py'), *common]
-            label = 'bare pydantic-ai (same session)'
-        else:
-            cmd = [sys.executable, str(HERE / 'overhead.py'), '--features', v, *common]
-            label = {'all': 'proctor, all features on', 'none': 'proctor, all features off'}.get(v, f'proctor, {v} only')
-        print(f'running {label} ...', file=sys.stderr, flush=True)
-        rows.append((label, _run(cmd)))
+    variants = [v.strip() for v in a.variants.split(',') if v.strip()]
+    raw: dict[str, list[dict[str, object]]] = {v: [] for v in variants}
+    labels: dict[str, str] = {}
+    for rnd in range(a.rounds):
+        for v in variants:  # interleaved, so a busy spell of the machine spreads over every variant
+            if v == 'pydantic-ai':
+                cmd = [sys.executable, str(SHARED / 'pydantic_ai_bench.py'), *common]
+                labels[v] = 'bare pydantic-ai (same session)'
+            else:
+                cmd = [sys.executable, str(HERE / 'overhead.py'), '--features', v, *common]
+                labels[v] = {'all': 'proctor, all features on', 'none': 'proctor, all features off'}.get(v, f'proctor, {v} only')
+            print(f'round {rnd + 1}/{a.rounds}: {labels[v]} ...', file=sys.stderr, flush=True)
+            raw[v].append(_run(cmd))
     if a.json:
-        Path(a.json).write_text(''.join(json.dumps({'label': lb, **r}) + '\n' for lb, r in rows))
+        Path(a.json).write_text(''.join(json.dumps({'variant': v, **r}) + '\n' for v in variants for r in raw[v]))
+    rows = [(labels[v], _median(raw[v])) for v in variants]
     base = next((r for lb, r in rows if lb.startswith('bare')), None)
     print('| variant | CPU ms/run (a) | wall ms/run (a) | × bare pydantic-ai CPU | K=20 L=0 ms (b0) | K=20 L=0.2 s wall (b) | import s |')
     print('|---|---:|---:|---:|---:|---:|---:|')

@@ -78,6 +78,10 @@ def list_approvals(
     limit: Annotated[int, typer.Option(help='How many, newest first.')] = 100,
 ) -> None:
     """List approvals, newest first (pending ones first of all)."""
+    if run is not None:
+        from ..orchestrator._records import RunRecords
+
+        run = RunRecords(state_from_ctx(ctx)).get(run, with_delegations=False).run_id  # a prefix is enough; an unknown run is an error
     items = _queue(ctx).list(run_id=run, status=status, limit=limit)
     items.sort(key=lambda a: (not a.pending, -a.created_at))
     if as_json:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic_ai.models import Model
 
-from ..exceptions import UnknownModelError, UserError
+from ..exceptions import ModelUnavailableError, UnknownModelError, UserError
 
 __all__ = ('ModelSpec', 'model_id_of', 'build_model', 'LOCAL_MODELS')
 
@@ -62,4 +62,8 @@ def build_model(spec: ModelSpec) -> Model:
     try:
         return infer_model(spec)
     except Exception as e:  # noqa: BLE001 - pydantic-ai raises UserError/ImportError/ValueError here
-        raise UnknownModelError(spec, hint=f'{type(e).__name__}: {e}'.splitlines()[0][:300]) from e
+        reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        if str(e).startswith('Unknown model'):
+            raise UnknownModelError(spec, hint=reason) from e
+        # A model pydantic-ai knows but cannot build here: a missing API key, a provider SDK not installed.
+        raise ModelUnavailableError(spec, reason) from e

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator, model_validator
 from pydantic_ai.models import Model
 
-from ..exceptions import ConfigError, UnknownModelError
+from ..exceptions import ConfigError, ModelUnavailableError, UnknownModelError
 from ._models import LOCAL_MODELS, build_model
 
 __all__ = ('ModelInfo', 'ModelRegistry', 'COST_TIERS', 'LATENCY_CLASSES', 'validation_message')
@@ -249,7 +249,7 @@ class ModelRegistry:
                 provider = OpenAIProvider(base_url=info.base_url, api_key=key or 'not-needed')
                 return OpenAIChatModel(spec.split(':', 1)[1], provider=provider)
             return build_model(spec)
-        except UnknownModelError as e:
+        except (UnknownModelError, ModelUnavailableError) as e:
             raise ConfigError(f'model {model_id!r} ({info.provider_string}) cannot be built: {e}', file=self.source,
                               key=f'models.{model_id}') from e  # fmt: skip
 

@@ -47,6 +47,7 @@ def test_runs_list_and_show(state_dir, capsys):
     [
         (['runs', 'show', 'no-such-run'], "error: unknown run 'no-such-run'"),
         (['resume', 'no-such-run'], "error: unknown run 'no-such-run'"),
+        (['approvals', 'list', '--run', 'no-such-run'], "error: unknown run 'no-such-run'"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):

@@ -226,3 +226,12 @@ async def test_rebuilding_a_durable_team_in_one_process_is_quiet_and_runs_the_ne
     finally:
         logging.getLogger('dbos').removeHandler(capture)
     assert [m for m in capture.messages if 'Duplicate registration' in m] == []
+
+
+def test_a_known_model_without_its_api_key_is_reported_as_unavailable_not_unknown(monkeypatch):
+    from proctor.exceptions import ModelUnavailableError
+    from proctor.orchestrator import build_model
+
+    monkeypatch.delenv('OPENAI_API_KEY', raising=False)
+    with pytest.raises(ModelUnavailableError, match=r"model 'openai:gpt-4o-mini' is not available here: Set the `OPENAI_API_KEY`"):
+        build_model('openai:gpt-4o-mini')
