@@ -78,11 +78,11 @@ def list_approvals(
     limit: Annotated[int, typer.Option(help='How many, newest first.')] = 100,
 ) -> None:
     """List approvals, newest first (pending ones first of all)."""
-    if run is not None:
+    items = _queue(ctx).list(run_id=run, status=status, limit=limit)
+    if run is not None and not items:
         from ..orchestrator._records import RunRecords
 
-        run = RunRecords(state_from_ctx(ctx)).get(run, with_delegations=False).run_id  # a prefix is enough; an unknown run is an error
-    items = _queue(ctx).list(run_id=run, status=status, limit=limit)
+        RunRecords(state_from_ctx(ctx)).get(run, with_delegations=False)  # nothing to list: is the run unknown?
     items.sort(key=lambda a: (not a.pending, -a.created_at))
     if as_json:
         typer.echo(json.dumps([{**a.to_json(), 'status': _status(a)} for a in items], default=str))

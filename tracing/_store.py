@@ -285,7 +285,10 @@ class _Flusher:
         return [b for b in list(self._buffers) if b.store.url == store.url]
 
     def pending(self, store: StateStore) -> bool:
-        return any(b.pending for b in self.buffers_of(store))
+        """Something of `store` is queued, or being written right now (whose commit a caller that
+        needs it stored must wait for: `flush_store` does)."""
+        lock = self._store_locks.get(store.url)
+        return lock is not None and (lock.locked() or any(b.pending for b in self.buffers_of(store)))
 
     def flush_store(self, store: StateStore) -> None:
         """Write everything buffered for `store` now, in one transaction (blocking; waits for a write
