@@ -68,6 +68,9 @@ class ApprovalGate:
 
         durable = in_workflow()
         workflow_id = _workflow_id() if durable else None
+        # The run shows 'waiting' before its approval appears, so nobody sees a pending approval on a
+        # 'running' run; if the approval turns out decided already (recovery), the end puts it back.
+        self._mark(req, waiting=True)
         # Opened synchronously (one small insert): no await between the tool call's start and its
         # `recv`, so concurrent tool calls of one workflow draw their DBOS operation ids in call order.
         a = self._open(req, req.role, req.expires_after_s, approval_id_for(req.key, kind=req.kind, attempt=req.attempt),
@@ -75,7 +78,6 @@ class ApprovalGate:
         escalated = False
         while True:
             if a.pending:
-                self._mark(req, waiting=True)
                 _event('proctor.approval.requested', a)
             timed_out = await (self._recv(a) if durable else self._poll(a))
             a = self.queue.get(a.approval_id)
