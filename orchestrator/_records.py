@@ -107,6 +107,24 @@ _RUN_FINISH = (
         output_tokens=_b('tout'), requests=_b('req'), cost_usd=_b('cost'),
     )
 )  # fmt: skip
+
+def _delegation_sum(col: Any, zero: Any) -> Any:
+    return (sa.select(sa.func.coalesce(sa.func.sum(col), zero)).where(delegations.c.run_id == runs.c.run_id)
+            .scalar_subquery())  # fmt: skip
+
+
+# The run's own usage plus its delegations' (one statement: no read of the totals first).
+_RUN_FINISH_WITH_DELEGATIONS = (
+    runs.update()
+    .where(runs.c.run_id == _b('rid'))
+    .values(
+        status='succeeded', output=_b('out'), finished_at=_b('fin'), error=None,
+        input_tokens=_b('tin') + _delegation_sum(delegations.c.input_tokens, 0),
+        output_tokens=_b('tout') + _delegation_sum(delegations.c.output_tokens, 0),
+        requests=_b('req') + _delegation_sum(delegations.c.requests, 0),
+        cost_usd=_b('cost') + _delegation_sum(delegations.c.cost_usd, 0.0),
+    )
+)  # fmt: skip
 _RUN_TRACE = runs.update().where(runs.c.run_id == _b('rid'), runs.c.trace_id.is_(None)).values(trace_id=_b('tid'))
 _DELEGATION_FINISH = (
     delegations.update()
@@ -114,9 +132,11 @@ _DELEGATION_FINISH = (
     .values(
         status=_b('status'), output=_b('out'), error=_b('err'), finished_at=_b('fin'), input_tokens=_b('tin'),
         output_tokens=_b('tout'), requests=_b('req'), cost_usd=_b('cost'),
+        model_id=sa.func.coalesce(_b('mid', type_=delegations.c.model_id.type), delegations.c.model_id),  # the serving model, when known
     )
 )  # fmt: skip
-_DELEGATION_MODEL = delegations.update().where(delegations.c.delegation_id == _b('did')).values(model_id=_b('mid'))
+_GET_RUN = sa.select(runs).where(runs.c.run_id == _b('rid'))
+_GET_DELEGATIONS = sa.select(delegations).where(delegations.c.run_id == _b('rid')).order_by(delegations.c.seq)
 _DELEGATION_SEQ = sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == _b('rid'))
 
 
@@ -160,14 +180,17 @@ class RunRecords:
                 c.execute(_RUN_STATUS, {'rid': run_id, 'status': status})
 
     def finish_run(
-        self, run_id: str, *, output: Any, input_tokens: int, output_tokens: int, requests: int, cost_usd: float
-    ) -> None:
+        self, run_id: str, *, output: Any, input_tokens: int, output_tokens: int, requests: int, cost_usd: float,
+        add_delegations: bool = False,
+    ) -> None:  # fmt: skip
+        """Mark the run succeeded with its output and usage; `add_delegations`: the usage given is the
+        supervisor's own, and the delegations' recorded usage is added to it."""
         params = {
             'rid': run_id, 'out': _dump(output), 'fin': time.time(), 'tin': input_tokens, 'tout': output_tokens,
             'req': requests, 'cost': cost_usd,
         }  # fmt: skip
         with self.store.engine.begin() as c:
-            c.execute(_RUN_FINISH, params)
+            c.execute(_RUN_FINISH_WITH_DELEGATIONS if add_delegations else _RUN_FINISH, params)
 
     def set_trace_id(self, run_id: str, trace_id: str) -> None:
         with self.store.engine.begin() as c:
@@ -222,15 +245,14 @@ class RunRecords:
         params = {
             'did': delegation_id, 'status': status, 'out': None if output is None else _dump(output), 'err': error,
             'fin': time.time(), 'tin': input_tokens, 'tout': output_tokens, 'req': requests, 'cost': cost_usd,
+            'mid': model_id,
         }  # fmt: skip
         with self.store.engine.begin() as c:
             c.execute(_DELEGATION_FINISH, params)
-            if model_id is not None:
-                c.execute(_DELEGATION_MODEL, {'did': delegation_id, 'mid': model_id})
 
     def get(self, run_id: str, *, with_delegations: bool = True) -> RunRecord:
         with self.store.engine.connect() as c:
-            row = c.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
+            row = c.execute(_GET_RUN, {'rid': run_id}).mappings().first()
             if row is None:
                 # accept a unique prefix, as git does for commits
                 rows = c.execute(sa.select(runs).where(runs.c.run_id.like(f'{run_id}%')).limit(2)).mappings().all()
@@ -239,9 +261,7 @@ class RunRecords:
                 row = rows[0]
             rec = self._run(row)
             if with_delegations:
-                drows = c.execute(
-                    sa.select(delegations).where(delegations.c.run_id == rec.run_id).order_by(delegations.c.seq)
-                ).mappings()
+                drows = c.execute(_GET_DELEGATIONS, {'rid': rec.run_id}).mappings()
                 rec.delegations = [self._delegation(d) for d in drows]
             return rec
 

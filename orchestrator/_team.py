@@ -501,15 +501,10 @@ class Team:
         return False
 
     def _finish_run(self, run_id: str, output: Any, usage: RunUsage, route: Route) -> None:
-        sub_in, sub_out, sub_req, sub_cost = self.records.totals(run_id)
         self.records.finish_run(
-            run_id,
-            output=output,
-            input_tokens=usage.input_tokens + sub_in,
-            output_tokens=usage.output_tokens + sub_out,
-            requests=usage.requests + sub_req,
-            cost_usd=route.cost(usage) + sub_cost,
-        )
+            run_id, output=output, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+            requests=usage.requests, cost_usd=route.cost(usage), add_delegations=True,
+        )  # fmt: skip
 
     async def _delegate(self, ctx: RunContext[RunDeps], specialist: str, subtask: str) -> str:
         """Run `specialist` on `subtask` for the agent whose context is `ctx` (the delegation tool's body)."""

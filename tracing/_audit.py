@@ -80,6 +80,11 @@ def append_audit(store: StateStore, kind: str, record: dict[str, Any], *, run_id
     return _append_many(store, [(kind, record, run_id, key)])[0]
 
 
+# Built once: a flush runs them every time.
+_TAIL = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+_LOGGED = sa.select(audit).where(audit.c.idem_key.in_(sa.bindparam('keys', expanding=True)))
+
+
 @contextmanager
 def chain_lock(store: StateStore, *, needed: bool = True) -> Iterator[Callable[[sa.Connection], None]]:
     """Serialize a write transaction with the audit chain's other appends (`needed`): yields the
@@ -116,10 +121,10 @@ def _append_many(store: StateStore, items: list[tuple[str, dict[str, Any], str |
 def _append_in(c: sa.Connection, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[AuditEntry]:
     """Append records in a transaction that holds the chain's lock (`chain_lock`)."""
     out: list[AuditEntry] = []
-    tail = c.execute(sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
+    tail = c.execute(_TAIL).first()
     seq, prev = (0, GENESIS_HASH) if tail is None else (tail.seq, tail.hash)
     keys = [k for _, _, _, k in items if k is not None]
-    logged = {r.idem_key: _entry(r) for r in c.execute(sa.select(audit).where(audit.c.idem_key.in_(keys)))} if keys else {}
+    logged = {r.idem_key: _entry(r) for r in c.execute(_LOGGED, {'keys': keys})} if keys else {}
     rows = []
     for kind, record, run_id, key in items:
         if key is not None and key in logged:

@@ -125,13 +125,15 @@ def write_span_rows(store: StateStore, rows: Sequence[dict[str, Any]], *, opened
         _write_span_rows_in(c, rows, opened)
 
 
+_SET_TRACE_ID = runs.update().where(runs.c.run_id == sa.bindparam('r'), runs.c.trace_id.is_(None)).values(trace_id=sa.bindparam('t'))
+
+
 def _write_span_rows_in(c: sa.Connection, rows: Sequence[dict[str, Any]], opened: Sequence[dict[str, Any]]) -> None:
     if opened:
         c.exec_driver_sql(_upsert_sql(c.engine, update=False), [tuple(r[k] for k in _COLUMNS) for r in opened])
         roots = [{'t': r['trace_id'], 'r': r['run_id']} for r in opened if r['name'] == ROOT_SPAN_NAME and r['run_id']]
         if roots:  # the run's trace id, with its root span: the run itself never waits for this write
-            c.execute(runs.update().where(runs.c.run_id == sa.bindparam('r'), runs.c.trace_id.is_(None))
-                      .values(trace_id=sa.bindparam('t')), roots)  # fmt: skip
+            c.execute(_SET_TRACE_ID, roots)
     if rows:
         c.exec_driver_sql(_upsert_sql(c.engine, update=True), [tuple(r[k] for k in _COLUMNS) for r in rows])
 
