@@ -42,8 +42,20 @@ def greeter_team(workspace: str) -> Team:
             return [delegate('research', 'How should we greet users?'), delegate('coding', 'Make hello() friendlier')]
         return text('Done. ' + ' '.join(sorted(results)))
 
+    events: dict = {}
+
+    def coding_started() -> anyio.Event:  # made on first use, in the run's event loop
+        return events.setdefault('coding', anyio.Event())
+
+    async def researcher(messages):
+        # Answers once coding is under way: the two delegations overlap in time, as the waterfall shows.
+        with anyio.fail_after(30):
+            await coding_started().wait()
+        return text('Users like a warm, short greeting with their name.')
+
     def coder(messages):
         if turn_of(messages) == 0:
+            coding_started().set()
             return tool_call('write_file', {'path': 'hello.py', 'content': NEW_HELLO})
         return text('Updated hello.py: ' + tool_results(messages)[-1])
 
@@ -54,7 +66,7 @@ def greeter_team(workspace: str) -> Team:
     router = ModelRouter(
         {
             'sonnet-sim': model('sonnet-sim', supervisor, 3.0, 15.0),
-            'haiku-sim': model('haiku-sim', lambda m: text('Users like a warm, short greeting with their name.'), 0.8, 4.0),
+            'haiku-sim': model('haiku-sim', researcher, 0.8, 4.0),
             'coder-sim': model('coder-sim', coder, 1.0, 5.0),
         },
         budgets=[Budget('project', 'web', usd=0.25)],
