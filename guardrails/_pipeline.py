@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
 
 from .._schema import guard_events
 from .._state import StateStore
@@ -79,7 +78,7 @@ class GuardrailPipeline:
                  idem_key=None if key is None else f'{key}|{ctx.hook}|{name}|{i}')
             for i, (name, d) in enumerate(decisions)
         ]  # fmt: skip
-        eng = _ensure_idem_column(store)
+        eng = store.engine
         with eng.begin() as c:
             if key is None:
                 c.execute(guard_events.insert(), rows)
@@ -90,23 +89,3 @@ class GuardrailPipeline:
                 from sqlalchemy.dialects.sqlite import insert
             c.execute(insert(guard_events).on_conflict_do_nothing(index_elements=['idem_key']), rows)
 
-
-def _ensure_idem_column(store: StateStore) -> sa.Engine:
-    """The store's engine; opening the store added `proctor_guard_events.idem_key` (and its unique
-    index) to an older database (`StateStore.migrate`)."""
-    return store.engine
-    with _lock:
-        if store.url not in _migrated:
-            cols = {c['name'] for c in sa.inspect(eng).get_columns(guard_events.name)}
-            if 'idem_key' not in cols:
-                try:
-                    with eng.begin() as c:
-                        c.exec_driver_sql('ALTER TABLE proctor_guard_events ADD COLUMN idem_key VARCHAR(600)')
-                except sa.exc.DBAPIError:  # another process added it at the same moment
-                    pass
-            with eng.begin() as c:
-                c.exec_driver_sql(
-                    'CREATE UNIQUE INDEX IF NOT EXISTS ix_proctor_guard_events_idem_key ON proctor_guard_events (idem_key)'
-                )
-            _migrated.add(store.url)
-    return eng

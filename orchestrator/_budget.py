@@ -28,7 +28,7 @@ from .._schema import budget_usage, ledger
 from .._state import StateStore
 from ..exceptions import BudgetExceeded, ConfigError, RunError
 from ._context import RunDeps
-from ._ledger import _ensure_ledger_columns, call_cost, insert_ignore, run_db
+from ._ledger import call_cost, insert_ignore, run_db
 from ._observers import ModelCall, RunObserver
 from ._plan import plan_for, set_skipped
 
@@ -168,7 +168,7 @@ class BudgetBook:
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
-        self.engine = _ensure_ledger_columns(store)
+        self.engine = store.engine
         self._known: set[str] = set()  # scopes known to have a row (rows are never deleted)
 
     def _ensure_scope(self, c: sa.Connection, scope: str, b: Budget, subject: str, run_id: str, now: float, key: str) -> None:
@@ -267,7 +267,7 @@ class BudgetBook:
 def budget_status(store: StateStore) -> list[dict[str, Any]]:
     """Every budget scope recorded in `store`: limit, spent, reserved, fraction used, level ok|near|over."""
     u = budget_usage.c
-    with _ensure_ledger_columns(store).connect() as c:
+    with store.engine.connect() as c:
         rows = c.execute(sa.select(budget_usage).order_by(u.scope)).mappings().all()
     out = []
     for r in rows:

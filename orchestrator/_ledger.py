@@ -23,6 +23,7 @@ from .._log import get_logger
 from .._schema import ledger, model_attempts
 from .._state import StateStore
 from ..exceptions import RunError, UserError
+from ..tracing._store import BufferedWriter, flusher
 from ._fallback import attempts_of
 from ._observers import ModelCall, RunObserver
 from ._plan import plan_for
@@ -131,12 +132,6 @@ _ATTEMPT_COLS = ('call_key', 'seq', 'run_id', 'agent_path', 'specialist', 'model
 _INSERT_ATTEMPT = sa.text(f'INSERT INTO proctor_model_attempts ({", ".join(_ATTEMPT_COLS)}) VALUES '
                           f'({", ".join(":" + c for c in _ATTEMPT_COLS)}) ON CONFLICT (call_key, seq) DO NOTHING')  # fmt: skip
 
-def _ensure_ledger_columns(store: StateStore) -> sa.Engine:
-    """The store's engine; opening the store added the routing area's ledger columns to an older
-    database (`StateStore.migrate`)."""
-    return store.engine
-
-
 def _store_of(where: StateStore | str | os.PathLike[str] | None) -> StateStore:
     return where if isinstance(where, StateStore) else StateStore(where)
 
@@ -146,7 +141,7 @@ class Ledger:
 
     def __init__(self, store: StateStore | str | os.PathLike[str] | None = None) -> None:
         self.store = _store_of(store)
-        self.engine = _ensure_ledger_columns(self.store)
+        self.engine = self.store.engine
 
     @classmethod
     def observer_for_state_dir(cls, state_dir: str | os.PathLike[str], registry: ModelRegistry | None = None) -> LedgerObserver:
@@ -233,32 +228,21 @@ class Ledger:
             return [dict(r) for r in c.execute(q).mappings()]
 
 
-_buffers: dict[str, Any] = {}
+class _LedgerBuffer(BufferedWriter):
+    """Ledger rows of unpriced calls, written with the store's other buffered records."""
+
+    def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
+        conn.execute(_INSERT_ENTRY, [asdict(e) for e, _ in items])
+        for e, attempts in items:
+            Ledger._attempts(conn, e.call_key, e.run_id, e.agent_path, e.specialist, attempts)
 
 
-def _buffer(store: StateStore) -> Any:
-    """The ledger's write buffer for `store` (one per store and process)."""
-    buf = _buffers.get(store.url)
-    if buf is None:
-        from ..tracing._store import BufferedWriter
-
-        class LedgerBuffer(BufferedWriter):
-            """Ledger rows of unpriced calls, written with the store's other buffered records."""
-
-            def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
-                conn.execute(_INSERT_ENTRY, [asdict(e) for e, _ in items])
-                for e, attempts in items:
-                    Ledger._attempts(conn, e.call_key, e.run_id, e.agent_path, e.specialist, attempts)
-
-        buf = _buffers.setdefault(store.url, LedgerBuffer(store))
-    return buf
+_buffers: dict[str, _LedgerBuffer] = {}  # one per store and process
 
 
 def _flush(store: StateStore) -> None:
     """This process's queued ledger rows (and the store's other records) first, before reading."""
     if store.url in _buffers:
-        from ..tracing._store import flusher
-
         flusher.flush_store(store)
 
 
@@ -316,7 +300,8 @@ class LedgerObserver(RunObserver):
         if self.registry is None:
             # Unpriced calls (no registry: no prices, no budgets) are queued and written with the
             # run's other records (at the end of its delegations and of the run): no write per call.
-            _buffer(led.store)._buf.append((entry, attempts))
+            buf = _buffers.get(led.store.url) or _buffers.setdefault(led.store.url, _LedgerBuffer(led.store))
+            buf._buf.append((entry, attempts))
             return
         with anyio.CancelScope(shield=True):
             await run_db(led.store, led.record, entry, attempts)

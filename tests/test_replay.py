@@ -360,19 +360,8 @@ async def test_a_run_with_an_approval_replays_without_asking_anyone(state_dir, t
         [Specialist('writer', 'Write.', model=ScriptedModel(writer, name='w'), tools=[write_file])],
         name=f'replay-approval-{decision}', durable=False, workspace=ws, guardrails=[ApprovalPolicy([ApprovalRule(tool='write_file')])],
     )  # fmt: skip
-    queue, out = ApprovalQueue(team.store), {}
-
-    async def run() -> None:
-        out['r'] = await team.run('go')
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
-        with anyio.fail_after(30):
-            while not (pending := await anyio.to_thread.run_sync(lambda: queue.list(status='pending'))):
-                await anyio.sleep(0.02)
-        act = queue.approve if decision == 'approve' else queue.reject
-        await anyio.to_thread.run_sync(lambda: act(pending[0].approval_id, decider='alice', roles=['operator'], reason='ok'))
-    result = out['r']
+    queue = ApprovalQueue(team.store)
+    result = await run_deciding_its_approval(team, queue, decision, timeout=30)
     assert ('wrote 5 characters' in result.output) == (decision == 'approve')
     (ws / 'notes.md').unlink(missing_ok=True)
 
@@ -380,6 +369,23 @@ async def test_a_run_with_an_approval_replays_without_asking_anyone(state_dir, t
         report = await replay(result.run_id, team=team)
     assert report.ok and report.output == result.output and report.live_model_calls == 0, report.summary()
     assert not (ws / 'notes.md').exists() and len(queue.list()) == 1
+
+
+async def run_deciding_its_approval(team: Team, queue, decision: str, *, timeout: float):
+    """Run `team` on 'go'; when its approval is pending, alice approves or rejects it. The result."""
+    out = {}
+
+    async def run() -> None:
+        out['r'] = await team.run('go')
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(timeout):
+            while not (pending := await anyio.to_thread.run_sync(lambda: queue.list(status='pending'))):
+                await anyio.sleep(0.02)
+        act = queue.approve if decision == 'approve' else queue.reject
+        await anyio.to_thread.run_sync(lambda: act(pending[0].approval_id, decider='alice', roles=['operator'], reason='ok'))
+    return out['r']
 
 
 def build_approval_team(name: str = 'replay-approval-durable') -> Team:
@@ -413,18 +419,8 @@ async def test_proctor_replay_of_a_durable_run_approved_at_a_checkpoint_complete
     ws.mkdir()
     monkeypatch.setenv('REPLAY_TEST_WS', str(ws))
     team = build_approval_team()
-    queue, out = ApprovalQueue(team.store), {}
-
-    async def run() -> None:
-        out['r'] = await team.run('go')
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
-        with anyio.fail_after(60):
-            while not (pending := await anyio.to_thread.run_sync(lambda: queue.list(status='pending'))):
-                await anyio.sleep(0.02)
-        await anyio.to_thread.run_sync(lambda: queue.approve(pending[0].approval_id, decider='alice', roles=['operator'], reason='ok'))
-    result = out['r']
+    queue = ApprovalQueue(team.store)
+    result = await run_deciding_its_approval(team, queue, 'approve', timeout=60)
     assert result.status == 'succeeded' and 'wrote 5 characters' in result.output
     (ws / 'notes.md').unlink()
     flush_store(team.store)

@@ -17,8 +17,8 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,6 @@ from pydantic_ai.messages import ModelResponse
 from .._schema import audit
 from .._state import StateStore
 from ..orchestrator._observers import ModelCall, RunObserver
-from ._migrate import ensure_tracing_schema
 from ._recording import messages_hash
 from ._store import BufferedWriter, flusher
 
@@ -86,40 +85,32 @@ _LOGGED = sa.select(audit).where(audit.c.idem_key.in_(sa.bindparam('keys', expan
 
 
 @contextmanager
-def chain_lock(store: StateStore, *, needed: bool = True) -> Iterator[Callable[[sa.Connection], None]]:
-    """Serialize a write transaction with the audit chain's other appends (`needed`): yields the
-    function that begins the transaction on a connection (SQLite `BEGIN IMMEDIATE`, which also
-    takes the database's write lock at once; on Postgres the chain's advisory lock)."""
-
-    def begin(c: sa.Connection) -> None:
+def write_transaction(store: StateStore, *, chain: bool = True) -> Iterator[sa.Connection]:
+    """One write transaction on `store`, committed when the block ends (rolled back if it raises).
+    `chain`: it extends the audit hash chain, so it is serialized with the chain's other appends (a
+    process lock, and on Postgres the chain's advisory lock). On SQLite it is `BEGIN IMMEDIATE`,
+    which takes the database's write lock at once."""
+    with _local_lock if chain else nullcontext(), store.engine.connect() as c:
         if store.is_sqlite:
             c.exec_driver_sql('BEGIN IMMEDIATE')
-        elif needed:
+        elif chain:
             c.execute(sa.text('SELECT pg_advisory_xact_lock(:k)'), {'k': _PG_LOCK_ID})
-
-    if not needed:
-        yield begin
-        return
-    with _local_lock:
-        yield begin
-
-
-def _append_many(store: StateStore, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[AuditEntry]:
-    """Append records in order, in one transaction holding the chain's lock."""
-    eng = ensure_tracing_schema(store)
-    with chain_lock(store) as begin, eng.connect() as c:
-        begin(c)
         try:
-            out = _append_in(c, items)
+            yield c
             c.commit()
         except BaseException:
             c.rollback()
             raise
-    return out
+
+
+def _append_many(store: StateStore, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[AuditEntry]:
+    """Append records in order, in one transaction holding the chain's lock."""
+    with write_transaction(store) as c:
+        return _append_in(c, items)
 
 
 def _append_in(c: sa.Connection, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[AuditEntry]:
-    """Append records in a transaction that holds the chain's lock (`chain_lock`)."""
+    """Append records in a transaction that holds the chain's lock (`write_transaction`)."""
     out: list[AuditEntry] = []
     tail = c.execute(_TAIL).first()
     seq, prev = (0, GENESIS_HASH) if tail is None else (tail.seq, tail.hash)
@@ -147,7 +138,7 @@ def _append_in(c: sa.Connection, items: list[tuple[str, dict[str, Any], str | No
 def audit_entries(store: StateStore, *, run_id: str | None = None, limit: int | None = None) -> list[AuditEntry]:
     """Entries in chain order (of one run, when given)."""
     flusher.flush_store(store)
-    eng = ensure_tracing_schema(store)
+    eng = store.engine
     q = sa.select(audit).order_by(audit.c.seq)
     if run_id is not None:
         q = q.where(audit.c.run_id == run_id)
@@ -160,7 +151,7 @@ def audit_entries(store: StateStore, *, run_id: str | None = None, limit: int | 
 def audit_head(store: StateStore) -> tuple[int, str]:
     """(seq, hash) of the last entry: keep it elsewhere to detect a truncated tail later."""
     flusher.flush_store(store)
-    eng = ensure_tracing_schema(store)
+    eng = store.engine
     with eng.connect() as c:
         tail = c.execute(sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)).first()
     return (0, GENESIS_HASH) if tail is None else (tail.seq, tail.hash)
@@ -182,7 +173,7 @@ class AuditVerification:
 
 
 def _rows(store: StateStore) -> Iterator[Any]:
-    eng = ensure_tracing_schema(store)
+    eng = store.engine
     with eng.connect() as c:
         yield from c.execute(sa.select(audit).order_by(audit.c.seq).execution_options(yield_per=1000))
 

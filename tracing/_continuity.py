@@ -20,7 +20,6 @@ from opentelemetry.context import Context
 from .._schema import spans
 from .._state import StateStore
 from ._events import GUARDRAIL_EVENT, add_event, take_events_before_root
-from ._migrate import ensure_tracing_schema
 from ._setup import store_processor
 from ._store import ROOT_SPAN_NAME, register_trace
 
@@ -34,7 +33,7 @@ def trace_parent(provider: Any, store: StateStore, run_id: str) -> Context | Non
     # A resume in this process may come before the background write of the root: look there first.
     found = proc.open_root(run_id, ROOT_SPAN_NAME) if proc is not None else None
     if found is None:
-        eng = ensure_tracing_schema(store)
+        eng = store.engine
         with eng.connect() as c:
             row = c.execute(
                 sa.select(spans.c.trace_id, spans.c.span_id)

@@ -31,7 +31,6 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from .._log import get_logger
 from .._schema import runs, spans
 from .._state import StateStore
-from ._migrate import ensure_tracing_schema
 
 __all__ = ('ROOT_SPAN_NAME', 'flusher', 'StoreSpanProcessor', 'StoredSpan', 'TraceStore', 'register_trace', 'span_row', 'spans_by_parent', 'write_span_rows')
 
@@ -120,7 +119,7 @@ def write_span_rows(store: StateStore, rows: Sequence[dict[str, Any]], *, opened
     """Upsert ended spans' rows (replacing placeholders); `opened` placeholder rows never overwrite."""
     if not rows and not opened:
         return
-    eng = ensure_tracing_schema(store)
+    eng = store.engine
     with eng.begin() as c:
         _write_span_rows_in(c, rows, opened)
 
@@ -230,19 +229,17 @@ class StoreSpanProcessor(BufferedWriter, SpanProcessor):
             _flusher.wake()
 
     def _take(self) -> list[Any]:
-        opened: list[dict[str, Any]] = []
-        while self._open:
-            opened.append(self._open.popleft())
-        head: list[Any] = [('opened', opened)] if opened else []
-        return head + super()._take()
+        # One item: the placeholders of spans still open, and the spans that ended.
+        opened = [self._open.popleft() for _ in range(len(self._open))]
+        ended = super()._take()
+        return [(opened, ended)] if opened or ended else []
 
     def _restore(self, items: list[Any]) -> None:
         pass  # a trace write must never fail a run, nor pile up: the spans are dropped (and logged)
 
     def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
-        opened = items[0][1] if items and items[0][0] == 'opened' else []
-        ended = items[1:] if opened else items
-        _write_span_rows_in(conn, [span_row(s, r) for s, r in ended], opened)
+        for opened, ended in items:
+            _write_span_rows_in(conn, [span_row(s, r) for s, r in ended], opened)
 
     def shutdown(self) -> None:
         if not self._closed:
@@ -317,18 +314,11 @@ class _Flusher:
 
     @staticmethod
     def _write(store: StateStore, taken: list[tuple[BufferedWriter, list[Any]]]) -> None:
-        from ._audit import chain_lock
+        from ._audit import write_transaction
 
-        eng = ensure_tracing_schema(store)
-        with chain_lock(store, needed=any(b.needs_chain_lock for b, _ in taken)) as begin, eng.connect() as c:
-            begin(c)
-            try:
-                for b, items in taken:
-                    b.write_batch(c, items)
-                c.commit()
-            except BaseException:
-                c.rollback()
-                raise
+        with write_transaction(store, chain=any(b.needs_chain_lock for b, _ in taken)) as c:
+            for b, items in taken:
+                b.write_batch(c, items)
 
     def _loop(self) -> None:
         while True:
@@ -408,7 +398,7 @@ class TraceStore:
         cond = spans.c.run_id == run_id
         if trace_id:
             cond = sa.or_(cond, spans.c.trace_id == trace_id)
-        eng = ensure_tracing_schema(self.store)
+        eng = self.store.engine
         with eng.connect() as c:
             rows = c.execute(sa.select(spans).where(cond).order_by(spans.c.start_ns, spans.c.span_id)).mappings().all()
         return [_decode(r) for r in rows]
@@ -416,7 +406,7 @@ class TraceStore:
     def list_traces(self, *, limit: int = 50) -> list[dict[str, Any]]:
         """Stored traces, newest first: trace id, run, team, status, span count, start, duration, errors."""
         _flusher.flush_store(self.store)
-        eng = ensure_tracing_schema(self.store)
+        eng = self.store.engine
         q = (
             sa.select(
                 spans.c.trace_id,
