@@ -73,7 +73,7 @@ def main() -> None:
             print(f'round {rnd + 1}/{a.rounds}: {labels[v]} ...', file=sys.stderr, flush=True)
             raw[v].append(_run(cmd))
     if a.json:
-        Path(a.json).write_text(''.join(json.dumps({'variant': v, **r}) + '\n' for v in variants for r in raw[v]))
+        Path(a.json).write_text(''.join(json.dumps({**r, 'table_variant': v}) + '\n' for v in variants for r in raw[v]))
     rows = [(labels[v], _median(raw[v])) for v in variants]
     base = next((r for lb, r in rows if lb.startswith('bare')), None)
     print('| variant | CPU ms/run (a) | wall ms/run (a) | × bare pydantic-ai CPU | K=20 L=0 ms (b0) | K=20 L=0.2 s wall (b) | import s |')
