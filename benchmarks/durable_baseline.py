@@ -2,6 +2,8 @@
 
 Five variants, each in its own interpreter (DBOS is process-global), CPU ms per run over --runs runs:
 
+- `dbos-workflow`: one empty DBOS workflow per run, started and awaited: the floor of any design
+  in which a team run is a DBOS workflow;
 - `dbos`: DBOS alone: a workflow with one child workflow and three async steps (the statements a
   durable K=1 team run makes), on proctor's SQLite engine settings;
 - `pydantic-ai`: a supervisor agent delegating to a worker agent through a tool, no durability;
@@ -28,7 +30,7 @@ from typing import Any
 from pydantic_ai import RunContext  # module level: the delegation tool's annotation is resolved from here
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ('dbos', 'pydantic-ai', 'pydantic-ai+dbos', 'proctor-none', 'proctor-durable')
+VARIANTS = ('dbos-workflow', 'dbos', 'pydantic-ai', 'pydantic-ai+dbos', 'proctor-none', 'proctor-durable')
 
 
 def _launch_dbos(name: str) -> None:
@@ -53,10 +55,23 @@ def _timed(run_once: Any, runs: int) -> float:
     return round((time.process_time() - t) * 1000 / runs, 2)
 
 
-def _dbos(runs: int) -> float:
+def _dbos(runs: int, *, empty: bool = False) -> float:
     from dbos import DBOS
 
     _launch_dbos('baseline-dbos')
+
+    if empty:
+
+        @DBOS.workflow()
+        async def run(x: str) -> str:
+            return x
+
+        DBOS.launch()
+
+        async def empty_once() -> None:
+            await (await DBOS.start_workflow_async(run, 'x')).get_result()
+
+        return _timed(empty_once, runs)
 
     @DBOS.step()
     async def model_call(x: str) -> str:
@@ -140,8 +155,8 @@ def _proctor(runs: int, features: str) -> float:
 
 
 def _one(variant: str, runs: int) -> float:
-    if variant == 'dbos':
-        return _dbos(runs)
+    if variant in ('dbos', 'dbos-workflow'):
+        return _dbos(runs, empty=variant == 'dbos-workflow')
     if variant in ('pydantic-ai', 'pydantic-ai+dbos'):
         return _pydantic_ai(runs, durable=variant.endswith('+dbos'))
     return _proctor(runs, 'durability' if variant == 'proctor-durable' else 'none')
