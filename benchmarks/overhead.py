@@ -64,7 +64,7 @@ async def supervisor_llm(messages):
     return text(C.final_answer(results))  # turn 2: answer from what arrived
 
 
-def build(features: set[str]) -> None:
+def build(features: set[str], *, name: str = 'bench') -> object:
     kwargs: dict[str, object] = {}
     if 'guardrails' in features:
         kwargs['guardrails'] = _default_guardrails()
@@ -79,7 +79,7 @@ def build(features: set[str]) -> None:
             Specialist(w, f'You are the {w} worker. Do the subtask you are given.', model=make_worker_model(w))
             for w in C.WORKERS
         ],
-        name='bench',
+        name=name,
         state_dir=STATE,
         durable='durability' in features,
         trace='tracing' in features,
@@ -87,6 +87,7 @@ def build(features: set[str]) -> None:
         **kwargs,  # type: ignore[arg-type]
     )
     TEAM['team'] = team
+    return team
 
 
 def _default_guardrails() -> list[object]:

@@ -1,0 +1,71 @@
+"""What each feature costs per run, measured steadily on a noisy machine: every variant in ONE process.
+
+`overhead.py` measures one variant per interpreter; on a shared machine whose speed drifts by tens of
+percent within minutes, two such runs differ by more than a feature costs. Here the K=1 team of
+`overhead.py` is built once per variant (each under its own team name), and the variants take turns:
+batch after batch, each variant runs `--batch` runs, and the CPU time of each batch is kept. The
+medians over `--batches` turns are compared with the all-off team of the same process, so drift hits
+every variant alike.
+
+    python benchmarks/feature_costs.py                  # one JSON line
+    python benchmarks/feature_costs.py --batches 20 --variants none,tracing,recording
+
+Durable variants share one DBOS instance (launched by the first durable run, after every team is built);
+its background threads (~2% of a core) then count in every variant's CPU time, all-off's included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import overhead as O  # noqa: E402,N812
+
+DEFAULT_VARIANTS = ('none', *O.FEATURES, 'all')
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--batches', type=int, default=12, help='turns over every variant')
+    p.add_argument('--batch', type=int, default=20, help='runs per variant per turn')
+    p.add_argument('--variants', default=','.join(DEFAULT_VARIANTS), help=f'comma-separated: none, all, or features {O.FEATURES}')
+    a = p.parse_args()
+    names = [v.strip() for v in a.variants.split(',') if v.strip()]
+    if 'none' not in names:
+        names.insert(0, 'none')
+    O.C.FakeLLM.configure(k=1, latency=0.0)
+    teams = {v: O.build(O._features(v), name=f'bench-{v}') for v in names}
+    cpu: dict[str, list[float]] = {v: [] for v in names}
+
+    async def run() -> None:
+        for team in teams.values():  # warm-up (and DBOS's launch, for durable variants)
+            for _ in range(5):
+                await team.run(O.C.USER_TASK)  # type: ignore[attr-defined]
+        for _ in range(a.batches):
+            for v, team in teams.items():
+                t = time.process_time()
+                for _ in range(a.batch):
+                    await team.run(O.C.USER_TASK)  # type: ignore[attr-defined]
+                cpu[v].append((time.process_time() - t) * 1000 / a.batch)
+
+    asyncio.run(run())
+    base = statistics.median(cpu['none'])
+    out: dict[str, object] = {'bench': 'proctor-feature-costs', 'batches': a.batches, 'batch': a.batch}
+    for v in names:
+        m = statistics.median(cpu[v])
+        out[f'{v}_cpu_ms_per_run'] = round(m, 2)
+        if v != 'none':
+            out[f'{v}_extra_cpu_ms'] = round(m - base, 2)
+            out[f'{v}_x_none'] = round(m / base, 2)
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == '__main__':
+    main()
