@@ -1,6 +1,6 @@
 """Where durable execution's cost comes from: the K=1 workload's shape, durable, with and without proctor.
 
-Five variants, each in its own interpreter (DBOS is process-global), CPU ms per run over --runs runs:
+Six variants, each in its own interpreter (DBOS is process-global), CPU ms per run over --runs runs:
 
 - `dbos-workflow`: one empty DBOS workflow per run, started and awaited: the floor of any design
   in which a team run is a DBOS workflow;
@@ -55,23 +55,27 @@ def _timed(run_once: Any, runs: int) -> float:
     return round((time.process_time() - t) * 1000 / runs, 2)
 
 
-def _dbos(runs: int, *, empty: bool = False) -> float:
+def _dbos_workflow(runs: int) -> float:
+    from dbos import DBOS
+
+    _launch_dbos('baseline-dbos-workflow')
+
+    @DBOS.workflow()
+    async def run(x: str) -> str:
+        return x
+
+    DBOS.launch()
+
+    async def once() -> None:
+        await (await DBOS.start_workflow_async(run, 'x')).get_result()
+
+    return _timed(once, runs)
+
+
+def _dbos(runs: int) -> float:
     from dbos import DBOS
 
     _launch_dbos('baseline-dbos')
-
-    if empty:
-
-        @DBOS.workflow()
-        async def run(x: str) -> str:
-            return x
-
-        DBOS.launch()
-
-        async def empty_once() -> None:
-            await (await DBOS.start_workflow_async(run, 'x')).get_result()
-
-        return _timed(empty_once, runs)
 
     @DBOS.step()
     async def model_call(x: str) -> str:
@@ -155,8 +159,10 @@ def _proctor(runs: int, features: str) -> float:
 
 
 def _one(variant: str, runs: int) -> float:
-    if variant in ('dbos', 'dbos-workflow'):
-        return _dbos(runs, empty=variant == 'dbos-workflow')
+    if variant == 'dbos-workflow':
+        return _dbos_workflow(runs)
+    if variant == 'dbos':
+        return _dbos(runs)
     if variant in ('pydantic-ai', 'pydantic-ai+dbos'):
         return _pydantic_ai(runs, durable=variant.endswith('+dbos'))
     return _proctor(runs, 'durability' if variant == 'proctor-durable' else 'none')

@@ -56,10 +56,10 @@ def main() -> None:
                 cpu[v].append((time.process_time() - t) * 1000 / a.batch)
 
     asyncio.run(run())
-    base = statistics.median(cpu['none'])
+    median = {v: statistics.median(samples) for v, samples in cpu.items()}
+    base = median['none']
     out: dict[str, object] = {'bench': 'proctor-feature-costs', 'batches': a.batches, 'batch': a.batch}
-    for v in names:
-        m = statistics.median(cpu[v])
+    for v, m in median.items():
         out[f'{v}_cpu_ms_per_run'] = round(m, 2)
         if v != 'none':
             out[f'{v}_extra_cpu_ms'] = round(m - base, 2)
