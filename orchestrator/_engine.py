@@ -1,9 +1,9 @@
 """The durable engine binding: DBOS, one instance per process, bound to one state store.
 
 A team run is the DBOS workflow `proctor.team_run` whose id is the run id; each delegation runs
-as a child workflow (pydantic-ai's DBOS child-workflow tools), model requests are steps (pydantic-ai
-`DBOSDurability`), and side-effecting tools are steps (`side_effect_step`). So a crashed run,
-resumed, replays recorded steps instead of repeating them.
+as a child workflow (pydantic-ai's DBOS child-workflow tools) and side-effecting tools are steps
+(`side_effect_step`). Model requests are not steps: the run's recording checkpoints them
+(`_checkpoint`). So a crashed run, resumed, replays recorded steps instead of repeating them.
 
 Each process launches DBOS under its own executor id, so starting a team never picks up other
 processes' runs by surprise; `resume_run` explicitly re-enqueues a run's pending workflows
@@ -36,7 +36,9 @@ _launched_url: str | None = None
 _launched_store: StateStore | None = None
 # Host and pid in the id let another process tell whether the holder of a pending run is alive.
 EXECUTOR_ID = f'proctor-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}'
-APP_VERSION = 'proctor-1'
+# 2: model requests are no longer DBOS steps (the recording checkpoints them, `_checkpoint`): a run
+# pending under 1 would find different step numbers, so this version does not recover it.
+APP_VERSION = 'proctor-2'
 EXECUTOR_THREADS = int(os.environ.get('PROCTOR_DBOS_THREADS', '8'))
 
 

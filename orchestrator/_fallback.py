@@ -1,7 +1,7 @@
 """The routed model: pydantic-ai's `FallbackModel` over the approved chain of the current plan.
 
-`RoutedModel` is the one model registered per specialist (with `DBOSDurability`, so a request is
-one durable step whatever model serves it). On each request it reads the plan the router made
+`RoutedModel` is the one model registered per specialist (so a request is one checkpointed step
+of the run's recording whatever model serves it). On each request it reads the plan the router made
 for this agent run, picks the tier (escalating after failed output validation) and asks a
 `FallbackModel` over that tier's models. Provider failures that another model would not repeat
 (429, 408, 5xx, timeouts, connection errors) move on to the next approved model; any other error

@@ -158,9 +158,10 @@ def _key(deps: RunDeps, suffix: Any) -> str:
 class ObserverCapability(AbstractCapability[RunDeps]):
     """Dispatches an agent's model and tool calls to the team's observers."""
 
-    def __init__(self, observers: list[RunObserver], model_ids: dict[int, str]) -> None:
+    def __init__(self, observers: list[RunObserver], model_ids: dict[int, str], *, checkpoint: Any = None) -> None:
         self.observers = observers  # the team's list: observers added later are seen too
         self.model_ids = model_ids  # id(Model) -> model id in the registry
+        self.checkpoint = checkpoint  # a durable recorded team's `ModelCheckpoint` (`_checkpoint`)
 
     async def wrap_model_request(self, ctx: RunContext[RunDeps], *, request_context: Any, handler: Any) -> ModelResponse:
         if not self.observers:
@@ -175,16 +176,21 @@ class ObserverCapability(AbstractCapability[RunDeps]):
             messages=request_context.messages,
             model_settings=request_context.model_settings,
         )
+        # A durable run executing again gets the response its recording holds for this step, as
+        # observers did the first time (they are idempotent on `call.key`), without asking the model.
+        recorded = await self.checkpoint.recorded(ctx.deps, call.key) if self.checkpoint is not None else None
         for o in self.observers:
             await o.before_model_call(call)
         try:
-            response = await handler(request_context)
+            response = recorded if recorded is not None else await handler(request_context)
         except BaseException as e:
             for o in self.observers:
                 await o.on_model_error(call, e)
             raise
         for o in self.observers:
             await o.after_model_call(call, response)
+        if recorded is None and self.checkpoint is not None and self.checkpoint.must_commit(response):
+            await self.checkpoint.commit()  # before the tool calls it asks for act durably
         return response
 
     async def wrap_output_process(self, ctx: RunContext[RunDeps], *, output_context: Any, output: Any, handler: Any) -> Any:

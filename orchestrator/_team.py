@@ -26,6 +26,7 @@ from ..guardrails._protocol import GuardContext, Hook
 from ..tools._workspace import Workspace
 from ..tracing._events import apply_guardrails
 from . import _engine, _live
+from ._checkpoint import ModelCheckpoint
 from ._context import RunDeps
 from ._observers import ObserverCapability, RunEvent, RunObserver, emit
 from ._routing import PreferredModelRouter, Route, Router
@@ -189,6 +190,13 @@ class Team:
             # recorder, which keeps raw tool results for replay).
             self.observers.insert(len(self.observers) - len(observers), GuardrailObserver(self.guardrails, self.store, record=record))
         self._model_ids: dict[int, str] = {}
+        # Durable: the run's recording checkpoints its model responses (`_checkpoint`); without
+        # `record`, a recorder of model responses only.
+        self._checkpoint = ModelCheckpoint(self.store) if durable else None
+        if durable and not record:
+            from ._checkpoint import ResponseRecorder
+
+            self.observers.insert(0, ResponseRecorder(self.store))
         self._fresh: set[str] = set()  # durable runs started by this process whose body has not run yet
         self.trace = trace
         self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None
@@ -208,12 +216,12 @@ class Team:
         default_id = next(iter(candidates))
         for mid, m in candidates.items():
             self._model_ids[id(m)] = mid
-        capabilities: list[Any] = [ObserverCapability(self.observers, self._model_ids)]
+        capabilities: list[Any] = [ObserverCapability(self.observers, self._model_ids, checkpoint=self._checkpoint)]
         if self.durable:
-            from pydantic_ai.durable_exec.dbos import DBOSDurability
+            from ._checkpoint import durability
 
             _engine.rebuildable(f'{self.name}.{spec.name}')  # building this team again replaces its DBOS functions
-            capabilities.append(DBOSDurability(name=f'{self.name}.{spec.name}', models=candidates))
+            capabilities.append(durability(f'{self.name}.{spec.name}', candidates))
         toolsets: list[Any] = list(spec.toolsets)
         if is_supervisor:
             toolsets.append(self._delegation_toolset())
@@ -361,11 +369,15 @@ class Team:
         if _engine.launched_url() != self.store.dbos_url:
             await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
         self._fresh.add(run_id)  # its body's first execution has no earlier trace to continue
+        if self._checkpoint is not None:
+            self._checkpoint.first.add(run_id)  # ... and no recorded responses to serve
         try:
             handle = await self._start_workflow(run_id, task, project, data_class)
             return await handle.get_result()
         finally:
             self._fresh.discard(run_id)
+            if self._checkpoint is not None:
+                self._checkpoint.first.discard(run_id)
 
     async def _start_workflow(self, run_id: str, task: str, project: str, data_class: str) -> Any:
         from dbos import DBOS, SetWorkflowID
@@ -482,6 +494,8 @@ class Team:
             emit(self.observers, RunEvent('run_failed', run_id, deps.agent_path, deps.specialist,
                                           error=f'{type(e).__name__}: {e}', elapsed_s=time.perf_counter() - started))  # fmt: skip
             await settle(self.store)
+            if self._checkpoint is not None:
+                self._checkpoint.forget(run_id)
             raise
         usage = result.usage
         if self.record:
@@ -490,6 +504,8 @@ class Team:
                                       model_id=route.model_id, input_tokens=usage.input_tokens,
                                       output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip
         await settle(self.store)  # the run's recordings, audit records and trace, before it returns
+        if self._checkpoint is not None:
+            self._checkpoint.forget(run_id)
         return {'output': output, 'usage': usage}
 
     def _take_fresh(self, run_id: str) -> bool:

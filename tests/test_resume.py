@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -39,6 +40,13 @@ def test_killed_run_resumes_without_repeating_finished_model_calls(tmp_path):
         proc.wait()
     before = calls.read_text().split()
     assert before == ['supervisor:0', 'research', 'supervisor:1', 'coding']
+    # The checkpoint is the run's recording: each response that asked for a delegation was stored
+    # before the delegation started, the research delegation's answer when it finished.
+    with sqlite3.connect(state / 'proctor.db') as db:
+        stored = {s for (s,) in db.execute("SELECT step FROM proctor_recordings WHERE run_id = 'run-kill-1' AND kind = 'model'")}
+    research = [s for s in stored if s.startswith('supervisor>research:')]
+    assert stored - set(research) == {'supervisor#model:1', 'supervisor#model:2'} and len(research) == 1, stored
+    assert research[0].endswith('#model:1')  # the coding call it was killed in is not there: it runs again
 
     shown = subprocess.run(
         [sys.executable, '-m', 'proctor', 'runs', 'show', 'run-kill-1', '--json'], env=env, capture_output=True, text=True

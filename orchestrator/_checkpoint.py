@@ -1,0 +1,153 @@
+"""Model responses of a durable run are checkpointed by the run's own recording, not as DBOS steps.
+
+A recorded durable team (the default) records every model response anyway, keyed by a step id that
+is the same on every execution of the run (`proctor.tracing._recording`). `ModelCheckpoint` makes
+that recording the checkpoint of model requests:
+
+- a run executing again (recovered after a crash, `team.resume`, a worker taking over) is served
+  each model response recorded for its step instead of asking the model again, and asks the model
+  from where the recording ends;
+- a response that a durable action will depend on is committed before that action: a response with
+  tool calls (a delegation's child workflow, a journaled side effect, an approval follow from it)
+  is written at once; a final answer is written with the delegation's or the run's end (`settle`),
+  before DBOS records that workflow's completion. A crash before then asks the model again for
+  that answer, which nothing durable has seen yet.
+
+DBOS still makes the run a workflow and each delegation a child workflow, and still records
+side-effecting tools and approval waits as steps. Before, each model request was also a DBOS step:
+two more transactions per request, and on this machine kind most of durability's cost per run
+(`benchmarks/feature_costs.py`: 15.2 -> 8.6 ms of durable bookkeeping per K=1 run). A durable team
+with `record=False` records its model responses only (`ResponseRecorder`), as DBOS recorded each
+step's output before: no tool results, no audit log, nothing `proctor replay` can use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+from pydantic_ai.messages import ModelResponse, ToolCallPart
+
+if TYPE_CHECKING:
+    from .._state import StateStore
+    from ._context import RunDeps
+
+__all__ = ('ModelCheckpoint', 'ResponseRecorder', 'durability')
+
+_MAX_RUNS = 256  # runs whose recorded responses are kept in memory while they execute again
+
+
+class ModelCheckpoint:
+    """Serves recorded model responses to a run executing again; commits responses that durable
+    actions depend on. One per team (it belongs to the team's state store)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        #: Runs in their first execution, started by this process: nothing recorded to serve, no lookup.
+        self.first: set[str] = set()
+        self._recorded: OrderedDict[str, dict[str, str]] = OrderedDict()  # run id -> step -> payload JSON
+
+    async def recorded(self, deps: RunDeps, key: str) -> ModelResponse | None:
+        """The response recorded for model call `key` of `deps`'s agent run in an earlier execution."""
+        if deps.run_id in self.first:
+            return None
+        steps = self._recorded.get(deps.run_id)
+        if steps is None:
+            if self.store.is_sqlite:
+                steps = self._load(deps.run_id)
+            else:
+                steps = await anyio.to_thread.run_sync(self._load, deps.run_id)
+        from ..tracing._recording import load_response, step_id
+
+        payload = steps.get(step_id(deps, key))
+        return load_response(json.loads(payload)['response']) if payload is not None else None
+
+    def _load(self, run_id: str) -> dict[str, str]:
+        import sqlalchemy as sa
+
+        from .._schema import recordings
+        from ..tracing._store import flusher
+
+        flusher.flush_store(self.store)  # what this process recorded of the run and has not written yet
+        r = recordings.c
+        with self.store.engine.connect() as c:
+            steps = dict(c.execute(sa.select(r.step, r.payload).where(r.run_id == run_id, r.kind == 'model')).tuples().all())
+        self._recorded[run_id] = steps
+        while len(self._recorded) > _MAX_RUNS:
+            self._recorded.popitem(last=False)
+        return steps
+
+    @staticmethod
+    def must_commit(response: ModelResponse) -> bool:
+        """A response with tool calls: what follows (child workflows, side effects, approvals) depends on it."""
+        return any(isinstance(p, ToolCallPart) for p in response.parts)
+
+    async def commit(self) -> None:
+        from ..tracing._setup import settle
+
+        await settle(self.store)
+
+    def forget(self, run_id: str) -> None:
+        """Run `run_id` finished executing here: drop what was loaded for it."""
+        self._recorded.pop(run_id, None)
+
+
+def ResponseRecorder(store: StateStore) -> Any:  # noqa: N802 - a class, built on first use
+    """The checkpoint of a durable team with `record=False`: a `Recorder` of model responses only."""
+    global _RESPONSE_RECORDER
+    if _RESPONSE_RECORDER is None:
+        from ..tracing._recording import Recorder, dump_response, step_id
+
+        class _ResponseRecorder(Recorder):
+            async def after_model_call(self, call: Any, response: ModelResponse) -> None:
+                self._write(call.deps, step_id(call.deps, call.key), 'model', {'response': dump_response(response)})
+
+            async def on_model_error(self, call: Any, error: BaseException) -> None:
+                pass
+
+            async def after_tool_call(self, call: Any, result: Any) -> Any:
+                return result
+
+            async def on_tool_error(self, call: Any, error: BaseException) -> None:
+                pass
+
+            async def process_output(self, call: Any, proceed: Any) -> Any:
+                return await proceed()
+
+            def on_event(self, event: Any) -> None:
+                pass
+
+        _RESPONSE_RECORDER = _ResponseRecorder
+    return _RESPONSE_RECORDER(store)
+
+
+_RESPONSE_RECORDER: Any = None
+
+
+def durability(name: str, models: dict[str, Any]) -> Any:
+    """pydantic-ai's `DBOSDurability` for one agent of a durable team, without model steps (the
+    team's `ModelCheckpoint` covers model requests): delegations are child workflows, MCP and
+    side-effecting tool calls steps, as before."""
+    global _CLASS
+    if _CLASS is None:
+        from pydantic_ai.durable_exec.dbos import DBOSDurability
+
+        class CheckpointedDBOSDurability(DBOSDurability):  # type: ignore[misc,valid-type]
+            """`DBOSDurability` whose model requests run in workflow code, as plain requests."""
+
+            async def wrap_model_request(self, ctx: Any, *, request_context: Any, handler: Any) -> Any:
+                return await handler(request_context)
+
+            async def before_model_request(self, ctx: Any, request_context: Any) -> Any:
+                return request_context
+
+            async def prepare_model_request(self, ctx: Any, request_context: Any) -> Any:
+                return request_context
+
+        _CLASS = CheckpointedDBOSDurability
+    return _CLASS(name=name, models=models)
+
+
+_CLASS: Any = None
