@@ -116,6 +116,14 @@ def _served_model(messages: Sequence[Any], routed: str) -> str:
     return routed
 
 
+def _steps_durably(spec: Specialist) -> bool:
+    """Whether an agent run of `spec` may take a durable step of its own: a tool call (a journaled
+    side effect, an approval wait, an MCP call) or an output function (which may have side effects).
+    One that cannot makes only model requests, which the run's recording checkpoints: a child
+    workflow would add two DBOS workflows' bookkeeping (~4 ms per delegation) and no safety."""
+    return bool(spec.tools or spec.toolsets) or not isinstance(spec.output_type, type)
+
+
 def _text_of(output: Any) -> str:
     if isinstance(output, str):
         return output
@@ -255,18 +263,21 @@ class Team:
 
                 return delegate
 
+            # Durable: a delegation is a DBOS child workflow, so parallel delegations keep their own
+            # step histories and a waiting approval pauses only its own branch, unless the specialist
+            # can take no durable step at all (`_steps_durably`): then it runs in the run's workflow
+            # code, recovered by the recording like the supervisor's own model calls.
+            child = self.durable and _steps_durably(spec)
             tools.append(
                 Tool(
                     make(spec.name),
                     name=f'delegate_to_{spec.name}',
                     description=f'Delegate one subtask to the {spec.name} specialist ({spec.summary}). '
                     'Returns its result.',
+                    metadata={'dbos': {'child_workflow': {}}} if child else None,
                 )
             )
-        # Durable: each delegation is a DBOS child workflow, so parallel delegations keep their own
-        # step histories and a waiting approval pauses only its own branch.
-        metadata = {'dbos': {'child_workflow': {}}} if self.durable else None
-        return FunctionToolset(tools, id=f'{self.name}.delegation', metadata=metadata)
+        return FunctionToolset(tools, id=f'{self.name}.delegation')
 
     # ------------------------------------------------------------------ running
 
