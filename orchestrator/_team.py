@@ -225,7 +225,7 @@ class Team:
         for mid, m in candidates.items():
             self._model_ids[id(m)] = mid
         capabilities: list[Any] = [ObserverCapability(self.observers, self._model_ids, checkpoint=self._checkpoint)]
-        if self.durable:
+        if self.durable and self._dbos_capability(spec, is_supervisor=is_supervisor):
             from ._checkpoint import durability
 
             _engine.rebuildable(f'{self.name}.{spec.name}')  # building this team again replaces its DBOS functions
@@ -251,6 +251,15 @@ class Team:
             model_settings=spec.model_settings,  # type: ignore[arg-type]
             capabilities=capabilities,
         )
+
+    def _dbos_capability(self, spec: Specialist, *, is_supervisor: bool) -> bool:
+        """Whether the agent of `spec` needs pydantic-ai's DBOS capability in a durable team: for its
+        toolsets (MCP calls are steps), its tools (run in the order their events say), or delegations
+        that are child workflows. An agent that only makes model requests, which the recording
+        checkpoints, would pay its per-request bookkeeping (~1 ms per run) for nothing."""
+        if spec.tools or spec.toolsets:
+            return True
+        return is_supervisor and any(_steps_durably(s) for s in self.specialists.values())
 
     def _delegation_toolset(self) -> FunctionToolset[RunDeps]:
         team_name = self.name
@@ -540,6 +549,9 @@ class Team:
             raise RunError(f'unknown specialist {specialist!r}', run_id=ctx.deps.run_id)
         parent = ctx.deps
         delegation_id = f'{parent.run_id}:{parent.agent_path}>{specialist}:{ctx.tool_call_id}'
+        # A child workflow's recovery does not run this body again once the workflow has completed;
+        # a delegation in the run's own workflow code is run again by the run's recovery.
+        own_workflow = self.durable and _steps_durably(spec)
         deps = parent.child(specialist, delegation_id=delegation_id)
         subtask = self._guard('input', subtask, deps)
         route = self._route(spec, deps)
@@ -579,7 +591,7 @@ class Team:
                     await self._db(self.records.finish_delegation, delegation_id, status='failed',
                         error=f'{type(e).__name__}: {e}'[:2000],
                     )  # fmt: skip
-            if self.durable:
+            if own_workflow:
                 await settle(self.store)
             raise
         usage = result.usage
@@ -589,7 +601,7 @@ class Team:
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, requests=usage.requests,
                 cost_usd=route.cost(usage), model_id=served,
             )  # fmt: skip
-        if self.durable:  # this delegation's recordings and audit records, before its workflow completes
+        if own_workflow:  # its recordings and audit records, before its workflow completes (else the run's end does)
             await settle(self.store)
         emit(self.observers, RunEvent('delegation_finished', parent.run_id, deps.agent_path, specialist, subtask=subtask,
                                       model_id=served, output=output, input_tokens=usage.input_tokens,
