@@ -40,7 +40,7 @@ from ._local_prompt import Plan, plan_request
 
 __all__ = ('LocalLlamaModel', 'LocalModelSettings', 'LocalWeights', 'WEIGHTS', 'INSTALL_HINT', 'local_model_stats')
 
-INSTALL_HINT = "install it with: pip install 'proctor[local]'"
+INSTALL_HINT = "install it with: CMAKE_ARGS=-DGGML_NATIVE=OFF pip install 'proctor[local]'"  # why the flag: the Makefile
 
 
 @dataclass(frozen=True)
