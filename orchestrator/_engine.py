@@ -1,9 +1,11 @@
 """The durable engine binding: DBOS, one instance per process, bound to one state store.
 
-A team run is the DBOS workflow `proctor.team_run` whose id is the run id; each delegation runs
-as a child workflow (pydantic-ai's DBOS child-workflow tools) and side-effecting tools are steps
-(`side_effect_step`). Model requests are not steps: the run's recording checkpoints them
-(`_checkpoint`). So a crashed run, resumed, replays recorded steps instead of repeating them.
+A team run is the DBOS workflow `proctor.team_run` whose id is the run id; a delegation to a
+specialist that may take durable steps (it has tools) runs as a child workflow (pydantic-ai's DBOS
+child-workflow tools), side-effecting tools are steps (`side_effect_step`). Model requests are not
+steps: the run's recording checkpoints them (`_checkpoint`), which is all a tool-less specialist's
+delegation needs, so it runs in the run's own workflow code. So a crashed run, resumed, replays
+recorded steps instead of repeating them.
 
 Each process launches DBOS under its own executor id, so starting a team never picks up other
 processes' runs by surprise; `resume_run` explicitly re-enqueues a run's pending workflows
