@@ -37,12 +37,13 @@ def main() -> None:
     p.add_argument('--batch', type=int, default=20, help='runs per variant per turn')
     p.add_argument('--variants', default=','.join(DEFAULT_VARIANTS), help=f'comma-separated: none, all, or features {O.FEATURES}')
     p.add_argument('--k', type=int, default=1, help='delegations per run (20: the fan-out shape of scenario b0)')
+    p.add_argument('--worker-tool', action='store_true', help='give each worker a tool it never calls (durable delegations become child workflows)')
     a = p.parse_args()
     names = [v.strip() for v in a.variants.split(',') if v.strip()]
     if 'none' not in names:
         names.insert(0, 'none')
     O.C.FakeLLM.configure(k=a.k, latency=0.0)
-    teams = {v: O.build(O._features(v), name=f'bench-{v}') for v in names}
+    teams = {v: O.build(O._features(v), name=f'bench-{v}', worker_tool=a.worker_tool) for v in names}
     cpu: dict[str, list[float]] = {v: [] for v in names}
 
     async def run() -> None:
@@ -59,7 +60,7 @@ def main() -> None:
     asyncio.run(run())
     median = {v: statistics.median(samples) for v, samples in cpu.items()}
     base = median['none']
-    out: dict[str, object] = {'bench': 'proctor-feature-costs', 'k': a.k, 'batches': a.batches, 'batch': a.batch}
+    out: dict[str, object] = {'bench': 'proctor-feature-costs', 'k': a.k, 'worker_tool': a.worker_tool, 'batches': a.batches, 'batch': a.batch}
     for v, m in median.items():
         out[f'{v}_cpu_ms_per_run'] = round(m, 2)
         if v != 'none':

@@ -64,7 +64,14 @@ async def supervisor_llm(messages):
     return text(C.final_answer(results))  # turn 2: answer from what arrived
 
 
-def build(features: set[str], *, name: str = 'bench') -> object:
+def _lookup(query: str) -> str:
+    """Look something up (a tool the scripted workers have but never call)."""
+    return query
+
+
+def build(features: set[str], *, name: str = 'bench', worker_tool: bool = False) -> object:
+    """The team; `worker_tool`: each worker also has a tool (never called), as most real specialists do,
+    so a durable delegation is a child workflow (a tool-less one runs in the run's own workflow)."""
     kwargs: dict[str, object] = {}
     if 'guardrails' in features:
         kwargs['guardrails'] = _default_guardrails()
@@ -76,7 +83,8 @@ def build(features: set[str], *, name: str = 'bench') -> object:
             instructions='You are the supervisor. Split the task into subtasks and delegate them to the workers.',
         ),
         [
-            Specialist(w, f'You are the {w} worker. Do the subtask you are given.', model=make_worker_model(w))
+            Specialist(w, f'You are the {w} worker. Do the subtask you are given.', model=make_worker_model(w),
+                       tools=[_lookup] if worker_tool else [])
             for w in C.WORKERS
         ],
         name=name,

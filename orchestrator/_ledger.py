@@ -122,6 +122,11 @@ class UsageRow:
         return asdict(self)
 
 
+def _entry_row(e: LedgerEntry) -> dict[str, Any]:
+    # Not `asdict`: it deep-copies every field, a tenth of a flush's time on the write path.
+    return {c: getattr(e, c) for c in _ENTRY_COLS}
+
+
 _ENTRY_COLS = ('run_id', 'team', 'project', 'specialist', 'agent_path', 'model_id', 'input_tokens', 'output_tokens',
                'cost_usd', 'created_at', 'call_key', 'data_class', 'model_version')
 # Plain SQL on the write path (SQLite and Postgres): cheaper than building the statement every call.
@@ -154,7 +159,7 @@ class Ledger:
             if entry.call_key is None:
                 c.execute(ledger.insert().values(**asdict(entry)))
                 return True
-            new = c.execute(_INSERT_ENTRY, asdict(entry)).rowcount > 0
+            new = c.execute(_INSERT_ENTRY, _entry_row(entry)).rowcount > 0
             self._attempts(c, entry.call_key, entry.run_id, entry.agent_path, entry.specialist, attempts)
         return new
 
@@ -232,7 +237,7 @@ class _LedgerBuffer(BufferedWriter):
     """Ledger rows of unpriced calls, written with the store's other buffered records."""
 
     def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
-        conn.execute(_INSERT_ENTRY, [asdict(e) for e, _ in items])
+        conn.execute(_INSERT_ENTRY, [_entry_row(e) for e, _ in items])
         for e, attempts in items:
             Ledger._attempts(conn, e.call_key, e.run_id, e.agent_path, e.specialist, attempts)
 
