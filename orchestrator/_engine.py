@@ -20,14 +20,16 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .._state import StateStore
 
 __all__ = (
-    'ensure_launched', 'in_workflow', 'side_effect_step', 'resume_run', 'live_holder', 'launched_url', 'launched_store',
+    'ensure_launched', 'in_workflow', 'delegation_in_parent_workflow', 'side_effect_step', 'resume_run', 'live_holder', 'launched_url', 'launched_store',
     'shutdown', 'rebuildable',
 )  # fmt: skip
 
@@ -162,13 +164,31 @@ def shutdown() -> None:
         _executor_id = None
 
 
+#: Set while a delegation runs in its parent's workflow code (`Team._delegate`): its concurrent
+#: siblings share that workflow, whose DBOS operation ids are drawn in call order, so no DBOS
+#: operation may be issued there. Its side effects are made exactly-once by the tool journal alone
+#: and its approvals are waited for by polling their table, as outside a workflow.
+_in_parent_workflow: ContextVar[bool] = ContextVar('proctor_delegation_in_parent_workflow', default=False)
+
+
 def in_workflow() -> bool:
-    """True in a DBOS workflow's own code (not inside a step, not outside any workflow)."""
-    if _launched_url is None:
+    """True where DBOS operations may be issued: a DBOS workflow's own code (not inside a step, not
+    outside any workflow, not inside a delegation running in its parent's workflow code)."""
+    if _launched_url is None or _in_parent_workflow.get():
         return False
     from dbos import DBOS
 
     return DBOS.workflow_id is not None and DBOS.step_id is None
+
+
+@contextmanager
+def delegation_in_parent_workflow() -> Iterator[None]:
+    """The code in this block is a delegation that runs in its parent's workflow code."""
+    token = _in_parent_workflow.set(True)
+    try:
+        yield
+    finally:
+        _in_parent_workflow.reset(token)
 
 
 async def side_effect_step(name: str, fn: Callable[[], Awaitable[T]]) -> T:

@@ -117,11 +117,14 @@ def _served_model(messages: Sequence[Any], routed: str) -> str:
 
 
 def _steps_durably(spec: Specialist) -> bool:
-    """Whether an agent run of `spec` may take a durable step of its own: a tool call (a journaled
-    side effect, an approval wait, an MCP call) or an output function (which may have side effects).
-    One that cannot makes only model requests, which the run's recording checkpoints: a child
-    workflow would add two DBOS workflows' bookkeeping (~4 ms per delegation) and no safety."""
-    return bool(spec.tools or spec.toolsets) or not isinstance(spec.output_type, type)
+    """Whether a delegation to `spec` needs DBOS steps of its own, so its own child workflow: it has
+    toolsets (pydantic-ai makes MCP calls DBOS steps) or an output function (which may call
+    `side_effect_step` outside any tool call). Everything else a specialist does is checkpointed by
+    proctor's own tables, which concurrent branches of one workflow can share: model responses by
+    the run's recording, side effects of its function tools by the tool journal (keyed by the call,
+    not by DBOS's operation order), approvals by the approvals table (waited for by polling it). A
+    child workflow would add ~7 ms of DBOS bookkeeping per delegation (`feature_costs.py`)."""
+    return bool(spec.toolsets) or not isinstance(spec.output_type, type)
 
 
 def _text_of(output: Any) -> str:
@@ -253,13 +256,13 @@ class Team:
         )
 
     def _dbos_capability(self, spec: Specialist, *, is_supervisor: bool) -> bool:
-        """Whether the agent of `spec` needs pydantic-ai's DBOS capability in a durable team: for its
-        toolsets (MCP calls are steps), its tools (run in the order their events say), or delegations
-        that are child workflows. An agent that only makes model requests, which the recording
-        checkpoints, would pay its per-request bookkeeping (~1 ms per run) for nothing."""
-        if spec.tools or spec.toolsets:
-            return True
-        return is_supervisor and any(_steps_durably(s) for s in self.specialists.values())
+        """Whether the agent of `spec` needs pydantic-ai's DBOS capability in a durable team: the
+        supervisor, for its tools and its delegations that are child workflows; a specialist whose
+        delegations are child workflows (`_steps_durably`: MCP calls are steps). Elsewhere it would
+        add its per-request bookkeeping (~1 ms per run) for nothing."""
+        if not is_supervisor:
+            return _steps_durably(spec)
+        return bool(spec.tools or spec.toolsets) or any(_steps_durably(s) for s in self.specialists.values())
 
     def _delegation_toolset(self) -> FunctionToolset[RunDeps]:
         team_name = self.name
@@ -272,10 +275,9 @@ class Team:
 
                 return delegate
 
-            # Durable: a delegation is a DBOS child workflow, so parallel delegations keep their own
-            # step histories and a waiting approval pauses only its own branch, unless the specialist
-            # can take no durable step at all (`_steps_durably`): then it runs in the run's workflow
-            # code, recovered by the recording like the supervisor's own model calls.
+            # Durable: a delegation runs in the run's workflow code, recovered from proctor's own
+            # tables (recording, tool journal, approvals), unless it needs DBOS steps of its own
+            # (`_steps_durably`): then it is a DBOS child workflow with its own step history.
             child = self.durable and _steps_durably(spec)
             tools.append(
                 Tool(
@@ -579,7 +581,11 @@ class Team:
                     'proctor.data_class': deps.data_class, 'proctor.resumed': resumed_from is not None,
                 },
             ) as span:  # fmt: skip
-                result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
+                if self.durable and not own_workflow:
+                    with _engine.delegation_in_parent_workflow():
+                        result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
+                else:
+                    result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
                 output = self._guard('output', result.output, deps)
                 span.set_attributes(_usage_attributes(result.usage, route))
         except BaseException as e:

@@ -88,7 +88,9 @@ async def test_only_the_waiting_branch_pauses_and_approval_lets_it_go_on(state_d
         assert (rec.status, by['coding']) == ('waiting', 'waiting')
         assert (a.agent_path, a.tool, a.args, a.required_role) == ('supervisor>coding', 'write_file',
                                                                    {'content': 'hello', 'path': 'docs/notes.md'}, 'operator')  # fmt: skip
-        assert a.reason_required == 'writes outside src/' and (a.workflow_id is not None) == durable
+        # A delegation's approval is waited for by polling its table, in a durable run too: the
+        # delegation runs in the run's workflow code, whose DBOS operations must not depend on timing.
+        assert a.reason_required == 'writes outside src/' and a.workflow_id is None
         assert not (ws / 'docs/notes.md').exists()
         await anyio.to_thread.run_sync(lambda: q.approve(a.approval_id, decider='alice', roles=['operator'], reason='fine'))
     r = result['r']
@@ -97,6 +99,31 @@ async def test_only_the_waiting_branch_pauses_and_approval_lets_it_go_on(state_d
     assert [d.status for d in r.delegations] == ['succeeded', 'succeeded']
     decided = q.get(a.approval_id)
     assert (decided.status, decided.decider, decided.decider_role, decided.reason) == ('approved', 'alice', 'operator', 'fine')
+
+
+@pytest.mark.anyio
+async def test_an_approval_of_the_supervisors_own_tool_waits_in_the_runs_workflow(state_dir, ws):
+    from proctor.tools import write_file
+
+    sup = ScriptedModel([[tool_call('write_file', {'path': 'docs/plan.md', 'content': 'plan'})],
+                         lambda m: text('supervisor saw: ' + ' | '.join(tool_results(m)))])  # fmt: skip
+    team = Team(Supervisor(model=sup, tools=[write_file]), [research(ScriptedModel([text('research: ok')]))],
+                workspace=ws, name='apt-sup', guardrails=[ApprovalPolicy([OUTSIDE_SRC])])  # fmt: skip
+    q = ApprovalQueue(team.store)
+    async with anyio.create_task_group() as tg:
+        box = {}
+
+        async def run() -> None:
+            box['r'] = await team.run('write the plan', run_id='sup-own')
+
+        tg.start_soon(run)
+        (a,) = await wait_for(lambda: pending_of(team), what='the approval')
+        # Waited for with a DBOS `recv` of the run's workflow, woken by the decision.
+        assert (a.agent_path, a.workflow_id) == ('supervisor', 'sup-own')
+        assert not (ws / 'docs/plan.md').exists()
+        await anyio.to_thread.run_sync(lambda: q.approve(a.approval_id, decider='alice', roles=['operator'], reason='ok'))
+    assert box['r'].output == 'supervisor saw: wrote 4 characters to docs/plan.md'
+    assert (ws / 'docs/plan.md').read_text() == 'plan'
 
 
 @pytest.mark.anyio
