@@ -1,10 +1,11 @@
 """Waiting for an approval: durably inside a DBOS workflow, by polling outside one.
 
 In a durable run the wait is one `DBOS.recv_async(topic=<approval id>)` per approval, with the
-approval's expiry as the timeout. Only the workflow that waits is paused: a specialist's tool calls
-run in its delegation's child workflow, so sibling delegations go on. The decider sends a DBOS
-message after committing the decision; the approvals table stays the source of truth and is
-re-read after every wake, so a decision made while the process was dead is honoured on resume.
+approval's expiry as the timeout. The decider sends a DBOS message after committing the decision;
+the approvals table stays the source of truth and is re-read after every wake, so a decision made
+while the process was dead is honoured on resume. A delegation running in its parent's workflow code
+(`_engine.in_workflow()` is False there: its siblings share the workflow) polls the table instead,
+as a run outside any workflow does; either way only the waiting branch pauses.
 
 Why exactly one `recv` per approval, always (with timeout 0 when the table already holds the
 decision): DBOS numbers a workflow's operations in order, and a recovered workflow must issue the

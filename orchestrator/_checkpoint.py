@@ -13,9 +13,10 @@ that recording the checkpoint of model requests:
   before DBOS records that workflow's completion. A crash before then asks the model again for
   that answer, which nothing durable has seen yet.
 
-DBOS still makes the run a workflow and a delegation to a specialist with tools a child workflow,
-and still records side-effecting tools and approval waits as steps (a tool-less specialist's
-delegation runs in the run's workflow code: the recording is all it needs, `Team._delegation_toolset`). Before, each model request was also a DBOS step:
+DBOS still makes the run a workflow (and a delegation to a specialist with toolsets or an output
+function a child workflow); other delegations run in the run's workflow code, their side effects
+made exactly-once by the tool journal and their approvals polled from their table
+(`Team._delegation_toolset`, `_engine.in_workflow`). Before, each model request was also a DBOS step:
 two more transactions per request, and on this machine kind most of durability's cost per run
 (`benchmarks/feature_costs.py`: 15.2 -> 8.6 ms of durable bookkeeping per K=1 run). A durable team
 with `record=False` records its model responses only (`ResponseRecorder`), as DBOS recorded each
@@ -129,8 +130,8 @@ _RESPONSE_RECORDER: Any = None
 
 def durability(name: str, models: dict[str, Any]) -> Any:
     """pydantic-ai's `DBOSDurability` for one agent of a durable team, without model steps (the
-    team's `ModelCheckpoint` covers model requests): delegations to specialists with tools are child
-    workflows, MCP calls steps, as before."""
+    team's `ModelCheckpoint` covers model requests): delegations to specialists with toolsets or
+    output functions are child workflows, MCP calls steps, as before."""
     global _CLASS
     if _CLASS is None:
         from pydantic_ai.durable_exec.dbos import DBOSDurability

@@ -1,11 +1,12 @@
 """The durable engine binding: DBOS, one instance per process, bound to one state store.
 
-A team run is the DBOS workflow `proctor.team_run` whose id is the run id; a delegation to a
-specialist that may take durable steps (it has tools) runs as a child workflow (pydantic-ai's DBOS
-child-workflow tools), side-effecting tools are steps (`side_effect_step`). Model requests are not
-steps: the run's recording checkpoints them (`_checkpoint`), which is all a tool-less specialist's
-delegation needs, so it runs in the run's own workflow code. So a crashed run, resumed, replays
-recorded steps instead of repeating them.
+A team run is the DBOS workflow `proctor.team_run` whose id is the run id. Model requests are not
+steps: the run's recording checkpoints them (`_checkpoint`). Delegations run in the run's own
+workflow code, where their side effects are made exactly-once by the tool journal and their
+approvals are polled (`in_workflow()` is False there); a delegation to a specialist with toolsets
+(MCP calls are DBOS steps) or an output function runs as a child workflow (pydantic-ai's DBOS
+child-workflow tools). The supervisor's own side-effecting tools are DBOS steps over the journal
+(`side_effect_step`). So a crashed run, resumed, replays what was recorded instead of repeating it.
 
 Each process launches DBOS under its own executor id, so starting a team never picks up other
 processes' runs by surprise; `resume_run` explicitly re-enqueues a run's pending workflows

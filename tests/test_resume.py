@@ -1,7 +1,6 @@
 """Kill a durable run mid-flight (SIGKILL, after its first delegation) and resume it in a new process:
-the finished model calls are not made again. The team's specialists have no tools, so their
-delegations run in the run's workflow code and the run's recording alone recovers them (a specialist
-with tools gets a child workflow: tests/test_crash.py kills those)."""
+the finished model calls are not made again: the run's recording, the checkpoint of model responses,
+serves them (tests/test_crash.py kills runs mid side effect and mid approval)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ run) whose function writes `started`, acts, and commits `done` with the result b
   asks an operator: approve re-runs it, reject skips it and tells the agent. Never a blind repeat.
 
 The workflow branches on the step's recorded outcome (not on a fresh read), so every recovery
-issues the same DBOS operations in the same order. Non-durable runs use the same journal directly.
+issues the same DBOS operations in the same order. Non-durable runs, and delegations running in
+their parent's workflow code (which issue no DBOS operations: `_engine.in_workflow()`), use the same
+journal directly: it alone gives them the same exactly-once and in-doubt behaviour.
 """
 
 from __future__ import annotations
