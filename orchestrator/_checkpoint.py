@@ -19,7 +19,7 @@ made exactly-once by the tool journal and their approvals polled from their tabl
 (`Team._delegation_toolset`, `_engine.in_workflow`). Before, each model request was also a DBOS step:
 two more transactions per request, and on this machine kind most of durability's cost per run
 (`benchmarks/feature_costs.py`: 15.2 -> 8.6 ms of durable bookkeeping per K=1 run). A durable team
-with `record=False` records its model responses only (`ResponseRecorder`), as DBOS recorded each
+with `record=False` records its model responses only (`response_recorder`), as DBOS recorded each
 step's output before: no tool results, no audit log, nothing `proctor replay` can use.
 """
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .._state import StateStore
     from ._context import RunDeps
 
-__all__ = ('ModelCheckpoint', 'ResponseRecorder', 'durability')
+__all__ = ('ModelCheckpoint', 'response_recorder', 'durability')
 
 _MAX_RUNS = 256  # runs whose recorded responses are kept in memory while they execute again
 
@@ -96,8 +96,9 @@ class ModelCheckpoint:
         self._recorded.pop(run_id, None)
 
 
-def ResponseRecorder(store: StateStore) -> Any:  # noqa: N802 - a class, built on first use
-    """The checkpoint of a durable team with `record=False`: a `Recorder` of model responses only."""
+def response_recorder(store: StateStore) -> Any:
+    """The checkpoint of a durable team with `record=False`: a `Recorder` of model responses only.
+    (Its class is made on first use: `tracing._recording` imports sqlalchemy, `import proctor` must not.)"""
     global _RESPONSE_RECORDER
     if _RESPONSE_RECORDER is None:
         from ..tracing._recording import Recorder, dump_response, step_id

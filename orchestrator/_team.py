@@ -205,9 +205,9 @@ class Team:
         # `record`, a recorder of model responses only.
         self._checkpoint = ModelCheckpoint(self.store) if durable else None
         if durable and not record:
-            from ._checkpoint import ResponseRecorder
+            from ._checkpoint import response_recorder
 
-            self.observers.insert(0, ResponseRecorder(self.store))
+            self.observers.insert(0, response_recorder(self.store))
         self._fresh: set[str] = set()  # durable runs started by this process whose body has not run yet
         self.trace = trace
         self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None

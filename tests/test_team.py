@@ -122,6 +122,22 @@ async def test_durable_delegations_are_all_in_flight_at_once(state_dir):
     assert arrived == 20 and len(result.delegations) == 20
 
 
+async def test_a_durable_team_without_recording_keeps_only_its_model_responses(state_dir):
+    """`record=False`: no replay recording, audit or run records, but a durable run still checkpoints
+    its model responses (what a recovery is served), as DBOS recorded its steps' outputs before."""
+    import sqlalchemy as sa
+
+    team = fan_out_team(3, durable=True, record=False, name='norec')
+    result = await team.run('Build feature X')
+    assert result.output == expected(3)
+    with team.store.engine.connect() as c:
+        rows = c.execute(sa.text('SELECT step, kind FROM proctor_recordings WHERE run_id = :r'), {'r': result.run_id}).all()
+    steps = sorted(step.rpartition('#')[0].partition(':')[0] + '#' + step.rpartition('#')[2] for step, _ in rows)
+    assert {kind for _, kind in rows} == {'model'}
+    assert steps == ['supervisor#model:1', 'supervisor#model:2', 'supervisor>coding#model:1',
+                     'supervisor>research#model:1', 'supervisor>review#model:1']  # fmt: skip
+
+
 async def test_run_sync_and_events(state_dir):
     seen: list[tuple[str, str]] = []
 
