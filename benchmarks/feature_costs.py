@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument('--batch', type=int, default=20, help='runs per variant per turn')
     p.add_argument('--variants', default=','.join(DEFAULT_VARIANTS), help=f'comma-separated: none, all, or features {O.FEATURES}')
     p.add_argument('--k', type=int, default=1, help='delegations per run (20: the fan-out shape of scenario b0)')
-    p.add_argument('--worker-tool', action='store_true', help='give each worker a tool it never calls (durable delegations become child workflows)')
+    p.add_argument('--worker-tool', action='store_true', help='give each worker a tool it never calls, as most real specialists have')
     a = p.parse_args()
     names = [v.strip() for v in a.variants.split(',') if v.strip()]
     if 'none' not in names:

@@ -70,8 +70,7 @@ def _lookup(query: str) -> str:
 
 
 def build(features: set[str], *, name: str = 'bench', worker_tool: bool = False) -> object:
-    """The team; `worker_tool`: each worker also has a tool (never called), as most real specialists do,
-    so a durable delegation is a child workflow (a tool-less one runs in the run's own workflow)."""
+    """The team; `worker_tool`: each worker also has a tool (never called), as most real specialists do."""
     kwargs: dict[str, object] = {}
     if 'guardrails' in features:
         kwargs['guardrails'] = _default_guardrails()

@@ -19,12 +19,13 @@ made exactly-once by the tool journal and their approvals polled from their tabl
 (`Team._delegation_toolset`, `_engine.in_workflow`). Before, each model request was also a DBOS step:
 two more transactions per request, and on this machine kind most of durability's cost per run
 (`benchmarks/feature_costs.py`: 15.2 -> 8.6 ms of durable bookkeeping per K=1 run). A durable team
-with `record=False` records its model responses only (`response_recorder`), as DBOS recorded each
-step's output before: no tool results, no audit log, nothing `proctor replay` can use.
+with `record=False` records its model responses only (`tracing._recording.ResponseRecorder`), as
+DBOS recorded each step's output before: no tool results, no audit log, nothing `proctor replay` can use.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from .._state import StateStore
     from ._context import RunDeps
 
-__all__ = ('ModelCheckpoint', 'response_recorder', 'durability')
+__all__ = ('ModelCheckpoint', 'durability')
 
 _MAX_RUNS = 256  # runs whose recorded responses are kept in memory while they execute again
 
@@ -47,7 +48,8 @@ class ModelCheckpoint:
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
-        #: Runs in their first execution, started by this process: nothing recorded to serve, no lookup.
+        #: Runs in their first execution, started by this process (`Team._run_durable`): nothing
+        #: recorded to serve, no lookup; and no earlier trace to continue.
         self.first: set[str] = set()
         self._recorded: OrderedDict[str, dict[str, str]] = OrderedDict()  # run id -> step -> payload JSON
 
@@ -96,61 +98,27 @@ class ModelCheckpoint:
         self._recorded.pop(run_id, None)
 
 
-def response_recorder(store: StateStore) -> Any:
-    """The checkpoint of a durable team with `record=False`: a `Recorder` of model responses only.
-    (Its class is made on first use: `tracing._recording` imports sqlalchemy, `import proctor` must not.)"""
-    global _RESPONSE_RECORDER
-    if _RESPONSE_RECORDER is None:
-        from ..tracing._recording import Recorder, dump_response, step_id
-
-        class _ResponseRecorder(Recorder):
-            async def after_model_call(self, call: Any, response: ModelResponse) -> None:
-                self._write(call.deps, step_id(call.deps, call.key), 'model', {'response': dump_response(response)})
-
-            async def on_model_error(self, call: Any, error: BaseException) -> None:
-                pass
-
-            async def after_tool_call(self, call: Any, result: Any) -> Any:
-                return result
-
-            async def on_tool_error(self, call: Any, error: BaseException) -> None:
-                pass
-
-            async def process_output(self, call: Any, proceed: Any) -> Any:
-                return await proceed()
-
-            def on_event(self, event: Any) -> None:
-                pass
-
-        _RESPONSE_RECORDER = _ResponseRecorder
-    return _RESPONSE_RECORDER(store)
-
-
-_RESPONSE_RECORDER: Any = None
-
-
 def durability(name: str, models: dict[str, Any]) -> Any:
     """pydantic-ai's `DBOSDurability` for one agent of a durable team, without model steps (the
     team's `ModelCheckpoint` covers model requests): delegations to specialists with toolsets or
     output functions are child workflows, MCP calls steps, as before."""
-    global _CLASS
-    if _CLASS is None:
-        from pydantic_ai.durable_exec.dbos import DBOSDurability
-
-        class CheckpointedDBOSDurability(DBOSDurability):  # type: ignore[misc,valid-type]
-            """`DBOSDurability` whose model requests run in workflow code, as plain requests."""
-
-            async def wrap_model_request(self, ctx: Any, *, request_context: Any, handler: Any) -> Any:
-                return await handler(request_context)
-
-            async def before_model_request(self, ctx: Any, request_context: Any) -> Any:
-                return request_context
-
-            async def prepare_model_request(self, ctx: Any, request_context: Any) -> Any:
-                return request_context
-
-        _CLASS = CheckpointedDBOSDurability
-    return _CLASS(name=name, models=models)
+    return _checkpointed_durability_class()(name=name, models=models)
 
 
-_CLASS: Any = None
+@functools.cache
+def _checkpointed_durability_class() -> type:
+    from pydantic_ai.durable_exec.dbos import DBOSDurability
+
+    class CheckpointedDBOSDurability(DBOSDurability):  # type: ignore[misc,valid-type]
+        """`DBOSDurability` whose model requests run in workflow code, as plain requests."""
+
+        async def wrap_model_request(self, ctx: Any, *, request_context: Any, handler: Any) -> Any:
+            return await handler(request_context)
+
+        async def before_model_request(self, ctx: Any, request_context: Any) -> Any:
+            return request_context
+
+        async def prepare_model_request(self, ctx: Any, request_context: Any) -> Any:
+            return request_context
+
+    return CheckpointedDBOSDurability

@@ -6,6 +6,7 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -116,8 +117,8 @@ def _served_model(messages: Sequence[Any], routed: str) -> str:
     return routed
 
 
-def _steps_durably(spec: Specialist) -> bool:
-    """Whether a delegation to `spec` needs DBOS steps of its own, so its own child workflow: it has
+def _needs_child_workflow(spec: Specialist) -> bool:
+    """Whether a durable delegation to `spec` needs DBOS steps of its own, so a child workflow: it has
     toolsets (pydantic-ai makes MCP calls DBOS steps) or an output function (which may call
     `side_effect_step` outside any tool call). Everything else a specialist does is checkpointed by
     proctor's own tables, which concurrent branches of one workflow can share: model responses by
@@ -205,10 +206,9 @@ class Team:
         # `record`, a recorder of model responses only.
         self._checkpoint = ModelCheckpoint(self.store) if durable else None
         if durable and not record:
-            from ._checkpoint import response_recorder
+            from ..tracing._recording import ResponseRecorder
 
-            self.observers.insert(0, response_recorder(self.store))
-        self._fresh: set[str] = set()  # durable runs started by this process whose body has not run yet
+            self.observers.insert(0, ResponseRecorder(self.store))
         self.trace = trace
         self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None
         self.tracer = otel_trace.get_tracer('proctor', tracer_provider=self.tracer_provider or otel_trace.NoOpTracerProvider())
@@ -258,11 +258,11 @@ class Team:
     def _dbos_capability(self, spec: Specialist, *, is_supervisor: bool) -> bool:
         """Whether the agent of `spec` needs pydantic-ai's DBOS capability in a durable team: the
         supervisor, for its tools and its delegations that are child workflows; a specialist whose
-        delegations are child workflows (`_steps_durably`: MCP calls are steps). Elsewhere it would
+        delegations are child workflows (`_needs_child_workflow`: MCP calls are steps). Elsewhere it would
         add its per-request bookkeeping (~1 ms per run) for nothing."""
         if not is_supervisor:
-            return _steps_durably(spec)
-        return bool(spec.tools or spec.toolsets) or any(_steps_durably(s) for s in self.specialists.values())
+            return _needs_child_workflow(spec)
+        return bool(spec.tools or spec.toolsets) or any(_needs_child_workflow(s) for s in self.specialists.values())
 
     def _delegation_toolset(self) -> FunctionToolset[RunDeps]:
         team_name = self.name
@@ -277,8 +277,8 @@ class Team:
 
             # Durable: a delegation runs in the run's workflow code, recovered from proctor's own
             # tables (recording, tool journal, approvals), unless it needs DBOS steps of its own
-            # (`_steps_durably`): then it is a DBOS child workflow with its own step history.
-            child = self.durable and _steps_durably(spec)
+            # (`_needs_child_workflow`): then it is a DBOS child workflow with its own step history.
+            child = self.durable and _needs_child_workflow(spec)
             tools.append(
                 Tool(
                     make(spec.name),
@@ -390,16 +390,14 @@ class Team:
     async def _run_durable(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
         if _engine.launched_url() != self.store.dbos_url:
             await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
-        self._fresh.add(run_id)  # its body's first execution has no earlier trace to continue
-        if self._checkpoint is not None:
-            self._checkpoint.first.add(run_id)  # ... and no recorded responses to serve
+        assert self._checkpoint is not None  # durable
+        # Its first execution: no recorded responses to serve, no earlier trace to continue.
+        self._checkpoint.first.add(run_id)
         try:
             handle = await self._start_workflow(run_id, task, project, data_class)
             return await handle.get_result()
         finally:
-            self._fresh.discard(run_id)
-            if self._checkpoint is not None:
-                self._checkpoint.first.discard(run_id)
+            self._checkpoint.first.discard(run_id)
 
     async def _start_workflow(self, run_id: str, task: str, project: str, data_class: str) -> Any:
         from dbos import DBOS, SetWorkflowID
@@ -483,6 +481,13 @@ class Team:
 
     async def _execute(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
         """The body of a run (the workflow's code when durable)."""
+        try:
+            return await self._execute_once(run_id, task, project, data_class)
+        finally:
+            if self._checkpoint is not None:
+                self._checkpoint.forget(run_id)  # a later execution reads the recording again
+
+    async def _execute_once(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
         deps = RunDeps(
             run_id=run_id, team=self.name, project=project, data_class=data_class, agent_path='supervisor',
             specialist=self.supervisor.name, workspace=str(self.workspace.root) if self.workspace else None,
@@ -496,7 +501,7 @@ class Team:
                                       model_id=route.model_id, route_reason=route.reason))  # fmt: skip
         # A workflow body that runs again (recovery, resume) continues the run's first trace.
         resumed_from = None
-        if self.durable and self.tracer_provider is not None and not self._take_fresh(run_id):
+        if self._checkpoint is not None and self.tracer_provider is not None and run_id not in self._checkpoint.first:
             resumed_from = await self._db(trace_parent, self.tracer_provider, self.store, run_id)
         try:
             with self.tracer.start_as_current_span(
@@ -516,8 +521,6 @@ class Team:
             emit(self.observers, RunEvent('run_failed', run_id, deps.agent_path, deps.specialist,
                                           error=f'{type(e).__name__}: {e}', elapsed_s=time.perf_counter() - started))  # fmt: skip
             await settle(self.store)
-            if self._checkpoint is not None:
-                self._checkpoint.forget(run_id)
             raise
         usage = result.usage
         if self.record:
@@ -526,17 +529,7 @@ class Team:
                                       model_id=route.model_id, input_tokens=usage.input_tokens,
                                       output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip
         await settle(self.store)  # the run's recordings, audit records and trace, before it returns
-        if self._checkpoint is not None:
-            self._checkpoint.forget(run_id)
         return {'output': output, 'usage': usage}
-
-    def _take_fresh(self, run_id: str) -> bool:
-        """True the first time the body of a run this process just started runs (then no earlier
-        execution can have stored a root span: no lookup)."""
-        if run_id in self._fresh:
-            self._fresh.discard(run_id)
-            return True
-        return False
 
     def _finish_run(self, run_id: str, output: Any, usage: RunUsage, route: Route) -> None:
         self.records.finish_run(
@@ -553,7 +546,7 @@ class Team:
         delegation_id = f'{parent.run_id}:{parent.agent_path}>{specialist}:{ctx.tool_call_id}'
         # A child workflow's recovery does not run this body again once the workflow has completed;
         # a delegation in the run's own workflow code is run again by the run's recovery.
-        own_workflow = self.durable and _steps_durably(spec)
+        own_workflow = self.durable and _needs_child_workflow(spec)
         deps = parent.child(specialist, delegation_id=delegation_id)
         subtask = self._guard('input', subtask, deps)
         route = self._route(spec, deps)
@@ -581,10 +574,7 @@ class Team:
                     'proctor.data_class': deps.data_class, 'proctor.resumed': resumed_from is not None,
                 },
             ) as span:  # fmt: skip
-                if self.durable and not own_workflow:
-                    with _engine.delegation_in_parent_workflow():
-                        result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
-                else:
+                with _engine.delegation_in_parent_workflow() if self.durable and not own_workflow else nullcontext():
                     result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
                 output = self._guard('output', result.output, deps)
                 span.set_attributes(_usage_attributes(result.usage, route))

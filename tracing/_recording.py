@@ -42,7 +42,7 @@ from ..orchestrator._context import RunDeps
 from ..orchestrator._observers import ModelCall, OutputCall, RunEvent, RunObserver, ToolCall
 from ._store import BufferedWriter, flusher
 
-__all__ = ('Recorder', 'Recording', 'RecordedStep', 'snapshot_workspace', 'restore_workspace', 'WORKSPACE_STEP', 'step_scope', 'step_id', 'tool_step_id', 'messages_hash', 'input_tail', 'DELEGATE_PREFIX')
+__all__ = ('Recorder', 'ResponseRecorder', 'Recording', 'RecordedStep', 'snapshot_workspace', 'restore_workspace', 'WORKSPACE_STEP', 'step_scope', 'step_id', 'tool_step_id', 'messages_hash', 'input_tail', 'DELEGATE_PREFIX')
 
 DELEGATE_PREFIX = 'delegate_to_'
 
@@ -154,7 +154,26 @@ def restore_workspace(snapshot: dict[str, Any], root: Path) -> None:
         target.write_text(text)
 
 
-class Recorder(BufferedWriter, RunObserver):
+class _RecordingWriter(BufferedWriter):
+    """Queues rows of `proctor_recordings`; the store's writer inserts them (`BufferedWriter`)."""
+
+    def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
+        _insert_rows(conn, items)
+
+    def _write(self, deps: RunDeps, step: str, kind: str, payload: dict[str, Any]) -> None:
+        payload = {'agent_path': deps.agent_path, 'specialist': deps.specialist, **payload}
+        self._buf.append((deps.run_id, step, kind, payload, time.time()))
+
+
+class ResponseRecorder(_RecordingWriter, RunObserver):
+    """Records model responses only: the checkpoint of a durable team with `record=False`
+    (`orchestrator._checkpoint`), with no tool results, audit or input hashes."""
+
+    async def after_model_call(self, call: ModelCall, response: ModelResponse) -> None:
+        self._write(call.deps, step_id(call.deps, call.key), 'model', {'response': dump_response(response)})
+
+
+class Recorder(_RecordingWriter, RunObserver):
     """Records model responses and tool results into `proctor_recordings`.
 
     Hooks only queue the row (the run never waits on the database); the queue is written by the
@@ -167,9 +186,6 @@ class Recorder(BufferedWriter, RunObserver):
         self.workspace = Path(workspace) if workspace is not None else None
         super().__init__(store)
 
-    def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
-        _insert_rows(conn, items)
-
     def on_event(self, event: RunEvent) -> None:
         if event.kind == 'run_started' and self.workspace is not None:
             # What instructions and tools saw at the start: replay restores it, not today's files.
@@ -177,10 +193,6 @@ class Recorder(BufferedWriter, RunObserver):
             snap = snapshot_workspace(self.workspace)
             if snap is not None:
                 self._buf.append((event.run_id, WORKSPACE_STEP, 'workspace', snap, time.time()))
-
-    def _write(self, deps: RunDeps, step: str, kind: str, payload: dict[str, Any]) -> None:
-        payload = {'agent_path': deps.agent_path, 'specialist': deps.specialist, **payload}
-        self._buf.append((deps.run_id, step, kind, payload, time.time()))
 
     async def after_model_call(self, call: ModelCall, response: ModelResponse) -> None:
         # The input's hash (shared with the audit log) lets replay notice a model asked something new.
