@@ -21,9 +21,12 @@ if TYPE_CHECKING:
         ModelInfo,
         ModelRegistry,
         ModelRouter,
+        ReplayReport,
         RunDeps,
         Team,
         TeamResult,
+        replay,
+        replay_sync,
     )
     from .guardrails import Approval, ApprovalPolicy, ApprovalQueue, ApprovalRule
     from .tools import Workspace
@@ -53,6 +56,7 @@ __all__ = (
     'ModelInfo',
     'ModelRegistry',
     'ModelRouter',
+    'ReplayReport',
     'ApprovalRejected',
     'BudgetExceeded',
     'DelegationResult',
@@ -73,6 +77,8 @@ __all__ = (
     '__version__',
     'coding',
     'research',
+    'replay',
+    'replay_sync',
     'review',
 )
 
@@ -92,9 +98,12 @@ _LAZY = {
     'ModelInfo': '.orchestrator',
     'ModelRegistry': '.orchestrator',
     'ModelRouter': '.orchestrator',
+    'ReplayReport': '.orchestrator',
     'RunDeps': '.orchestrator',
     'Team': '.orchestrator',
     'TeamResult': '.orchestrator',
+    'replay': '.orchestrator',
+    'replay_sync': '.orchestrator',
     'Approval': '.guardrails',
     'ApprovalPolicy': '.guardrails',
     'ApprovalQueue': '.guardrails',

@@ -48,7 +48,7 @@ class Operator(threading.Thread):
 
     def __init__(self, state: Path, crash_dir: Path, rng: random.Random) -> None:
         super().__init__(daemon=True)
-        from proctor._state import StateStore
+        from proctor.state._store import StateStore
         from proctor.guardrails import ApprovalQueue
 
         self.queue = ApprovalQueue(StateStore(state), audit=True)
@@ -127,7 +127,7 @@ def trial(i: int, root: Path, rng: random.Random, env_base: dict[str, str]) -> d
     op.start()
     kills: list[str] = []
     from proctor.exceptions import UnknownRunError
-    from proctor.orchestrator._records import RunRecords
+    from proctor.state._records import RunRecords
 
     records = RunRecords(op.queue.store)
 

@@ -36,7 +36,7 @@ VARIANTS = ('dbos-workflow', 'dbos', 'pydantic-ai', 'pydantic-ai+dbos', 'proctor
 def _launch_dbos(name: str) -> None:
     from dbos import DBOS
 
-    from proctor.orchestrator._engine import EXECUTOR_THREADS, _sqlite_engine
+    from proctor.state._dbos import EXECUTOR_THREADS, _sqlite_engine
 
     url = f'sqlite:///{tempfile.mkdtemp(prefix="proctor-durable-baseline-")}/dbos.sqlite'
     os.environ.setdefault('DBOS__CLOUD', '')

@@ -28,7 +28,7 @@ from pydantic_ai.usage import RequestUsage  # noqa: E402
 
 from proctor import Budget, Ledger, ModelRouter, Specialist, Supervisor, Team  # noqa: E402
 from proctor.orchestrator import LedgerEntry, ModelCall, RunDeps  # noqa: E402
-from proctor.orchestrator._plan import set_plan  # noqa: E402
+from proctor.models._plan import set_plan  # noqa: E402
 from proctor.testing import ScriptedModel  # noqa: E402
 
 CLASSES = ['public', 'internal', 'confidential', 'restricted']

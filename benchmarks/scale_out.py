@@ -63,10 +63,10 @@ def _cpu_s(pid: int) -> float:
 def _measure(pg, n_workers: int, runs: int, concurrency: int, latency: float, tmp: Path) -> dict[str, float]:
     import sqlalchemy as sa
 
-    from proctor._schema import runs as runs_table
-    from proctor._state import StateStore
-    from proctor.orchestrator._heartbeats import Heartbeats
-    from proctor.orchestrator._queue import close_clients, submit_run
+    from proctor.state._schema import runs as runs_table
+    from proctor.state._store import StateStore
+    from proctor.state._heartbeats import Heartbeats
+    from proctor.state._queue import close_clients, submit_run
 
     url = pg.create_database(f'bench_{n_workers}_{uuid.uuid4().hex[:6]}')
     state = tmp / f'state{n_workers}'

@@ -111,7 +111,7 @@ async def _per_run(runs: int, durable: bool, latency: float) -> dict[str, object
 def _store_write_cost(n: int) -> dict[str, object]:
     from opentelemetry.sdk.trace import TracerProvider
 
-    from proctor._state import StateStore
+    from proctor.state._store import StateStore
     from proctor.tracing._store import StoreSpanProcessor
 
     store = StateStore(tempfile.mkdtemp(prefix='proctor-bench-spans-'))
@@ -150,7 +150,7 @@ def main() -> None:
     out['per_run'] = [anyio.run(_per_run, args.runs, args.durable, float(x)) for x in args.latency.split(',') if x.strip()]
     out.update(_store_write_cost(args.spans))
     if args.durable:
-        from proctor.orchestrator import _engine
+        from proctor.state import _dbos as _engine
 
         _engine.shutdown()
     print(json.dumps(out))

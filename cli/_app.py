@@ -34,9 +34,9 @@ _AREAS = ('_runs', '_models', '_usage', '_approvals', '_memory', '_traces', '_co
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from importlib.metadata import version
 
-        typer.echo(f'proctor {__version__}')
+        typer.echo(f'proctor {version("proctor")}')
         raise typer.Exit()
 
 
@@ -105,7 +105,7 @@ def state_from_ctx(ctx: typer.Context | None = None, *, create: bool = False):  
     Commands that only read (`create=False`) refuse a state dir that does not exist, naming it: a
     mistyped `--state-dir` must not look like "no runs" (nor leave an empty state dir behind).
     """
-    from .._state import StateStore, resolve_database_url, resolve_state_dir
+    from ..state._store import StateStore, resolve_database_url, resolve_state_dir
     from ..exceptions import StateDirError
 
     obj = (ctx.obj if ctx is not None else None) or {}

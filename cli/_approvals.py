@@ -80,7 +80,7 @@ def list_approvals(
     """List approvals, newest first (pending ones first of all)."""
     items = _queue(ctx).list(run_id=run, status=status, limit=limit)
     if run is not None and not items:
-        from ..orchestrator._records import RunRecords
+        from ..state._records import RunRecords
 
         RunRecords(state_from_ctx(ctx)).get(run, with_delegations=False)  # nothing to list: is the run unknown?
     items.sort(key=lambda a: (not a.pending, -a.created_at))

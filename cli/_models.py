@@ -26,7 +26,7 @@ def list_models(
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
     """Every model of the registry: provider string, version, prices, latency, capabilities, approvals."""
-    from ..orchestrator._router import ModelRouter
+    from ..models._router import ModelRouter
 
     router = ModelRouter.from_file(config)  # validates the policy and budgets too
     rows = router.registry.summaries()
@@ -51,8 +51,8 @@ def attempts(
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
     """Every attempt at every model call of a run: fallbacks, refusals and the model that answered."""
-    from ..orchestrator._ledger import Ledger
-    from ..orchestrator._records import RunRecords
+    from ..models._ledger import Ledger
+    from ..state._records import RunRecords
 
     store = state_from_ctx(ctx)
     run = RunRecords(store).get(run_id, with_delegations=False)

@@ -36,7 +36,7 @@ def list_runs(
     status: Annotated[Optional[str], typer.Option(help='Only runs with this status.')] = None,
 ) -> None:
     """List runs, newest first."""
-    from ..orchestrator._records import RunRecords
+    from ..state._records import RunRecords
 
     recs = RunRecords(state_from_ctx(ctx)).list(limit=limit, status=status)
     if as_json:
@@ -65,10 +65,10 @@ def show_run(
     ] = False,
 ) -> None:
     """One run: its task, status, delegations (specialist, model, tokens, result) and final output."""
-    from ..orchestrator._records import RunRecords
+    from ..state._records import RunRecords
 
     if follow:
-        from ..orchestrator._queue import wait_for_run
+        from ..state._queue import wait_for_run
 
         def on_status(rec: Any) -> None:
             typer.echo(f'{rec.run_id} {rec.status}', err=True)
@@ -119,7 +119,7 @@ def resume(
 
     from ..exceptions import UserError
     from ..orchestrator._live import load_factory
-    from ..orchestrator._records import RunRecords
+    from ..state._records import RunRecords
 
     rec = RunRecords(state_from_ctx(ctx)).get(run_id, with_delegations=False)
     factory = team or rec.factory

@@ -169,7 +169,7 @@ def export_trace(
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     from ..exceptions import UserError
-    from ..orchestrator._records import RunRecords
+    from ..state._records import RunRecords
     from ..tracing._store import TraceStore
 
     parsed = urlparse(otlp)
@@ -260,7 +260,7 @@ def replay_run(
     import anyio
 
     from ..tracing._recording import Recording
-    from ..tracing._replay import replay
+    from ..orchestrator._replay import replay
 
     store = state_from_ctx(ctx)
     if save:
@@ -286,7 +286,7 @@ def audit_verify(
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
     """Check the hash chain: exit 0 when it holds, 1 naming the first bad record."""
-    from ..tracing._audit import verify_audit
+    from ..state._audit import verify_audit
 
     v = verify_audit(state_from_ctx(ctx), expect_head=expect_head)
     if as_json:
@@ -301,7 +301,7 @@ def audit_verify(
 @audit_app.command('head')
 def audit_head_cmd(ctx: typer.Context) -> None:
     """Print the last record's number and hash (keep it elsewhere; `verify --expect-head` detects a cut tail)."""
-    from ..tracing._audit import audit_head
+    from ..state._audit import audit_head
 
     seq, digest = audit_head(state_from_ctx(ctx))
     typer.echo(f'{seq} {digest}')
@@ -315,7 +315,7 @@ def audit_list(
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
     """The audit records, oldest first."""
-    from ..tracing._audit import audit_entries
+    from ..state._audit import audit_entries
 
     entries = audit_entries(state_from_ctx(ctx), run_id=run, limit=limit)
     if as_json:

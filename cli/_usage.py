@@ -39,15 +39,15 @@ def usage(
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
     """Model calls, tokens and cost recorded in the ledger (a sub-agent's spend counts toward its run)."""
-    from ..orchestrator._budget import budget_status
-    from ..orchestrator._ledger import USAGE_DIMENSIONS, Ledger
+    from ..models._budget import budget_status
+    from ..models._ledger import USAGE_DIMENSIONS, Ledger
 
     if by not in USAGE_DIMENSIONS:
         raise UserError(f'--by {by!r}: one of {", ".join(USAGE_DIMENSIONS)}')
     start = parse_since(since) if since else None
     store = state_from_ctx(ctx)
     if run is not None:
-        from ..orchestrator._records import RunRecords
+        from ..state._records import RunRecords
 
         run = RunRecords(store).get(run, with_delegations=False).run_id  # a prefix is enough; an unknown run is an error
     ledger = Ledger(store)

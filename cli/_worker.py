@@ -78,7 +78,7 @@ def workers(
     all_: Annotated[bool, typer.Option('--all', help='Include workers already recovered (gone).')] = False,
 ) -> None:
     """Workers recorded in the state store: queue, status, last heartbeat, who recovered whom."""
-    from ..orchestrator._heartbeats import Heartbeats
+    from ..state._heartbeats import Heartbeats
 
     recs = Heartbeats(state_from_ctx(ctx)).list(include_gone=all_)
     if as_json:
@@ -113,7 +113,7 @@ def submit(
     import anyio
 
     from ..orchestrator._live import load_factory
-    from ..orchestrator._queue import normalize_factory, wait_for_run
+    from ..state._queue import normalize_factory, wait_for_run
 
     _factories_importable()
     t = load_factory(factory)

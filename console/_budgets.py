@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._state import StateStore
+from ..state._store import StateStore
 
 __all__ = ('budget_status',)
 
@@ -16,7 +16,7 @@ def budget_status(store: StateStore) -> dict[str, Any]:
     """`{'budgets': [...], 'runs': {...}}`: one row per team/project/specialist/model budget scope in use
     (name, period, spent, limit, fraction, level ok|near|over), and per-run budgets summarised with
     the ones near or over their limit listed."""
-    from ..orchestrator._budget import budget_status as scopes
+    from ..models._budget import budget_status as scopes
 
     rows = []
     run_rows = []

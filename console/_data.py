@@ -7,9 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._schema import approvals, guard_events, ledger, runs
-from .._state import StateStore
-from ..orchestrator._records import RunRecord
+from ..state._schema import approvals, guard_events, ledger, runs
+from ..state._store import StateStore
+from ..state._records import RunRecord
 
 __all__ = ('ConsoleData',)
 

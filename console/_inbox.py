@@ -15,8 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._schema import approvals
-from .._state import StateStore
+from ..state._schema import approvals
+from ..state._store import StateStore
 from ..exceptions import ApprovalDecisionError, UnknownApprovalError
 from ..guardrails._approvals import ApprovalQueue
 from ._auth import Operator

@@ -6,9 +6,9 @@ from typing import Any
 
 import anyio
 
-from .._state import StateStore
+from ..state._store import StateStore
 from ..exceptions import ProctorError
-from ..orchestrator._records import RunRecord
+from ..state._records import RunRecord
 
 __all__ = ('replay_run', 'REPLAY_TIMEOUT_S')
 
@@ -20,7 +20,7 @@ async def replay_run(store: StateStore, rec: RunRecord, *, timeout_s: float = RE
     """`{'matched': bool, 'summary': str, 'divergences': [...], ...}`. A replay that cannot run (no
     recorded team factory, a step with no recording) or takes over `timeout_s` comes back unmatched
     with the reason instead of raising."""
-    from ..tracing import replay
+    from ..orchestrator._replay import replay
 
     try:
         with anyio.fail_after(timeout_s):

@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..exceptions import UnknownApprovalError
-from ._app import JSONResponse, console_of, error_response, guarded, in_thread, render, wants_json
+from ._http import JSONResponse, console_of, error_response, guarded, in_thread, render, wants_json
 from ._inbox import DecisionRefused
 
 __all__ = ('routes',)

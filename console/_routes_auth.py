@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ._app import SESSION_COOKIE, console_of, guarded, render
+from ._http import SESSION_COOKIE, console_of, guarded, render
 
 __all__ = ('routes',)
 

@@ -11,8 +11,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..exceptions import UnknownRunError
-from ..orchestrator._records import RunRecords
-from ._app import JSONResponse, console_of, error_response, guarded, in_thread, render, wants_json
+from ..state._records import RunRecords
+from ._http import JSONResponse, console_of, error_response, guarded, in_thread, render, wants_json
 from ._replay import replay_run
 from ._waterfall import layout, spans_from_records
 

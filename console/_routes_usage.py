@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._app import JSONResponse, console_of, error_response, guarded, in_thread, render, wants_json
+from ._http import JSONResponse, console_of, error_response, guarded, in_thread, render, wants_json
 from ._budgets import budget_status
 from ._charts import bucket_usage, stacked_bars_svg
 from ._data import USAGE_DIMENSIONS

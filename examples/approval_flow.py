@@ -75,7 +75,7 @@ def decide_from_another_process(state: Path, verb: str) -> None:
 
 
 def _store(state: Path):  # noqa: ANN202
-    from proctor._state import StateStore
+    from proctor.state._store import StateStore
 
     return StateStore(state)
 
@@ -121,7 +121,7 @@ def main() -> None:
         result = team.run_sync('Add greet(name) and update the changelog.', project='demo')
     finally:
         stop.set()
-        from proctor.orchestrator import _engine
+        from proctor.state import _dbos as _engine
 
         _engine.shutdown()
     if decider is not None:

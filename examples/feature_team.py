@@ -46,7 +46,7 @@ from pydantic_ai.toolsets import FunctionToolset
 from proctor import Review, Specialist, Supervisor, Team
 from proctor.exceptions import StateDirError
 from proctor.orchestrator import RunDeps, RunObserver
-from proctor.orchestrator._engine import side_effect_step  # the journal that makes side effects exactly-once
+from proctor.tools._journal import side_effect_step  # the journal that makes side effects exactly-once
 from proctor.tools import read_file, run_tests, workspace_of, write_file
 
 MODEL = 'local:smollm2'

@@ -21,8 +21,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from .._log import get_logger
-from .._schema import approvals
-from .._state import StateStore
+from ..state._schema import approvals
+from ..state._store import StateStore
 from ..exceptions import ApprovalDecisionError, UnknownApprovalError, UserError
 
 __all__ = ('Approval', 'ApprovalQueue', 'approval_id_for', 'SYSTEM_DECIDER')
@@ -275,7 +275,7 @@ def wake(store: StateStore, a: Approval) -> None:
 
 def audit_decision(store: StateStore, a: Approval) -> None:
     try:
-        from ..tracing._audit import append_audit
+        from ..state._audit import append_audit
     except ImportError:  # pragma: no cover - the audit log ships with proctor.tracing
         return
     record = {

@@ -19,7 +19,7 @@ __all__ = ('DataClassGuard',)
 
 
 def _classes() -> tuple[str, ...]:
-    from ..orchestrator._team import DATA_CLASSES
+    from ..core._data_classes import DATA_CLASSES
 
     return DATA_CLASSES
 

@@ -24,8 +24,8 @@ import anyio
 import sqlalchemy as sa
 
 from .._log import get_logger
-from .._schema import approvals, delegations, runs
-from .._state import StateStore
+from ..state._schema import approvals, delegations, runs
+from ..state._store import StateStore
 from ._approvals import Approval, ApprovalQueue, approval_id_for, audit_decision, wake
 
 __all__ = ('ApprovalRequest', 'ApprovalGate')
@@ -65,7 +65,7 @@ class ApprovalGate:
         self.nudge_interval = nudge_interval
 
     async def decide(self, req: ApprovalRequest) -> Approval:
-        from ..orchestrator._engine import in_workflow
+        from ..state._dbos import in_workflow
 
         durable = in_workflow()
         workflow_id = _workflow_id() if durable else None
@@ -160,7 +160,7 @@ class ApprovalGate:
     def _mark(self, req: ApprovalRequest, *, waiting: bool) -> None:
         """Run (and delegation) status 'waiting' while any of the run's approvals is pending, else back to 'running'."""
         try:
-            from ..orchestrator._records import RunRecords
+            from ..state._records import RunRecords
 
             flush = getattr(RunRecords(self.store), 'flush', None)
             if flush is not None:

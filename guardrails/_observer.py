@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._state import StateStore
+from ..state._store import StateStore
 from ..exceptions import ApprovalRejected
-from ..orchestrator._observers import RunObserver, ToolCall, ToolCallDenied
+from ..core._events import RunObserver, ToolCall, ToolCallDenied
 from ._approvals import Approval
 from ._gate import ApprovalGate, ApprovalRequest
 from ._pipeline import GuardrailPipeline

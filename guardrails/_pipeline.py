@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 
-from .._schema import guard_events
-from .._state import StateStore
+from ..state._schema import guard_events
+from ..state._store import StateStore
 from ..exceptions import GuardrailTripped
 from ._protocol import Decision, GuardContext, Guardrail, Hook
 

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from ..exceptions import MemoryStoreError, ProctorError
-from ..orchestrator._observers import RunEvent, RunObserver, ToolCall
+from ..core._events import RunEvent, RunObserver, ToolCall
 from ._protocol import SharedMemory
 from ._tools import format_recollections, provenance_of, recall_for, team_guarded_text
 from ._types import namespace_for

@@ -18,7 +18,7 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from .._state import resolve_state_dir
+from ..state._store import resolve_state_dir
 from ..exceptions import GuardrailTripped, UserError
 from ..guardrails._pipeline import GuardrailPipeline
 from ..guardrails._protocol import GuardContext

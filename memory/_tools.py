@@ -16,9 +16,11 @@ from pydantic_ai import ModelRetry, RunContext
 from pydantic_ai.messages import ModelResponse
 from pydantic_ai.toolsets import FunctionToolset
 
-from ..exceptions import MemoryStoreError, RunError, UserError
+from ..exceptions import GuardrailTripped, MemoryStoreError, RunError, UserError
 from ..guardrails._protocol import GuardContext
-from ..orchestrator._context import RunDeps
+from ..core._deps import RunDeps
+from ..state._scope import RunScope, current_scope
+from ..tools._journal import side_effect_step
 from ._protocol import SharedMemory
 from ._types import MemoryEntry, Provenance, allowed_classes, check_text, namespace_for
 
@@ -43,19 +45,16 @@ def provenance_of(deps: RunDeps, *, source: str, model_version: str = '', model_
     )  # fmt: skip
 
 
-def _team_of(deps: RunDeps) -> Any:
-    from ..orchestrator import _live
-
-    try:
-        return _live.get_team(deps.team)
-    except RunError:
-        return None  # an agent outside a proctor Team: no team guardrails to apply
+def _scope_of(deps: RunDeps) -> RunScope | None:
+    scope = current_scope.get()
+    # None: an agent outside a proctor Team, no team guardrails to apply
+    return scope if scope is not None and scope.team == deps.team else None
 
 
 async def team_guarded_text(deps: RunDeps, text: str, *, tool: str) -> str:
     """`text` after the team's `memory_write` guardrails (redactions applied; a block raises
     `GuardrailTripped`; guard decisions are recorded in the team's state store)."""
-    team = _team_of(deps)
+    team = _scope_of(deps)
     if team is None or not team.guardrails.has('memory_write'):
         return text
     ctx = GuardContext(hook='memory_write', run_id=deps.run_id, agent_path=deps.agent_path,
@@ -63,8 +62,6 @@ async def team_guarded_text(deps: RunDeps, text: str, *, tool: str) -> str:
     store = team.store if team.record else None
     outcome = await anyio.to_thread.run_sync(lambda: team.guardrails.apply('memory_write', text, ctx, store=store))
     if outcome.approval is not None:
-        from ..exceptions import GuardrailTripped
-
         raise GuardrailTripped(guard='memory_write', hook='memory_write', run_id=deps.run_id,
                                reason=f'needs approval ({outcome.approval.reason}); memory writes cannot wait')  # fmt: skip
     return outcome.payload
@@ -78,8 +75,8 @@ def approval_hook(memory: SharedMemory, deps: RunDeps, hook: Any = None) -> Any:
     own = getattr(memory, 'allowed_classes', None)
     if own is not None:
         return own
-    team = _team_of(deps)
-    return getattr(getattr(team, 'router', None), 'registry', None)
+    team = _scope_of(deps)
+    return team.registry if team is not None else None
 
 
 async def recall_for(
@@ -133,8 +130,6 @@ def memory_tools(memory: SharedMemory, *, allowed_classes: Any = None, max_k: in
             if all(e.merged for e in entries):
                 return f'Already remembered (merged into {", ".join(ids)}).'
             return f'Remembered as {", ".join(ids)}.'
-
-        from ..orchestrator._engine import side_effect_step
 
         return await side_effect_step('proctor.memory.remember', act)
 

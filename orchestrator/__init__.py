@@ -3,19 +3,22 @@
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._budget import Budget, BudgetGuard, budget_status
-    from ._config import ProctorConfig, RoutingPolicy, load_config
-    from ._context import RunDeps
-    from ._models import build_model, model_id_of
-    from ._observers import ModelCall, ObserverCapability, RunEvent, RunObserver, ToolCall
-    from ._records import DelegationRecord, RunRecord, RunRecords
-    from ._ledger import Ledger, LedgerEntry, LedgerObserver, UsageRow
-    from ._plan import RoutePlan
-    from ._registry import ModelInfo, ModelRegistry
-    from ._router import ModelRouter, PlannedRoute
-    from ._routing import PreferredModelRouter, Route, Router
-    from ._team import DATA_CLASSES, DelegationResult, Team, TeamResult
+    from ..models._budget import Budget, BudgetGuard, budget_status
+    from ..models._config import ProctorConfig, RoutingPolicy, load_config
+    from ..core._deps import RunDeps
+    from ..models._models import build_model, model_id_of
+    from ..core._events import ModelCall, RunEvent, RunObserver, ToolCall
+    from ._observers import ObserverCapability
+    from ..state._records import DelegationRecord, RunRecord, RunRecords
+    from ..models._ledger import Ledger, LedgerEntry, LedgerObserver, UsageRow
+    from ..models._plan import RoutePlan
+    from ..models._registry import ModelInfo, ModelRegistry
+    from ..models._router import ModelRouter, PlannedRoute
+    from ..models._routing import PreferredModelRouter, Route, Router
+    from ..core._data_classes import DATA_CLASSES
+    from ._team import DelegationResult, Team, TeamResult
     from ._worker import Worker
+    from ._replay import ReplayReport, replay, replay_sync
 
 __all__ = (
     'DATA_CLASSES',
@@ -50,6 +53,9 @@ __all__ = (
     'Team',
     'TeamResult',
     'Worker',
+    'ReplayReport',
+    'replay',
+    'replay_sync',
     'build_model',
     'model_id_of',
 )
@@ -57,40 +63,43 @@ __all__ = (
 #: Public name -> the submodule that defines it; imported on first access (PEP 562) so that
 #: `import proctor.orchestrator` stays cheap and each name pulls in only what it needs.
 _LAZY = {
-    'Budget': '._budget',
-    'BudgetGuard': '._budget',
-    'budget_status': '._budget',
-    'ProctorConfig': '._config',
-    'RoutingPolicy': '._config',
-    'load_config': '._config',
-    'RunDeps': '._context',
-    'build_model': '._models',
-    'model_id_of': '._models',
-    'ModelCall': '._observers',
+    'Budget': '..models._budget',
+    'BudgetGuard': '..models._budget',
+    'budget_status': '..models._budget',
+    'ProctorConfig': '..models._config',
+    'RoutingPolicy': '..models._config',
+    'load_config': '..models._config',
+    'RunDeps': '..core._deps',
+    'build_model': '..models._models',
+    'model_id_of': '..models._models',
+    'ModelCall': '..core._events',
+    'RunEvent': '..core._events',
+    'RunObserver': '..core._events',
+    'ToolCall': '..core._events',
     'ObserverCapability': '._observers',
-    'RunEvent': '._observers',
-    'RunObserver': '._observers',
-    'ToolCall': '._observers',
-    'DelegationRecord': '._records',
-    'RunRecord': '._records',
-    'RunRecords': '._records',
-    'Ledger': '._ledger',
-    'LedgerEntry': '._ledger',
-    'LedgerObserver': '._ledger',
-    'UsageRow': '._ledger',
-    'RoutePlan': '._plan',
-    'ModelInfo': '._registry',
-    'ModelRegistry': '._registry',
-    'ModelRouter': '._router',
-    'PlannedRoute': '._router',
-    'PreferredModelRouter': '._routing',
-    'Route': '._routing',
-    'Router': '._routing',
-    'DATA_CLASSES': '._team',
+    'DelegationRecord': '..state._records',
+    'RunRecord': '..state._records',
+    'RunRecords': '..state._records',
+    'Ledger': '..models._ledger',
+    'LedgerEntry': '..models._ledger',
+    'LedgerObserver': '..models._ledger',
+    'UsageRow': '..models._ledger',
+    'RoutePlan': '..models._plan',
+    'ModelInfo': '..models._registry',
+    'ModelRegistry': '..models._registry',
+    'ModelRouter': '..models._router',
+    'PlannedRoute': '..models._router',
+    'PreferredModelRouter': '..models._routing',
+    'Route': '..models._routing',
+    'Router': '..models._routing',
+    'DATA_CLASSES': '..core._data_classes',
     'DelegationResult': '._team',
     'Team': '._team',
     'TeamResult': '._team',
     'Worker': '._worker',
+    'ReplayReport': '._replay',
+    'replay': '._replay',
+    'replay_sync': '._replay',
 }
 
 

@@ -34,8 +34,8 @@ import anyio.to_thread
 from pydantic_ai.messages import ModelResponse, ToolCallPart
 
 if TYPE_CHECKING:
-    from .._state import StateStore
-    from ._context import RunDeps
+    from ..state._store import StateStore
+    from ..core._deps import RunDeps
 
 __all__ = ('ModelCheckpoint', 'durability')
 
@@ -71,8 +71,8 @@ class ModelCheckpoint:
     def _load(self, run_id: str) -> dict[str, str]:
         import sqlalchemy as sa
 
-        from .._schema import recordings
-        from ..tracing._store import flusher
+        from ..state._schema import recordings
+        from ..state._writer import flusher
 
         flusher.flush_store(self.store)  # what this process recorded of the run and has not written yet
         r = recordings.c

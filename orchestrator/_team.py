@@ -22,42 +22,34 @@ from pydantic_ai.usage import RunUsage
 
 from .._log import get_logger
 from ..agents._specialist import Specialist, Supervisor
+from ..core._data_classes import DATA_CLASSES
+from ..core._deps import RunDeps
+from ..core._events import RunEvent, RunObserver, emit
 from ..exceptions import RunError, UserError
+from ..guardrails._observer import GuardrailObserver
+from ..guardrails._pipeline import GuardrailPipeline
 from ..guardrails._protocol import GuardContext, Hook
+from ..models._ledger import LedgerObserver
+from ..models._routing import PreferredModelRouter, Route, Router
+from ..state import _dbos as _engine
+from ..state._records import DelegationRecord, RunRecord, RunRecords
+from ..state._scope import RunScope, run_scope
+from ..state._store import StateStore
 from ..tools._workspace import Workspace
+from ..tracing._audit import AuditObserver
+from ..tracing._continuity import anchor_run, trace_parent
 from ..tracing._events import apply_guardrails
-from . import _engine, _live
-from ._checkpoint import ModelCheckpoint
-from ._context import RunDeps
-from ._observers import ObserverCapability, RunEvent, RunObserver, emit
-from ._routing import PreferredModelRouter, Route, Router
-
-if TYPE_CHECKING:
-    from .._state import StateStore
-    from ..guardrails._pipeline import GuardrailPipeline
-    from ._records import DelegationRecord, RunRecord, RunRecords
-
-
-def _load_state_modules() -> None:
-    """Import the state store's side (sqlalchemy, the tables, the tracing writers) on the first
-    `Team(...)`, not at `import proctor`: a script that only imports pays no database import time."""
-    global StateStore, GuardrailPipeline, RunRecords, AuditObserver, Recorder, anchor_run, trace_parent
-    global resolve_tracer_provider, settle
-    from .._state import StateStore
-    from ..guardrails._pipeline import GuardrailPipeline
-    from ..tracing._audit import AuditObserver
-    from ..tracing._continuity import anchor_run, trace_parent
-    from ..tracing._recording import Recorder
-    from ..tracing._setup import resolve_tracer_provider, settle
-    from ._records import RunRecords
+from ..tracing._recording import Recorder, ResponseRecorder
+from ..tracing._setup import instrumentation_settings, resolve_tracer_provider, settle
+from ._checkpoint import ModelCheckpoint, durability
+from ._live import teams
+from ._observers import ObserverCapability
 
 __all__ = ('Team', 'TeamResult', 'DelegationResult', 'DATA_CLASSES')
 
 OutputT = TypeVar('OutputT')
 log = get_logger('proctor.team')
 
-#: Data classes in increasing sensitivity.
-DATA_CLASSES: tuple[str, ...] = ('public', 'internal', 'confidential', 'restricted')
 MAX_TASK_CHARS = 100_000
 
 
@@ -128,6 +120,13 @@ def _needs_child_workflow(spec: Specialist) -> bool:
     return bool(spec.toolsets) or not isinstance(spec.output_type, type)
 
 
+def _launch(store: StateStore) -> None:
+    """DBOS on `store`, with the run workflows registered (imported here: DBOS loads on the first durable run)."""
+    from ._workflow import launch
+
+    launch(store)
+
+
 def _text_of(output: Any) -> str:
     if isinstance(output, str):
         return output
@@ -167,7 +166,6 @@ class Team:
         tracer_provider: Any = None,
         trace: bool = True,
     ) -> None:
-        _load_state_modules()
         if not specialists:
             raise UserError(f'team {name!r} needs at least one specialist')
         names = [s.name for s in specialists]
@@ -189,15 +187,11 @@ class Team:
         if record:
             # Recorder first: it keeps the raw tool results replay returns. Audit: one record per model call.
             self.observers[:0] = [Recorder(self.store, workspace=self.workspace.root if self.workspace else None), AuditObserver(self.store)]
-            from ._ledger import LedgerObserver
-
             if type(self.router) is PreferredModelRouter and not any(isinstance(o, LedgerObserver) for o in observers):
                 # Without a ModelRouter (which brings its own ledger, with prices) calls still reach the
                 # ledger, unpriced, so `proctor usage` counts every run's tokens.
                 self.observers.insert(0, LedgerObserver(store=self.store))
         if self.guardrails.has('tool_call') or self.guardrails.has('tool_output'):
-            from ..guardrails._observer import GuardrailObserver
-
             # Tool guards and approval checkpoints, before the caller's observers (after the
             # recorder, which keeps raw tool results for replay).
             self.observers.insert(len(self.observers) - len(observers), GuardrailObserver(self.guardrails, self.store, record=record))
@@ -206,16 +200,28 @@ class Team:
         # `record`, a recorder of model responses only.
         self._checkpoint = ModelCheckpoint(self.store) if durable else None
         if durable and not record:
-            from ..tracing._recording import ResponseRecorder
-
             self.observers.insert(0, ResponseRecorder(self.store))
+        # The router's ledger and budget guard first: later observers read the served model and cost.
+        router_observers = getattr(self.router, 'observers', None)
+        if router_observers is not None:
+            self.observers[:0] = [o for o in router_observers() if not any(o is x for x in observers)]
         self.trace = trace
         self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None
         self.tracer = otel_trace.get_tracer('proctor', tracer_provider=self.tracer_provider or otel_trace.NoOpTracerProvider())
         self._agents: dict[str, Agent[RunDeps, Any]] = {}
         for spec in [supervisor, *specialists]:
             self._agents[spec.name] = self._build_agent(spec, is_supervisor=spec is supervisor)
-        _live.register(self)
+        teams.register(self)
+
+    @property
+    def signature(self) -> tuple[str, ...]:
+        """What makes two builds the same team: its supervisor and specialists (a factory building it
+        again, as a restarted process or a replay does, replaces it; a different team is refused)."""
+        return (self.supervisor.name, *sorted(self.specialists))
+
+    def close(self) -> None:
+        """Forget this team in the process, so another team may take its name on its state store."""
+        teams.unregister(self)
 
     # ------------------------------------------------------------------ building
 
@@ -229,8 +235,6 @@ class Team:
             self._model_ids[id(m)] = mid
         capabilities: list[Any] = [ObserverCapability(self.observers, self._model_ids, checkpoint=self._checkpoint)]
         if self.durable and self._dbos_capability(spec, is_supervisor=is_supervisor):
-            from ._checkpoint import durability
-
             _engine.rebuildable(f'{self.name}.{spec.name}')  # building this team again replaces its DBOS functions
             capabilities.append(durability(f'{self.name}.{spec.name}', candidates))
         toolsets: list[Any] = list(spec.toolsets)
@@ -238,7 +242,6 @@ class Team:
             toolsets.append(self._delegation_toolset())
         if self.tracer_provider is not None:
             from pydantic_ai.capabilities import Instrumentation
-            from ..tracing._setup import instrumentation_settings
 
             settings = instrumentation_settings(self.tracer_provider)
             capabilities.append(Instrumentation(settings=settings))
@@ -265,13 +268,12 @@ class Team:
         return bool(spec.tools or spec.toolsets) or any(_needs_child_workflow(s) for s in self.specialists.values())
 
     def _delegation_toolset(self) -> FunctionToolset[RunDeps]:
-        team_name = self.name
         tools: list[Tool[RunDeps]] = []
         for spec in self.specialists.values():
 
             def make(specialist: str) -> Any:
                 async def delegate(ctx: RunContext[RunDeps], subtask: str) -> str:
-                    return await _live.get_team(team_name)._delegate(ctx, specialist, subtask)
+                    return await self._delegate(ctx, specialist, subtask)
 
                 return delegate
 
@@ -307,11 +309,7 @@ class Team:
         return task
 
     async def _db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        # A record write on SQLite (WAL, cached statements) takes ~0.1 ms: cheaper inline than the
-        # thread hop. A server database (a network round trip) goes through a worker thread.
-        if self.store.is_sqlite:
-            return fn(*args, **kwargs)
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+        return await self.store.call(fn, *args, **kwargs)
 
     async def run(
         self,
@@ -338,7 +336,7 @@ class Team:
             if self.durable:
                 out = await self._run_durable(run_id, task, project, data_class)
             else:
-                out = await self._execute(run_id, task, project, data_class)
+                out = await self.execute(run_id, task, project, data_class)
         except BaseException as e:
             if self.record:
                 with anyio.CancelScope(shield=True):
@@ -360,7 +358,7 @@ class Team:
         The run is recorded as `enqueued` with this team's `factory`, from which a worker rebuilds
         the team. Follow it with `await team.wait(run_id)` or `proctor runs show RUN --follow`.
         """
-        from . import _queue
+        from ..state import _queue
 
         task = self._validate(task, data_class, project)
         if not self.factory:
@@ -380,7 +378,7 @@ class Team:
 
     async def wait(self, run_id: str, *, timeout: float | None = None) -> TeamResult[Any]:
         """Wait for a submitted run to finish: its result, or a `RunError` with its error."""
-        from ._queue import wait_for_run
+        from ..state._queue import wait_for_run
 
         rec = await self._db(lambda: wait_for_run(self.store, run_id, timeout=timeout))
         if rec.status != 'succeeded':
@@ -389,7 +387,7 @@ class Team:
 
     async def _run_durable(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
         if _engine.launched_url() != self.store.dbos_url:
-            await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
+            await anyio.to_thread.run_sync(_launch, self.store)
         assert self._checkpoint is not None  # durable
         # Its first execution: no recorded responses to serve, no earlier trace to continue.
         self._checkpoint.first.add(run_id)
@@ -422,7 +420,7 @@ class Team:
             raise UserError(f'run {rec.run_id} was not durable (durable=False): it cannot be resumed')
         from dbos import DBOS
 
-        await anyio.to_thread.run_sync(_engine.ensure_launched, self.store)
+        await anyio.to_thread.run_sync(_launch, self.store)
         if not force:
             await anyio.to_thread.run_sync(self._refuse_if_held, rec.run_id)
         await self._db(self.records.set_status, rec.run_id, 'running')
@@ -479,10 +477,18 @@ class Team:
     def _route(self, spec: Specialist, deps: RunDeps) -> Route:
         return self.router.route(spec, data_class=deps.data_class, project=deps.project, team=self.name)
 
-    async def _execute(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
-        """The body of a run (the workflow's code when durable)."""
+    def scope(self) -> RunScope:
+        """What the tools and memory of this team's runs may reach (`proctor.state.current_scope`)."""
+        return RunScope(
+            team=self.name, store=self.store, record=self.record, guardrails=self.guardrails,
+            registry=getattr(self.router, 'registry', None),
+        )
+
+    async def execute(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
+        """The body of a run (the workflow's code when durable): `team.run` and the run workflows call it."""
         try:
-            return await self._execute_once(run_id, task, project, data_class)
+            with run_scope(self.scope()):
+                return await self._execute_once(run_id, task, project, data_class)
         finally:
             if self._checkpoint is not None:
                 self._checkpoint.forget(run_id)  # a later execution reads the recording again

@@ -25,12 +25,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from .._log import get_logger
-from .._state import StateStore
 from ..exceptions import UserError
-from . import _engine, _live
-from ._engine import APP_VERSION
-from ._heartbeats import Heartbeats
-from ._queue import RUN_QUEUE, check_queue_name, recovery_queue
+from ..state import _dbos as _engine
+from ..state._heartbeats import Heartbeats
+from ..state._queue import RUN_QUEUE, check_queue_name, recovery_queue
+from ..state._schema import runs
+from ..state._store import StateStore
+from ._live import load_factory, teams
+from ._workflow import launch
 
 __all__ = ('Worker', 'ACTIVE_STATUSES')
 
@@ -38,18 +40,6 @@ log = get_logger('proctor.worker')
 
 #: Run statuses whose team a worker keeps built.
 ACTIVE_STATUSES = ('enqueued', 'running', 'waiting')
-
-
-def _dbos_registry() -> Any:
-    from dbos._dbos import _get_or_create_dbos_registry
-
-    return _get_or_create_dbos_registry()
-
-
-def _sys_db() -> Any:
-    from dbos._dbos import _get_dbos_instance
-
-    return _get_dbos_instance()._sys_db
 
 
 class Worker:
@@ -105,7 +95,7 @@ class Worker:
             raise UserError('a worker needs a process of its own: DBOS is already running in this one')
         self.store.migrate()
         for spec in self.teams:
-            _live.load_factory(spec)
+            load_factory(spec)
         self.build_active_teams()
         self.heartbeats.register(self.executor_id, queue=self.queue, concurrency=self.concurrency)
         # Beating starts before DBOS launches (which can take seconds), so peers never see a
@@ -114,7 +104,7 @@ class Worker:
         self._start_thread(self._beat, 'proctor-worker-heartbeat')
         try:
             self._declare_queues()
-            _engine.ensure_launched(self.store, executor_id=self.executor_id)
+            launch(self.store, executor_id=self.executor_id)
         except BaseException:
             self._tender_stop.set()
             self.heartbeats.stopped(self.executor_id)
@@ -126,15 +116,12 @@ class Worker:
         return self
 
     def _declare_queues(self) -> None:
-        registry = _dbos_registry()
-        self._queues = []
-        for name, limit in ((self.queue, self.concurrency), (recovery_queue(self.queue), None)):
-            registry.internal_queue_map.pop(name, None)
-            # In-process queues, as DBOS's Kafka consumers use: worker_concurrency stays this worker's
-            # own setting, and processes that are not workers never dequeue runs.
-            self._queues.append(
-                registry._register_internal_queue(name, worker_concurrency=limit, polling_interval_sec=self.poll_interval)
-            )
+        # In-process queues, as DBOS's Kafka consumers use: worker_concurrency stays this worker's
+        # own setting, and processes that are not workers never dequeue runs.
+        self._queues = [
+            _engine.register_queue(name, worker_concurrency=limit, polling_interval_sec=self.poll_interval)
+            for name, limit in ((self.queue, self.concurrency), (recovery_queue(self.queue), None))
+        ]
 
     def running(self) -> int:
         """Workflows (runs and delegations) this worker holds that are not finished."""
@@ -150,7 +137,7 @@ class Worker:
         self._stopped = True
         self.stop_requested.set()
         for q in self._queues:
-            q._worker_concurrency = 0  # dequeue nothing more
+            _engine.pause_queue(q)  # dequeue nothing more
         deadline = time.monotonic() + drain_timeout
         while not self.lost and not self._abort_drain.is_set() and time.monotonic() < deadline:
             try:
@@ -163,9 +150,8 @@ class Worker:
         for t in self._threads:
             t.join(timeout=10)
         _engine.shutdown()
-        registry = _dbos_registry()
         for q in self._queues:
-            registry.internal_queue_map.pop(q.name, None)
+            _engine.drop_queue(q.name)
         if not self.lost:
             self.heartbeats.stopped(self.executor_id)
         log.info('worker stopped', executor_id=self.executor_id)
@@ -215,8 +201,6 @@ class Worker:
 
     def build_active_teams(self) -> None:
         """Build the team of every active run (from its recorded factory) not built yet."""
-        from .._schema import runs
-
         q = sa.select(runs.c.team, runs.c.factory).where(runs.c.status.in_(ACTIVE_STATUSES), runs.c.factory.is_not(None))
         with self.store.engine.connect() as c:
             pairs = c.execute(q.distinct()).all()
@@ -225,7 +209,7 @@ class Worker:
                 continue
             self._built.add((team, factory))
             try:
-                _live.get_team(team, factory=factory)
+                teams.get(self.store.url, team, factory=factory)
             except Exception as e:  # noqa: BLE001 - one broken factory must not stop the others' runs
                 log.warning('cannot build team', team=team, factory=factory, error=f'{type(e).__name__}: {e}')
 
@@ -240,11 +224,9 @@ class Worker:
         return total
 
     def _reenqueue(self, dead: str) -> int:
-        sys_db = _sys_db()
-        n = 0
         # What DBOS's `_recover_pending_workflows` does, except that delegations (no queue of their
         # own) go to this queue's recovery queue, which only workers that can build teams listen to.
-        for wf in sys_db.get_pending_workflows(dead, APP_VERSION):
-            if sys_db.reenqueue_for_recovery(wf.workflow_id, [dead], recovery_queue(self.queue)):
-                n += 1
-        return n
+        return sum(
+            _engine.reenqueue(wf.workflow_id, [dead], recovery_queue(self.queue))
+            for wf in _engine.pending_workflows(dead)
+        )

@@ -33,6 +33,6 @@ def state_dir(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def _dbos_teardown():
     yield
-    from proctor.orchestrator import _engine
+    from proctor.state import _dbos as _engine
 
     _engine.shutdown()

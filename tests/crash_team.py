@@ -23,7 +23,7 @@ from pydantic_ai import RunContext
 
 from proctor import RunDeps, Specialist, Supervisor, Team
 from proctor.guardrails import ApprovalPolicy, ApprovalRule
-from proctor.orchestrator._engine import side_effect_step
+from proctor.tools._journal import side_effect_step
 from proctor.testing import ScriptedModel, delegate, text, tool_call, tool_results
 
 

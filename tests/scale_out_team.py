@@ -21,7 +21,7 @@ from pydantic_ai.messages import ModelRequest, UserPromptPart
 
 from proctor import RunDeps, Specialist, Supervisor, Team
 from proctor.guardrails import ApprovalPolicy, ApprovalRule
-from proctor.orchestrator._engine import side_effect_step
+from proctor.tools._journal import side_effect_step
 from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results
 
 HERE = pathlib.Path(__file__).resolve()

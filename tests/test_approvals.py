@@ -23,7 +23,7 @@ from proctor.guardrails import (
     PIIGuard,
     approval_id_for,
 )
-from proctor.orchestrator._records import RunRecords
+from proctor.state._records import RunRecords
 from proctor.testing import ScriptedModel, delegate, text, tool_call, tool_results
 from proctor.tools._journal import ToolJournal
 
@@ -239,7 +239,7 @@ async def test_tool_guards_redact_arguments_and_quarantine_injected_tool_output(
 
     import sqlalchemy as sa
 
-    from proctor._schema import guard_events
+    from proctor.state._schema import guard_events
 
     with team.store.engine.connect() as c:
         rows = c.execute(sa.select(guard_events.c.agent_path, guard_events.c.hook, guard_events.c.guard,
@@ -258,7 +258,7 @@ async def test_pii_in_tool_arguments_is_redacted_before_the_tool_runs(state_dir,
 
 
 def test_decisions_are_atomic_checked_and_recorded(state_dir):
-    from proctor._state import StateStore
+    from proctor.state._store import StateStore
 
     q = ApprovalQueue(StateStore())
     aid = approval_id_for('run-1#tool:c1')
@@ -283,14 +283,14 @@ def test_decisions_are_atomic_checked_and_recorded(state_dir):
         q.reject(aid, decider='root', roles=['admin'], reason='changed my mind')
     assert e.value.reason == 'decided' and q.get(aid) == done
 
-    from proctor.tracing._audit import audit_entries
+    from proctor.state._audit import audit_entries
 
     (entry,) = [x for x in audit_entries(q.store, run_id='run-1') if x.kind == 'approval_decision']
     assert entry.record['approval_id'] == aid and entry.record['decider'] == 'root' and entry.record['decision'] == 'approved'
 
 
 def test_cli_lists_shows_and_decides_with_clear_errors(state_dir, monkeypatch, capsys):
-    from proctor._state import StateStore
+    from proctor.state._store import StateStore
     from proctor.cli import _app, main
 
     # In-process, the CLI's logging setup would bind structlog to pytest's captured stderr for good.
@@ -348,7 +348,7 @@ def test_cli_lists_shows_and_decides_with_clear_errors(state_dir, monkeypatch, c
 @pytest.mark.parametrize('durable', [True, False], ids=['durable', 'direct'])
 async def test_journal_runs_each_effect_once_and_an_in_doubt_effect_waits_for_an_operator(state_dir, ws, durable):
     """A journal row left 'started' (the process died mid-effect) turns the call into an in-doubt approval."""
-    from proctor.orchestrator._engine import side_effect_step
+    from proctor.tools._journal import side_effect_step
 
     acted: list[str] = []
 

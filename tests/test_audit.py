@@ -10,12 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from proctor import Specialist, Supervisor, Team
-from proctor._schema import audit
-from proctor._state import StateStore
+from proctor.state._schema import audit
+from proctor.state._store import StateStore
 from proctor.cli._app import main as cli
 from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_results
 from proctor.tracing import append_audit, audit_entries, audit_head, flush_store, verify_audit
-from proctor.tracing._audit import canonical_json
+from proctor.state._audit import canonical_json
 
 
 def build_team(name: str = 'audited') -> Team:

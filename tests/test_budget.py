@@ -7,10 +7,10 @@ import pytest
 import sqlalchemy as sa
 
 from proctor import Budget, BudgetExceeded, Ledger, ModelRegistry, ModelRouter, Specialist, Supervisor, Team
-from proctor._schema import budget_reservations
-from proctor._state import StateStore
+from proctor.state._schema import budget_reservations
+from proctor.state._store import StateStore
 from proctor.orchestrator import ModelCall, RunDeps, budget_status
-from proctor.orchestrator._budget import BudgetGuard
+from proctor.models._budget import BudgetGuard
 from proctor.testing import ScriptedModel, delegate, fail, last_user_prompt, text, tool_results
 
 pytestmark = pytest.mark.anyio
@@ -172,7 +172,7 @@ def test_reservations_from_many_connections_at_once_never_pass_the_limit(state_d
     """The SQL alone keeps the limit: 100 threads (each its own connection, like separate processes)."""
     import threading
 
-    from proctor.orchestrator._budget import BudgetBook
+    from proctor.models._budget import BudgetBook
 
     book = BudgetBook(StateStore(state_dir))
     budget = Budget('project', 'p', usd=1.0)

@@ -120,9 +120,9 @@ def test_who_holds_a_run_is_judged_by_heartbeat_or_process(state_dir):
 
     import sqlalchemy as sa
 
-    from proctor._schema import workers
-    from proctor._state import StateStore
-    from proctor.orchestrator._heartbeats import Heartbeats
+    from proctor.state._schema import workers
+    from proctor.state._store import StateStore
+    from proctor.state._heartbeats import Heartbeats
 
     store = StateStore()
     store.migrate()

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from proctor import Specialist, Supervisor, Team
-from proctor._schema import approvals, budget_usage, ledger
-from proctor._state import StateStore
+from proctor.state._schema import approvals, budget_usage, ledger
+from proctor.state._store import StateStore
 from proctor.console import Operator, create_app, hash_token, load_operators
 from proctor.exceptions import ConfigError
 from proctor.guardrails import ApprovalPolicy, ApprovalQueue, ApprovalRule

@@ -14,11 +14,11 @@ import anyio
 import pytest
 
 from proctor import Specialist, Supervisor, Team
-from proctor._state import StateStore
+from proctor.state._store import StateStore
 from proctor.console import Operator, create_app
 from proctor.guardrails import ApprovalPolicy, ApprovalRule
-from proctor.orchestrator._budget import Budget
-from proctor.orchestrator._router import ModelRouter
+from proctor.models._budget import Budget
+from proctor.models._router import ModelRouter
 from proctor.testing import ScriptedModel, delegate, text, tool_call, tool_results, turn_of
 from proctor.tools import read_file, write_file
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from proctor._state import StateStore
+from proctor.state._store import StateStore
 from proctor.guardrails import ApprovalQueue
-from proctor.orchestrator._records import RunRecords
+from proctor.state._records import RunRecords
 
 pytestmark = pytest.mark.slow
 TEAM = Path(__file__).with_name('crash_team.py')

@@ -165,7 +165,7 @@ def test_feature_team_demo_runs_end_to_end_on_the_embedded_model(tmp_path, monke
     assert feature_team.main(['--state-dir', str(state)]) == 0
 
     printed = capsys.readouterr().out
-    from proctor._state import StateStore
+    from proctor.state._store import StateStore
     from proctor.orchestrator import RunRecords
 
     runs = RunRecords(StateStore(state)).list()

@@ -202,8 +202,8 @@ def test_data_class_guard_blocks_tools_and_memory_below_the_run_class():
 def test_pipeline_chains_redactions_and_records_non_allow_decisions_once_per_key(state_dir):
     import sqlalchemy as sa
 
-    from proctor._schema import guard_events
-    from proctor._state import StateStore
+    from proctor.state._schema import guard_events
+    from proctor.state._store import StateStore
 
     store = StateStore()
     pipe = GuardrailPipeline([PIIGuard(), InjectionGuard(hooks=['tool_output'])])

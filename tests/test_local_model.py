@@ -30,20 +30,9 @@ from pydantic_ai.output import OutputObjectDefinition
 from pydantic_ai.tools import ToolDefinition
 
 from proctor.exceptions import LocalModelUnavailable, UnknownModelError
-from proctor.orchestrator import _local_model
-from proctor.orchestrator._local_prompt import (
-    PROSE_GBNF,
-    TEXT_TOOL,
-    Plan,
-    bounded,
-    chat_messages,
-    close_json,
-    inline_refs,
-    plan_request,
-    prose_pattern,
-    tool_choice_schema,
-)
-from proctor.orchestrator._models import build_model
+from proctor.models import _local_model
+from proctor.models._local_prompt import PROSE_GBNF, TEXT_TOOL, Plan, bounded, chat_messages, close_json, inline_refs, plan_request, prose_pattern, tool_choice_schema
+from proctor.models._models import build_model
 
 
 def _local_model_or_skip():

@@ -385,7 +385,7 @@ async def test_remember_in_a_durable_run_is_a_recorded_step(tmp_path, state_dir,
 
 def test_allowed_classes_take_the_run_ceiling_and_the_model_approvals():
     from proctor.memory import allowed_classes
-    from proctor.orchestrator._registry import ModelRegistry
+    from proctor.models._registry import ModelRegistry
 
     registry = ModelRegistry({'mini': {'model': 'test', 'data_classes': ['public', 'internal']},
                               'vault': {'model': 'test', 'data_classes': ['public', 'internal', 'confidential', 'restricted']}})  # fmt: skip

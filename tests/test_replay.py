@@ -12,12 +12,13 @@ import pytest
 import sqlalchemy as sa
 
 from proctor import Specialist, Supervisor, Team
-from proctor._schema import recordings
+from proctor.state._schema import recordings
 from proctor.cli._app import main as cli
 from proctor.exceptions import MissingRecording, ReplayDivergence
 from proctor.guardrails._protocol import Decision
 from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results, turn_of
-from proctor.tracing import Recording, flush_store, replay, replay_sync
+from proctor.orchestrator import replay, replay_sync
+from proctor.tracing import Recording, flush_store
 
 HERE = Path(__file__).resolve()
 SIDE_EFFECTS: list[str] = []

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from proctor._state import StateStore
-from proctor.orchestrator._heartbeats import Heartbeats
-from proctor.orchestrator._queue import close_clients, submit_run, wait_for_run
-from proctor.orchestrator._records import RunRecords
+from proctor.state._store import StateStore
+from proctor.state._heartbeats import Heartbeats
+from proctor.state._queue import close_clients, submit_run, wait_for_run
+from proctor.state._records import RunRecords
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'examples' / 'scale_out'))
 from local_servers import LocalPostgres  # noqa: E402
@@ -230,7 +230,7 @@ def test_approval_decided_from_a_third_process_resumes_the_run_a_worker_holds(cl
 def test_exactly_one_live_worker_claims_a_dead_one(postgres, tmp_path):
     import threading
 
-    from proctor._schema import workers
+    from proctor.state._schema import workers
 
     store = StateStore(tmp_path / 's', database_url=postgres.create_database(f't_{uuid.uuid4().hex[:12]}'))
     beats = Heartbeats(store)
@@ -266,13 +266,13 @@ def test_exactly_one_live_worker_claims_a_dead_one(postgres, tmp_path):
 
 def test_schema_migrates_once_from_many_processes_at_once(postgres, tmp_path):
     url = postgres.create_database(f't_{uuid.uuid4().hex[:12]}')
-    code = 'import sys; from proctor._state import StateStore; StateStore(sys.argv[1], database_url=sys.argv[2]).migrate()'
+    code = 'import sys; from proctor.state._store import StateStore; StateStore(sys.argv[1], database_url=sys.argv[2]).migrate()'
     procs = [subprocess.Popen([sys.executable, '-c', code, str(tmp_path / f's{i}'), url], stderr=subprocess.PIPE)
              for i in range(4)]  # fmt: skip
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
     store = StateStore(tmp_path / 'check', database_url=url)
-    from proctor._schema import metadata, schema_version
+    from proctor.state._schema import metadata, schema_version
 
     with store.engine.connect() as c:
         tables = set(sa.inspect(c).get_table_names())

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from proctor._schema import schema_version
-from proctor._state import SCHEMA_VERSION, StateStore, add_missing_columns, upgrade_schema
+from proctor.state._schema import schema_version
+from proctor.state._store import SCHEMA_VERSION, StateStore, add_missing_columns, upgrade_schema
 from proctor.exceptions import StateDirError
 
 # The ledger as the first release created it: no routing columns, no unique call key.
@@ -37,7 +37,7 @@ def make_old_database(url: str) -> None:
 
 def assert_upgraded(store: StateStore) -> None:
     from proctor import Ledger
-    from proctor.orchestrator._ledger import LedgerEntry
+    from proctor.models._ledger import LedgerEntry
 
     insp = sa.inspect(store.engine)
     assert {'call_key', 'data_class', 'model_version'} <= {c['name'] for c in insp.get_columns('proctor_ledger')}
@@ -74,7 +74,7 @@ def test_an_up_to_date_database_is_not_inspected_again(tmp_path, monkeypatch):
     def inspected(*args, **kwargs):
         raise AssertionError('the columns of an up-to-date database were inspected')
 
-    monkeypatch.setattr('proctor._state.add_missing_columns', inspected)
+    monkeypatch.setattr('proctor.state._store.add_missing_columns', inspected)
     again = StateStore(tmp_path / 'state')
     try:
         with again.engine.connect() as c:

@@ -21,12 +21,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from proctor import Specialist, Supervisor, Team
-from proctor._schema import runs, spans
-from proctor._state import StateStore
+from proctor.state._schema import runs, spans
+from proctor.state._store import StateStore
 from proctor.cli._app import main as cli
 from proctor.guardrails._protocol import Decision
 from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results
-from proctor.tracing import TraceStore, audit_entries, flush_store, replay, trace_tree, verify_audit
+from proctor.orchestrator import replay
+from proctor.tracing import TraceStore, audit_entries, flush_store, trace_tree, verify_audit
 
 HERE = Path(__file__).resolve()
 

@@ -13,8 +13,8 @@ from typing import TypeVar
 from pydantic_ai import ModelRetry, RunContext
 
 from ..exceptions import WorkspaceError
-from ..orchestrator._context import RunDeps
-from ..orchestrator._engine import side_effect_step
+from ..core._deps import RunDeps
+from ._journal import side_effect_step
 from ._command import run_command as _run_command
 from ._workspace import Workspace
 

@@ -29,11 +29,15 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from .._log import get_logger
-from .._schema import journal
-from .._state import StateStore
+from ..core._events import ToolCall, ToolCallDenied, current_tool_call
 from ..exceptions import RunError
+from ..guardrails._gate import ApprovalGate, ApprovalRequest
+from ..state._dbos import in_workflow, run_step
+from ..state._schema import journal
+from ..state._scope import current_scope
+from ..state._store import StateStore
 
-__all__ = ('ToolJournal', 'EffectOutcome', 'journaled', 'run_effect', 'IN_DOUBT_ROLE', 'IN_DOUBT_EXPIRY_S')
+__all__ = ('side_effect_step', 'ToolJournal', 'EffectOutcome', 'journaled', 'run_effect', 'IN_DOUBT_ROLE', 'IN_DOUBT_EXPIRY_S')
 
 T = TypeVar('T')
 log = get_logger('proctor.journal')
@@ -156,20 +160,16 @@ class ToolJournal:
 async def run_effect(name: str, fn: Callable[[], Awaitable[T]], *, key: str, meta: dict[str, Any], store: StateStore,
                      deps: Any = None) -> T:  # fmt: skip
     """Run side effect `fn` exactly once under idempotency key `key` (see the module docstring)."""
-    from ..orchestrator._engine import in_workflow
-    from ..orchestrator._observers import ToolCallDenied
-
     book = ToolJournal(store)
     durable = in_workflow()
     attempt, rerun = 0, False
     while True:
         if durable:
-            from dbos import DBOS
 
             async def step(rerun: bool = rerun) -> EffectOutcome:
                 return await book.execute(key, meta, fn, rerun=rerun)
 
-            out: EffectOutcome | None = await DBOS.run_step_async({'name': name, 'retries_allowed': False}, step)
+            out: EffectOutcome | None = await run_step(name, step)
             if out is None or out.key != key:
                 # A recovered workflow replayed another call's recording at this position (concurrent
                 # calls reordered): the journal, not the recording, says what happened to ours.
@@ -196,8 +196,6 @@ async def run_effect(name: str, fn: Callable[[], Awaitable[T]], *, key: str, met
 
 
 async def _ask_in_doubt(store: StateStore, key: str, meta: dict[str, Any], deps: Any, attempt: int) -> Any:
-    from ..guardrails._gate import ApprovalGate, ApprovalRequest
-
     req = ApprovalRequest(
         key=key, run_id=meta['run_id'], agent_path=meta['agent_path'], tool=meta['tool'], args=meta['args'],
         data_class=meta.get('data_class', 'internal'), role=IN_DOUBT_ROLE, kind='in_doubt', attempt=attempt,
@@ -213,8 +211,6 @@ async def journaled(ctx: Any, name: str, fn: Callable[[], Awaitable[T]]) -> T:
 
     The key comes from `ctx.deps` and `ctx.tool_call_id`, the same as the tool call's key.
     """
-    from ..orchestrator._observers import ToolCall, current_tool_call
-
     call = current_tool_call.get()
     if call is None or call.tool_call_id != ctx.tool_call_id:
         d = ctx.deps
@@ -225,9 +221,27 @@ async def journaled(ctx: Any, name: str, fn: Callable[[], Awaitable[T]]) -> T:
 
 async def effect_of_call(call: Any, name: str, fn: Callable[[], Awaitable[T]]) -> T:
     """Run side effect `fn` as the next journaled effect of tool call `call`."""
-    from ..orchestrator import _live
-
     d = call.deps
-    store = _live.get_team(d.team).store
+    scope = current_scope.get()
+    if scope is None:
+        raise RunError(f'side effect {name!r} of tool {call.tool!r} ran outside a team run: no journal to keep it in',
+                       run_id=d.run_id)
+    store = scope.store
     meta = {'run_id': d.run_id, 'agent_path': d.agent_path, 'tool': call.tool, 'args': call.args, 'data_class': d.data_class}
     return await run_effect(name, fn, key=call.next_effect_key(), meta=meta, store=store, deps=d)
+
+
+async def side_effect_step(name: str, fn: Callable[[], Awaitable[T]]) -> T:
+    """Run side effect `fn` exactly once.
+
+    Inside a tool call of a team run the effect is journaled: it happens once, and one whose outcome
+    a crash left unknown becomes an in-doubt approval. Elsewhere in a durable run's workflow code it
+    is a DBOS step (a recovered run gets the recorded result instead of acting again); outside any
+    run it just runs.
+    """
+    call = current_tool_call.get()
+    if call is not None:
+        return await effect_of_call(call, name, fn)
+    if not in_workflow():
+        return await fn()
+    return await run_step(name, fn)

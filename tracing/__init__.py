@@ -1,22 +1,23 @@
-"""Tracing: OpenTelemetry setup, the local trace store, the audit log, replay; the live terminal tree.
+"""Tracing: OpenTelemetry setup, the local trace store, the audit log, recordings; the live terminal tree.
 
 - Every team traces to the local trace store (`proctor traces list|show|export`), and to OTLP when
   `OTEL_EXPORTER_OTLP_ENDPOINT` is set; `add_event` puts guardrail/approval events on the current span.
 - Every team with `record=True` (the default) records model responses and tool results
   (`Recorder`) and appends one hash-chained audit record per model call (`AuditObserver`);
   `append_audit` logs other decisions (approvals), `verify_audit` checks the chain.
-- `replay(run)` re-lives a recorded run with no live calls and reports divergences; `fork_at=` forks it.
+- Replay (`proctor.orchestrator.replay`) rebuilds a team around the recording pieces here (`ReplayModel`,
+  `ReplayToolset`); the comparison of two recordings (`Divergence`, `ForkDiff`) lives here too.
 """
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._audit import AuditEntry, AuditObserver, AuditVerification, append_audit, audit_entries, audit_head, verify_audit
+    from ..state._audit import AuditEntry, AuditVerification, append_audit, audit_entries, audit_head, verify_audit
+    from ._audit import AuditObserver
     from ._compare import Divergence, ForkDiff
     from ._events import APPROVAL_DECIDED_EVENT, APPROVAL_REQUESTED_EVENT, GUARDRAIL_EVENT, add_event
     from ._live_tree import LiveTree
     from ._recording import Recorder, RecordedStep, Recording
-    from ._replay import ReplayReport, replay, replay_sync
     from ._replay_model import ReplayModel, ReplayToolset
     from ._setup import flush_store, resolve_tracer_provider
     from ._store import StoredSpan, StoreSpanProcessor, TraceStore
@@ -36,7 +37,6 @@ __all__ = (
     'RecordedStep',
     'Recording',
     'ReplayModel',
-    'ReplayReport',
     'ReplayToolset',
     'StoreSpanProcessor',
     'StoredSpan',
@@ -47,8 +47,6 @@ __all__ = (
     'audit_entries',
     'audit_head',
     'flush_store',
-    'replay',
-    'replay_sync',
     'resolve_tracer_provider',
     'trace_tree',
     'verify_audit',
@@ -57,13 +55,13 @@ __all__ = (
 #: Public name -> the submodule that defines it; imported on first access (PEP 562) so that
 #: `import proctor.tracing` stays cheap and each name pulls in only what it needs.
 _LAZY = {
-    'AuditEntry': '._audit',
+    'AuditEntry': '..state._audit',
+    'AuditVerification': '..state._audit',
+    'append_audit': '..state._audit',
+    'audit_entries': '..state._audit',
+    'audit_head': '..state._audit',
+    'verify_audit': '..state._audit',
     'AuditObserver': '._audit',
-    'AuditVerification': '._audit',
-    'append_audit': '._audit',
-    'audit_entries': '._audit',
-    'audit_head': '._audit',
-    'verify_audit': '._audit',
     'Divergence': '._compare',
     'ForkDiff': '._compare',
     'APPROVAL_DECIDED_EVENT': '._events',
@@ -74,9 +72,6 @@ _LAZY = {
     'Recorder': '._recording',
     'RecordedStep': '._recording',
     'Recording': '._recording',
-    'ReplayReport': '._replay',
-    'replay': '._replay',
-    'replay_sync': '._replay',
     'ReplayModel': '._replay_model',
     'ReplayToolset': '._replay_model',
     'flush_store': '._setup',

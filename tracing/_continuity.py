@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from opentelemetry import trace
 from opentelemetry.context import Context
 
-from .._schema import spans
-from .._state import StateStore
+from ..state._schema import spans
+from ..state._store import StateStore
 from ._events import GUARDRAIL_EVENT, add_event, take_events_before_root
 from ._setup import store_processor
 from ._store import ROOT_SPAN_NAME, register_trace

@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.text import Text
 from rich.tree import Tree
 
-from ..orchestrator._observers import ModelCall, RunEvent, RunObserver
+from ..core._events import ModelCall, RunEvent, RunObserver
 
 __all__ = ('LiveTree',)
 

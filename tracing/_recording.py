@@ -35,12 +35,12 @@ from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest, ModelRe
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from .._schema import guard_events, recordings
-from .._state import StateStore
+from ..state._schema import guard_events, recordings
+from ..state._store import StateStore
 from ..exceptions import UserError
-from ..orchestrator._context import RunDeps
-from ..orchestrator._observers import ModelCall, OutputCall, RunEvent, RunObserver, ToolCall
-from ._store import BufferedWriter, flusher
+from ..core._deps import RunDeps
+from ..core._events import ModelCall, OutputCall, RunEvent, RunObserver, ToolCall
+from ..state._writer import BufferedWriter, flusher
 
 __all__ = ('Recorder', 'ResponseRecorder', 'Recording', 'RecordedStep', 'snapshot_workspace', 'restore_workspace', 'WORKSPACE_STEP', 'step_scope', 'step_id', 'tool_step_id', 'messages_hash', 'input_tail', 'DELEGATE_PREFIX')
 
@@ -308,7 +308,7 @@ class Recording:
     @classmethod
     def from_store(cls, store: StateStore, run_id: str) -> Recording:
         """The recording of `run_id` (or a unique prefix of it). Raises `UnknownRunError`."""
-        from ..orchestrator._records import RunRecords
+        from ..state._records import RunRecords
 
         flusher.flush_store(store)  # this process's queued rows first
         rec = RunRecords(store).get(run_id)

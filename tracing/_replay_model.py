@@ -3,7 +3,7 @@ recorded results, and the fork rule deciding which steps run live instead."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
@@ -17,11 +17,14 @@ from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.toolsets.wrapper import WrapperToolset
 
 from ..exceptions import MissingRecording, RunError
-from ..orchestrator._observers import ModelCall, OutputCall, RunObserver
-from ..orchestrator._routing import Route
+from ..core._events import ModelCall, OutputCall, RunObserver
+from ..models._routing import Route
 from ._recording import DELEGATE_PREFIX, RecordedStep, Recording, step_id, step_scope
 
-__all__ = ('ReplayGate', 'ReplayModel', 'ReplayToolset', 'ReplaySession', 'Fork', 'StepMarker', 'ReplayRouter', 'replay_spec')
+__all__ = ('ReplayGate', 'ReplayModel', 'ReplayToolset', 'ReplaySession', 'Fork', 'StepMarker', 'ReplayRouter', 'replay_spec', 'Redo')
+
+#: Repeats a tool's effect on the replay's workspace: (workspace, the call's args, its recorded result).
+Redo = Callable[[str, dict[str, Any], Any], None]
 
 _step: ContextVar[str | None] = ContextVar('proctor_replay_step', default=None)
 
@@ -42,8 +45,11 @@ def _agent_path(scope: str) -> str:
 class ReplaySession:
     """The recording being replayed and the fork rule, shared by the replay models and toolsets."""
 
-    def __init__(self, rec: Recording, fork: Fork | None) -> None:
+    def __init__(self, rec: Recording, fork: Fork | None, *, redo: Mapping[Any, Redo] | None = None) -> None:
         self.rec = rec
+        # Tool functions whose effect on the workspace a replay repeats (from a recorded call that
+        # succeeded): later instructions that read the files see what the recorded run saw.
+        self.redo: Mapping[Any, Redo] = redo or {}
         self.by_step = rec.by_step()
         self.scopes = {s.scope for s in rec.steps}
         self.fork = fork
@@ -139,28 +145,15 @@ class ReplayToolset(WrapperToolset[Any]):
             raise RunError(f'recorded tool failure at step {step}: {rec.payload.get("error_type")}: '
                            f'{rec.payload.get("message")}', run_id=s.rec.run_id)  # fmt: skip
         result = rec.payload.get('result')
-        if self._writes_files(name) and ctx.deps.workspace and str(result).startswith('wrote '):  # it did write
-            _redo_write(ctx.deps.workspace, tool_args)
+        redo = self._redo_of(name)
+        if redo is not None and ctx.deps.workspace:
+            redo(ctx.deps.workspace, tool_args, result)
         return result
 
-    def _writes_files(self, name: str) -> bool:
-        from ..tools._files import write_file
-
+    def _redo_of(self, name: str) -> Redo | None:
         tools = getattr(self.wrapped, 'tools', None)
         t = tools.get(name) if isinstance(tools, dict) else None
-        return t is not None and getattr(t, 'function', None) is write_file
-
-
-def _redo_write(workspace: str, args: dict[str, Any]) -> None:
-    # proctor's write_file, done again in the replay's scratch copy of the workspace: later
-    # instructions that read the file see what they saw in the recorded run.
-    from ..exceptions import WorkspaceError
-    from ..tools._workspace import Workspace
-
-    try:
-        Workspace.open(workspace).write_text(str(args.get('path', '')), str(args.get('content', '')))
-    except (WorkspaceError, OSError):
-        pass  # the recorded call failed the same way, or the file is not ours to restore
+        return self._session.redo.get(getattr(t, 'function', None)) if t is not None else None
 
 
 class ReplayGate:

@@ -26,8 +26,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from .._log import get_logger
-from .._state import StateStore
-from ._store import StoreSpanProcessor, flusher
+from ..state._store import StateStore
+from ._store import StoreSpanProcessor
+from ..state._writer import flusher
 
 __all__ = ('instrumentation_settings', 'resolve_tracer_provider', 'store_processor', 'flush_store', 'settle', 'otlp_endpoint')
 

@@ -13,10 +13,8 @@ spans to its own store only.
 
 from __future__ import annotations
 
-import atexit
 import json
 import threading
-import weakref
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,10 +27,11 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from .._log import get_logger
-from .._schema import runs, spans
-from .._state import StateStore
+from ..state._schema import runs, spans
+from ..state._store import StateStore
+from ..state._writer import BufferedWriter, flusher
 
-__all__ = ('ROOT_SPAN_NAME', 'flusher', 'StoreSpanProcessor', 'StoredSpan', 'TraceStore', 'register_trace', 'span_row', 'spans_by_parent', 'write_span_rows')
+__all__ = ('ROOT_SPAN_NAME', 'StoreSpanProcessor', 'StoredSpan', 'TraceStore', 'register_trace', 'span_row', 'spans_by_parent', 'write_span_rows')
 
 log = get_logger('proctor.tracing')
 
@@ -137,56 +136,6 @@ def _write_span_rows_in(c: sa.Connection, rows: Sequence[dict[str, Any]], opened
         c.exec_driver_sql(_upsert_sql(c.engine, update=True), [tuple(r[k] for k in _COLUMNS) for r in rows])
 
 
-_MAX_FAILURES = 30
-
-
-class BufferedWriter:
-    """A write buffer of one state store. Hooks only append items (the run never waits on the
-    database); the shared flusher writes the items of every buffer of a store together, in one
-    transaction (`write_batch(conn, items)`): each second in the background, at the end of a run or
-    delegation (`settle`), and before any read or direct write in this process (`flush_store`).
-
-    A failed write puts the items back for the next flush, in order, up to `_MAX_FAILURES`
-    consecutive failures (then they are dropped, so a broken database cannot grow the queue forever).
-    `needs_chain_lock`: the items extend the audit hash chain, which needs the chain's lock.
-    """
-
-    needs_chain_lock = False
-    must_write = True  # a failed write of this buffer fails the flush (span writes only log)
-
-    def __init__(self, store: StateStore) -> None:
-        self.store = store
-        self._buf: deque[Any] = deque()
-        self._failures = 0
-        _flusher.add(self)
-
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
-
-    def _take(self) -> list[Any]:
-        items = []
-        while self._buf:
-            items.append(self._buf.popleft())
-        return items
-
-    def _restore(self, items: list[Any]) -> None:
-        self._failures += 1
-        if self._failures < _MAX_FAILURES:
-            self._buf.extendleft(reversed(items))  # kept for the next flush
-
-    def _written(self) -> None:
-        self._failures = 0
-
-    def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
-        raise NotImplementedError
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Write everything queued for this buffer's store now (blocking)."""
-        _flusher.flush_store(self.store)
-        return True
-
-
 class StoreSpanProcessor(BufferedWriter, SpanProcessor):
     """Writes the spans of `store`'s runs to it. `owned`: the provider serves only this store, so
     spans of unregistered traces are kept too (with no run id)."""
@@ -226,15 +175,15 @@ class StoreSpanProcessor(BufferedWriter, SpanProcessor):
             run_id = reg[1]
         self._buf.append((span, run_id))
         if len(self._buf) >= 512:
-            _flusher.wake()
+            flusher.wake()
 
-    def _take(self) -> list[Any]:
+    def take(self) -> list[Any]:
         # One item: the placeholders of spans still open, and the spans that ended.
         opened = [self._open.popleft() for _ in range(len(self._open))]
-        ended = super()._take()
+        ended = super().take()
         return [(opened, ended)] if opened or ended else []
 
-    def _restore(self, items: list[Any]) -> None:
+    def restore(self, items: list[Any]) -> None:
         pass  # a trace write must never fail a run, nor pile up: the spans are dropped (and logged)
 
     def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
@@ -245,90 +194,6 @@ class StoreSpanProcessor(BufferedWriter, SpanProcessor):
         if not self._closed:
             self._closed = True
             self.force_flush()
-
-
-class _Flusher:
-    """One daemon thread for every write buffer of the process (span processors, recorders, the
-    audit log): each second it writes what they hold, each store's buffers in one transaction."""
-
-    def __init__(self, interval: float = 1.0) -> None:
-        self.interval = interval
-        self._buffers: weakref.WeakSet[BufferedWriter] = weakref.WeakSet()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._store_locks: dict[str, threading.Lock] = {}
-
-    def add(self, buffer: BufferedWriter) -> None:
-        with self._lock:
-            self._buffers.add(buffer)
-            self._store_locks.setdefault(buffer.store.url, threading.Lock())
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name='proctor-trace-store', daemon=True)
-                self._thread.start()
-                atexit.register(self.flush_all)  # the thread is a daemon: write what is left at exit
-
-    def flush_all(self) -> None:
-        stores = {b.store.url: b.store for b in list(self._buffers) if b.pending}
-        for store in stores.values():
-            try:
-                self.flush_store(store)
-            except Exception as e:  # noqa: BLE001 - keep writing the other stores
-                log.warning('state store write failed', store=store.url, error=f'{type(e).__name__}: {e}')
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def buffers_of(self, store: StateStore) -> list[BufferedWriter]:
-        """The buffers writing to `store`."""
-        return [b for b in list(self._buffers) if b.store.url == store.url]
-
-    def pending(self, store: StateStore) -> bool:
-        """Something of `store` is queued, or being written right now (whose commit a caller that
-        needs it stored must wait for: `flush_store` does)."""
-        lock = self._store_locks.get(store.url)
-        return lock is not None and (lock.locked() or any(b.pending for b in self.buffers_of(store)))
-
-    def flush_store(self, store: StateStore) -> None:
-        """Write everything buffered for `store` now, in one transaction (blocking; waits for a write
-        already under way). Raises when a buffer that must be written (recordings, audit) failed;
-        its items are kept for the next flush."""
-        lock = self._store_locks.get(store.url)
-        if lock is None:
-            return
-        with lock:
-            taken = [(b, items) for b in self.buffers_of(store) if b.pending for items in [b._take()] if items]
-            if not taken:
-                return
-            try:
-                self._write(store, taken)
-            except BaseException as e:
-                for b, items in taken:
-                    b._restore(items)
-                if isinstance(e, Exception) and not any(b.must_write for b, _ in taken):
-                    log.warning('trace store write failed', store=store.url, error=f'{type(e).__name__}: {e}')
-                    return
-                raise
-            for b, _ in taken:
-                b._written()
-
-    @staticmethod
-    def _write(store: StateStore, taken: list[tuple[BufferedWriter, list[Any]]]) -> None:
-        from ._audit import write_transaction
-
-        with write_transaction(store, chain=any(b.needs_chain_lock for b, _ in taken)) as c:
-            for b, items in taken:
-                b.write_batch(c, items)
-
-    def _loop(self) -> None:
-        while True:
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            self.flush_all()
-
-
-_flusher = _Flusher()
-flusher = _flusher  # the shared background writer
 
 
 @dataclass
@@ -394,7 +259,7 @@ class TraceStore:
 
     def spans_of_run(self, run_id: str, trace_id: str | None = None) -> list[StoredSpan]:
         """Every stored span of run `run_id` (exact id): those tagged with it plus the rest of its trace."""
-        _flusher.flush_store(self.store)
+        flusher.flush_store(self.store)
         cond = spans.c.run_id == run_id
         if trace_id:
             cond = sa.or_(cond, spans.c.trace_id == trace_id)
@@ -405,7 +270,7 @@ class TraceStore:
 
     def list_traces(self, *, limit: int = 50) -> list[dict[str, Any]]:
         """Stored traces, newest first: trace id, run, team, status, span count, start, duration, errors."""
-        _flusher.flush_store(self.store)
+        flusher.flush_store(self.store)
         eng = self.store.engine
         q = (
             sa.select(

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._state import StateStore
+from ..state._store import StateStore
 from ._store import StoredSpan, TraceStore, spans_by_parent
 
 __all__ = ('TraceNode', 'TraceView', 'trace_tree', 'span_category')
@@ -97,7 +97,7 @@ class TraceView:
 
 def trace_tree(store: StateStore, run_id: str) -> TraceView:
     """The stored trace of `run_id` (or a unique prefix) as a tree. Raises `UnknownRunError`."""
-    from ..orchestrator._records import RunRecords
+    from ..state._records import RunRecords
 
     run = RunRecords(store).get(run_id, with_delegations=False)
     stored = TraceStore(store).spans_of_run(run.run_id, run.trace_id)

@@ -85,8 +85,8 @@ def main() -> None:
         # What each machine would export; a client needs the database (and memory) URL too.
         os.environ.update({'PROCTOR_DATABASE_URL': url, 'PROCTOR_STATE_DIR': str(tmp / 'state'),
                            'PROCTOR_CHROMA_URL': chroma.url, 'ANONYMIZED_TELEMETRY': 'False', 'HF_HUB_OFFLINE': '1'})  # fmt: skip
-        from proctor._state import StateStore
-        from proctor.orchestrator._heartbeats import Heartbeats
+        from proctor.state._store import StateStore
+        from proctor.state._heartbeats import Heartbeats
 
         store = StateStore()
         try:
@@ -135,7 +135,7 @@ def main() -> None:
             for p in reversed(procs):
                 stop(p)  # workers first (SIGTERM: finish held runs, leave), then the collector
             store.dispose()
-            from proctor.orchestrator._queue import close_clients
+            from proctor.state._queue import close_clients
 
             close_clients()
     if args.keep:

@@ -9,8 +9,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._schema import delegations, runs
-from .._state import StateStore
+from ._schema import delegations, runs
+from ._store import StateStore
 from ..exceptions import UnknownRunError
 
 __all__ = ('RunRecord', 'DelegationRecord', 'RunRecords')

@@ -12,6 +12,16 @@ Each process launches DBOS under its own executor id, so starting a team never p
 processes' runs by surprise; `resume_run` explicitly re-enqueues a run's pending workflows
 (children first) and this process executes them, unless another live process holds them
 (`live_holder`).
+
+This is the one module that touches DBOS beyond its public API (`tests/test_dbos_adapter.py` pins
+the DBOS version these were checked against and exercises each):
+
+- `dbos._dbos._get_or_create_dbos_registry()._register_internal_queue(...)` and its
+  `internal_queue_map`: in-process queues only this process polls (`register_queue`, `drop_queue`);
+- a queue's `_worker_concurrency` (`pause_queue`: dequeue nothing more while draining);
+- `dbos._dbos._get_dbos_instance()._sys_db.get_pending_workflows / reenqueue_for_recovery`: what
+  DBOS's own recovery calls, for a worker taking over a dead one (`pending_workflows`, `reenqueue`);
+- `dbos._error.DBOSWorkflowCancelledError` (`workflow_cancelled`).
 """
 
 from __future__ import annotations
@@ -24,21 +34,49 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from .._state import StateStore
+    from ._store import StateStore
 
 __all__ = (
-    'ensure_launched', 'in_workflow', 'delegation_in_parent_workflow', 'side_effect_step', 'resume_run', 'live_holder', 'launched_url', 'launched_store',
-    'shutdown', 'rebuildable',
-)  # fmt: skip
+    'APP_VERSION',
+    'EXECUTOR_ID',
+    'delegation_in_parent_workflow',
+    'drop_queue',
+    'ensure_launched',
+    'in_workflow',
+    'launched_store',
+    'launched_url',
+    'live_holder',
+    'pause_queue',
+    'pending_workflows',
+    'rebuildable',
+    'reenqueue',
+    'register_queue',
+    'resume_run',
+    'run_step',
+    'shutdown',
+    'workflow_cancelled',
+)
 
 T = TypeVar('T')
 
-_lock = threading.Lock()
-_launched_url: str | None = None
-_launched_store: StateStore | None = None
+
+
+@dataclass
+class _Engine:
+    """What this process launched DBOS on (DBOS itself is one instance per process)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str | None = None
+    store: StateStore | None = None
+    executor_id: str | None = None
+    resume_queue: str | None = None
+
+
+_engine = _Engine()
 # Host and pid in the id let another process tell whether the holder of a pending run is alive.
 EXECUTOR_ID = f'proctor-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}'
 # 2: model requests are no longer DBOS steps (the recording checkpoints them, `_checkpoint`): a run
@@ -84,30 +122,29 @@ def _quiet_dbos_logs() -> None:
 
 
 def launched_url() -> str | None:
-    return _launched_url
+    return _engine.url
 
 
 def launched_store() -> StateStore | None:
     """The state store DBOS was launched on in this process (workflows read run rows from it)."""
-    return _launched_store
+    return _engine.store
 
 
 def ensure_launched(store: StateStore, *, executor_id: str | None = None) -> None:
-    """Launch DBOS on `store`'s system database (once; re-binds if another store was in use)."""
-    global _launched_url, _launched_store, _executor_id
+    """Launch DBOS on `store`'s system database (once; re-binds if another store was in use).
+
+    The workflows it will run must be registered first (importing `proctor.orchestrator._workflow`)."""
     url = store.dbos_url
-    if _launched_url == url:
+    if _engine.url == url:
         return
-    with _lock:
-        if _launched_url == url:
+    with _engine.lock:
+        if _engine.url == url:
             return
         from dbos import DBOS
 
-        from . import _workflow  # noqa: F401  (registers the team-run workflow before launch)
-
         os.environ.setdefault('DBOS__CLOUD', '')  # never phone home
         _quiet_dbos_logs()
-        if _launched_url is not None:
+        if _engine.url is not None:
             DBOS.destroy(destroy_registry=False)
         _declare_resume_queue(executor_id or EXECUTOR_ID)
         config: dict[str, Any] = {
@@ -128,9 +165,9 @@ def ensure_launched(store: StateStore, *, executor_id: str | None = None) -> Non
             config['system_database_engine'] = _sqlite_engine(url)
         DBOS(config=config)  # type: ignore[arg-type]
         DBOS.launch()
-        _launched_url = url
-        _launched_store = store
-        _executor_id = executor_id or EXECUTOR_ID
+        _engine.url = url
+        _engine.store = store
+        _engine.executor_id = executor_id or EXECUTOR_ID
 
 
 def _sqlite_engine(url: str) -> Any:
@@ -153,16 +190,15 @@ def _sqlite_engine(url: str) -> Any:
 
 def shutdown() -> None:
     """Tear DBOS down (tests, the CLI at exit)."""
-    global _launched_url, _launched_store, _executor_id
-    with _lock:
-        if _launched_url is None:
+    with _engine.lock:
+        if _engine.url is None:
             return
         from dbos import DBOS
 
         DBOS.destroy(destroy_registry=False)
-        _launched_url = None
-        _launched_store = None
-        _executor_id = None
+        _engine.url = None
+        _engine.store = None
+        _engine.executor_id = None
 
 
 #: Set while a delegation runs in its parent's workflow code (`Team._delegate`): its concurrent
@@ -175,7 +211,7 @@ _in_parent_workflow: ContextVar[bool] = ContextVar('proctor_delegation_in_parent
 def in_workflow() -> bool:
     """True where DBOS operations may be issued: a DBOS workflow's own code (not inside a step, not
     outside any workflow, not inside a delegation running in its parent's workflow code)."""
-    if _launched_url is None or _in_parent_workflow.get():
+    if _engine.url is None or _in_parent_workflow.get():
         return False
     from dbos import DBOS
 
@@ -192,22 +228,8 @@ def delegation_in_parent_workflow() -> Iterator[None]:
         _in_parent_workflow.reset(token)
 
 
-async def side_effect_step(name: str, fn: Callable[[], Awaitable[T]]) -> T:
-    """Run `fn` as a DBOS step inside a workflow (recorded: a recovered run gets the recorded result
-    instead of acting again), or directly outside one.
-
-    Inside a tool call of a team run the effect is also journaled (`proctor.tools._journal`): it
-    happens exactly once, and one whose outcome a crash left unknown becomes an in-doubt approval.
-    """
-    from ._observers import current_tool_call
-
-    call = current_tool_call.get()
-    if call is not None:
-        from ..tools._journal import effect_of_call
-
-        return await effect_of_call(call, name, fn)
-    if not in_workflow():
-        return await fn()
+async def run_step(name: str, fn: Callable[[], Awaitable[T]]) -> T:
+    """Run `fn` as a DBOS step of the current workflow (its outcome recorded, never retried)."""
     from dbos import DBOS
 
     return await DBOS.run_step_async({'name': name, 'retries_allowed': False}, fn)
@@ -230,16 +252,56 @@ def _pending_tree(root: str) -> list[Any]:
     return out
 
 
-_resume_queue: str | None = None
-
-
 def _declare_resume_queue(executor_id: str) -> None:
     """An in-process DBOS queue that only this process polls (as DBOS's own internal queue is)."""
-    global _resume_queue
+    _engine.resume_queue = f'proctor-resume.{executor_id}'
+    register_queue(_engine.resume_queue, polling_interval_sec=1.0)
+
+
+# ---------------------------------------------------------------- DBOS private API (listed above)
+
+def workflow_cancelled() -> type[Exception]:
+    """The exception DBOS raises into a workflow that was cancelled (imported on use: DBOS is heavy)."""
+    from dbos._error import DBOSWorkflowCancelledError
+
+    return DBOSWorkflowCancelledError
+
+
+def register_queue(name: str, *, worker_concurrency: int | None = None, polling_interval_sec: float = 1.0) -> Any:
+    """An in-process DBOS queue (polled only by this process, as DBOS's Kafka consumers use), replacing
+    one of that name; declare it before `ensure_launched`."""
     from dbos._dbos import _get_or_create_dbos_registry
 
-    _resume_queue = f'proctor-resume.{executor_id}'
-    _get_or_create_dbos_registry()._register_internal_queue(_resume_queue, polling_interval_sec=1.0)
+    registry = _get_or_create_dbos_registry()
+    registry.internal_queue_map.pop(name, None)
+    return registry._register_internal_queue(
+        name, worker_concurrency=worker_concurrency, polling_interval_sec=polling_interval_sec
+    )
+
+
+def drop_queue(name: str) -> None:
+    from dbos._dbos import _get_or_create_dbos_registry
+
+    _get_or_create_dbos_registry().internal_queue_map.pop(name, None)
+
+
+def pause_queue(queue: Any) -> None:
+    """This process dequeues nothing more from `queue` (a worker draining)."""
+    queue._worker_concurrency = 0
+
+
+def pending_workflows(executor_id: str) -> list[Any]:
+    """The workflows DBOS holds PENDING for `executor_id` under this application version."""
+    from dbos._dbos import _get_dbos_instance
+
+    return list(_get_dbos_instance()._sys_db.get_pending_workflows(executor_id, APP_VERSION))
+
+
+def reenqueue(workflow_id: str, dead_executors: list[str], queue: str) -> bool:
+    """Hand a dead executor's pending workflow back to DBOS on `queue` (DBOS's own recovery call)."""
+    from dbos._dbos import _get_dbos_instance
+
+    return bool(_get_dbos_instance()._sys_db.reenqueue_for_recovery(workflow_id, dead_executors, queue))
 
 
 def live_holder(store: StateStore, run_id: str) -> tuple[str, bool] | None:
@@ -254,7 +316,7 @@ def live_holder(store: StateStore, run_id: str) -> tuple[str, bool] | None:
     beats = Heartbeats(store)
     for st in _pending_tree(run_id):
         holder = st.executor_id
-        if st.status != 'PENDING' or not holder or holder in (_executor_id, EXECUTOR_ID, 'local'):
+        if st.status != 'PENDING' or not holder or holder in (_engine.executor_id, EXECUTOR_ID, 'local'):
             continue  # not held, or held by this process (an interrupted run of its own)
         alive, what = beats.executor_alive(holder, same_machine=store.is_sqlite)
         if alive is not False:
@@ -272,5 +334,5 @@ def resume_run(run_id: str) -> Any:
     for st in _pending_tree(run_id):
         # Onto this process's own queue: DBOS's internal queue is polled by every process on the
         # database (workers, the console), which could take the run without its team built.
-        DBOS.resume_workflow(st.workflow_id, queue_name=_resume_queue)
+        DBOS.resume_workflow(st.workflow_id, queue_name=_engine.resume_queue)
     return DBOS.retrieve_workflow(run_id)

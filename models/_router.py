@@ -29,20 +29,17 @@ from pydantic_ai.usage import RunUsage
 from ..exceptions import ConfigError, NoRouteError, RunError, UnknownModelError
 from ._budget import Budget, BudgetGuard
 from ._config import RoutingPolicy, SpecialistPolicy, load_config, parse_policy
-from ._context import RunDeps
+from ..core._data_classes import DATA_CLASSES
+from ..core._deps import RunDeps
 from ._fallback import RegistryModel, RoutedModel
 from ._ledger import LedgerObserver
-from ._observers import RunObserver
+from ..core._events import RunObserver
 from ._plan import RoutePlan, set_plan
 from ._registry import COST_TIERS, ModelInfo, ModelRegistry
-from ._routing import Route
-
-if TYPE_CHECKING:
-    from ..agents._specialist import Specialist
+from ._routing import Routable, Route
 
 __all__ = ('ModelRouter', 'PlannedRoute')
 
-DATA_CLASSES = ('public', 'internal', 'confidential', 'restricted')
 
 
 @dataclass(frozen=True)
@@ -99,8 +96,8 @@ class _Constraints:
 class ModelRouter:
     """Routes every agent run of a team by the registry and policy; implements the `Router` protocol.
 
-    `observers()` are the ledger and (with budgets) the budget guard; they are attached to a team
-    the first time the router routes for it, unless the team was given them already.
+    `observers()` are the ledger and (with budgets) the budget guard; a team routed by this
+    router puts them first among its observers, unless it was given them already.
     """
 
     def __init__(
@@ -118,7 +115,6 @@ class ModelRouter:
         self._members: dict[str, RegistryModel] = {}
         self.ledger = LedgerObserver(registry=self.registry)
         self.budget_guard = BudgetGuard(self.budgets, registry=self.registry) if self.budgets else None
-        self._attached: set[int] = set()
         self._validate()
 
     @classmethod
@@ -202,7 +198,7 @@ class ModelRouter:
         raise UnknownModelError(getattr(model, 'model_name', repr(model)), known=self.registry.ids(),
                                 hint=f'specialist {name!r} declares a model that is not in the registry: register it under an id')  # fmt: skip
 
-    def _plan(self, name: str, requires: Sequence[str], spec: Specialist | None, *, data_class: str, project: str,
+    def _plan(self, name: str, requires: Sequence[str], spec: Routable | None, *, data_class: str, project: str,
               team: str, rules_scoped: bool = True, deps: RunDeps | None = None) -> RoutePlan:  # fmt: skip
         p = self.policy
         sp = p.specialists.get(name)
@@ -263,7 +259,7 @@ class ModelRouter:
             why += '; rejected ' + '; '.join(f'{m} ({r})' for m, r in rejected.items())
         return RoutePlan(name, data_class, project, team, tiers, why, rejected, degraded)
 
-    def plan(self, spec: Specialist, *, data_class: str, project: str = 'default', team: str = 'team') -> RoutePlan:
+    def plan(self, spec: Routable, *, data_class: str, project: str = 'default', team: str = 'team') -> RoutePlan:
         """The plan for `spec` on a run of `data_class` (no side effects: nothing is recorded)."""
         deps = RunDeps(run_id='', team=team, project=project, data_class=data_class, agent_path=spec.name, specialist=spec.name)
         return self._plan(spec.name, spec.requires, spec, data_class=data_class, project=project, team=team, deps=deps)
@@ -276,7 +272,7 @@ class ModelRouter:
             m = self._members[model_id] = RegistryModel(model_id, self.registry.get(model_id), self.registry.model(model_id))
         return m
 
-    def candidates(self, spec: Specialist) -> dict[str, Model]:
+    def candidates(self, spec: Routable) -> dict[str, Model]:
         """One routed model per specialist (it serves whatever the run's plan allows), built from every
         model some data class may route to; `ConfigError` if no data class has any."""
         reachable: dict[str, None] = {}
@@ -295,27 +291,11 @@ class ModelRouter:
                               file=self.source, key=f'policy.specialists.{spec.name}')  # fmt: skip
         return {f'route:{spec.name}': RoutedModel(spec.name, [self._member(m) for m in reachable])}
 
-    def route(self, spec: Specialist, *, data_class: str, project: str, team: str) -> Route:
+    def route(self, spec: Routable, *, data_class: str, project: str, team: str) -> Route:
         """Plan this agent run (the routed model reads the plan in this task) and say why."""
         deps = RunDeps(run_id='', team=team, project=project, data_class=data_class, agent_path=spec.name, specialist=spec.name)
         plan = self._plan(spec.name, spec.requires, spec, data_class=data_class, project=project, team=team, deps=deps)
         set_plan(plan)
-        self._attach(team)
         info = self.registry.get(plan.primary)
         return PlannedRoute(model_id=plan.primary, model=None, reason=plan.reason, usd_per_m_input=info.usd_per_m_input,
                             usd_per_m_output=info.usd_per_m_output, plan=plan)  # fmt: skip
-
-    def _attach(self, team_name: str) -> None:
-        from . import _live
-
-        try:
-            team = _live.get_team(team_name)
-        except RunError:
-            return
-        if id(team) in self._attached:
-            return
-        missing = [o for o in self.observers() if not any(o is x for x in team.observers)]
-        # In place, first: the agents' capability holds this list, and the ledger must see a call before
-        # observers that read its served model and cost.
-        team.observers[:0] = missing
-        self._attached.add(id(team))

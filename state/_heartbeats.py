@@ -15,8 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._schema import workers
-from .._state import StateStore
+from ._schema import workers
+from ._store import StateStore
 
 __all__ = ('Heartbeats', 'WorkerRecord', 'db_now', 'DEAD_AFTER')
 

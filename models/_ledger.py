@@ -20,12 +20,13 @@ import sqlalchemy as sa
 from pydantic_ai.messages import ModelResponse
 
 from .._log import get_logger
-from .._schema import ledger, model_attempts
-from .._state import StateStore
+from ..state._schema import ledger, model_attempts
+from ..state._store import StateStore
 from ..exceptions import RunError, UserError
-from ..tracing._store import BufferedWriter, flusher
+from ..state._writer import BufferedWriter, flusher
 from ._fallback import attempts_of
-from ._observers import ModelCall, RunObserver
+from ..state._scope import current_scope
+from ..core._events import ModelCall, RunObserver
 from ._plan import plan_for
 
 if TYPE_CHECKING:
@@ -266,15 +267,10 @@ class LedgerObserver(RunObserver):
     def _ledger(self, call: ModelCall) -> Ledger | None:
         store = self.store
         if store is None:
-            from . import _live
-
-            try:
-                team = _live.get_team(call.deps.team)
-            except RunError:
+            scope = current_scope.get()
+            if scope is None or not scope.record:
                 return None
-            if not team.record:
-                return None
-            store = team.store
+            store = scope.store
         led = self._ledgers.get(store.url)
         if led is None:
             led = self._ledgers[store.url] = Ledger(store)

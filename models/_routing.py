@@ -7,19 +7,31 @@ approval, capabilities, cost tiers, fallback and budgets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
+from ..core._events import RunObserver
 from ..exceptions import UserError
 from ._models import build_model, model_id_of
 
-if TYPE_CHECKING:
-    from ..agents._specialist import Specialist
+__all__ = ('Routable', 'Route', 'Router', 'PreferredModelRouter')
 
-__all__ = ('Route', 'Router', 'PreferredModelRouter')
+
+class Routable(Protocol):
+    """What a router reads of an agent it routes (`proctor.Specialist` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> Any: ...
+
+    @property
+    def requires(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True)
@@ -41,11 +53,15 @@ class Route:
 
 
 class Router(Protocol):
-    def candidates(self, spec: Specialist) -> dict[str, Model]:
+    def candidates(self, spec: Routable) -> dict[str, Model]:
         """Every model this specialist may be served on, default first (registered with the agent)."""
         ...
 
-    def route(self, spec: Specialist, *, data_class: str, project: str, team: str) -> Route: ...
+    def route(self, spec: Routable, *, data_class: str, project: str, team: str) -> Route: ...
+
+    def observers(self) -> list[RunObserver]:
+        """Observers the team must put first on its list (a router's ledger and budget guard)."""
+        ...
 
 
 class PreferredModelRouter:
@@ -55,7 +71,7 @@ class PreferredModelRouter:
         self.default_model = default_model
         self._cache: dict[str, tuple[str, Model]] = {}
 
-    def _resolve(self, spec: Specialist) -> tuple[str, Model]:
+    def _resolve(self, spec: Routable) -> tuple[str, Model]:
         hit = self._cache.get(spec.name)
         if hit is None:
             m = spec.model if spec.model is not None else self.default_model
@@ -65,10 +81,13 @@ class PreferredModelRouter:
             self._cache[spec.name] = hit
         return hit
 
-    def candidates(self, spec: Specialist) -> dict[str, Model]:
+    def candidates(self, spec: Routable) -> dict[str, Model]:
         model_id, model = self._resolve(spec)
         return {model_id: model}
 
-    def route(self, spec: Specialist, *, data_class: str, project: str, team: str) -> Route:
+    def observers(self) -> list[RunObserver]:
+        return []
+
+    def route(self, spec: Routable, *, data_class: str, project: str, team: str) -> Route:
         model_id, _ = self._resolve(spec)
         return Route(model_id=model_id, model=None, reason='preferred model of the specialist')

@@ -3,7 +3,7 @@ ledger, the audit log, stored spans and replay recordings.
 
 Embedded default: a SQLite file in the state directory (`.proctor/` in the working directory, or
 `PROCTOR_STATE_DIR`). Scale-out: `PROCTOR_DATABASE_URL=postgresql://...` puts the same tables in
-Postgres. One schema (`proctor._schema`), one migration path (`StateStore.migrate`) for both.
+Postgres. One schema (`proctor.state._schema`), one migration path (`StateStore.migrate`) for both.
 DBOS keeps its own system tables beside these (`dbos.sqlite` in the state dir, or the `dbos`
 schema of the same Postgres database).
 
@@ -15,20 +15,26 @@ a default, and bump `SCHEMA_VERSION`.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 import sqlalchemy as sa
 
-from .exceptions import StateDirError
+from ..exceptions import StateDirError
 
 __all__ = ('StateStore', 'resolve_state_dir', 'resolve_database_url', 'upgrade_schema', 'add_missing_columns', 'SCHEMA_VERSION')
 
 #: 2: the columns added after the first release (ledger routing columns, span scope, audit and guard
 #: event keys) and their unique indexes.
 SCHEMA_VERSION = 2
+T = TypeVar('T')
+
+
 # pg_advisory_xact_lock key serialising proctor's migrations (DBOS uses its own for its schema).
 _PG_MIGRATION_LOCK = 0x70726F63746F72  # 'proctor'
 
@@ -75,6 +81,11 @@ class StateStore:
             raise StateDirError(f'cannot create state dir {self.state_dir}: {e.strerror}', path=str(self.state_dir)) from e
         if not os.access(self.state_dir, os.R_OK | os.W_OK | os.X_OK):
             raise StateDirError(f'state dir {self.state_dir} is not readable and writable', path=str(self.state_dir))
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run the blocking store access `fn(*args, **kwargs)` in a worker thread: the one way coroutines
+        reach the database, so no SQLite or Postgres call blocks the event loop."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     @property
     def is_sqlite(self) -> bool:
@@ -191,7 +202,7 @@ def upgrade_schema(conn: sa.Connection, metadata: sa.MetaData | None = None, *, 
 def add_missing_columns(conn: sa.Connection, metadata: sa.MetaData) -> list[str]:
     """ALTER TABLE ... ADD COLUMN for every column of `metadata`'s tables the database lacks, then
     create their missing indexes (SQLite and Postgres). Returns the columns added ('table.column')."""
-    from .exceptions import StateDirError
+    from ..exceptions import StateDirError
 
     insp = sa.inspect(conn)
     prep = conn.dialect.identifier_preparer

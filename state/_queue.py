@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import RunError, UserError
-from ._engine import APP_VERSION
+from ._dbos import APP_VERSION
 
 if TYPE_CHECKING:
-    from .._state import StateStore
+    from ._store import StateStore
     from ._records import RunRecord
 
 __all__ = (

@@ -189,13 +189,6 @@ class ModelRegistry:
         self._built: dict[str, Model] = {}
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str], *, models: Mapping[str, Model] | None = None) -> ModelRegistry:
-        """The `[models.*]` of a `proctor.toml`; `models` binds ids to `Model` instances."""
-        from ._config import load_config
-
-        return load_config(path, models=models).registry
-
     def __contains__(self, model_id: object) -> bool:
         return model_id in self._infos
 

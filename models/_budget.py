@@ -24,12 +24,13 @@ import anyio
 import sqlalchemy as sa
 from pydantic_ai.messages import ModelRequest, ModelResponse, ToolCallPart, ToolReturnPart
 
-from .._schema import budget_usage, ledger
-from .._state import StateStore
+from ..state._schema import budget_usage, ledger
+from ..state._store import StateStore
 from ..exceptions import BudgetExceeded, ConfigError, RunError
-from ._context import RunDeps
+from ..state._scope import current_scope
+from ..core._deps import RunDeps
 from ._ledger import call_cost, insert_ignore, run_db
-from ._observers import ModelCall, RunObserver
+from ..core._events import ModelCall, RunObserver
 from ._plan import plan_for, set_skipped
 
 if TYPE_CHECKING:
@@ -299,9 +300,10 @@ class BudgetGuard(RunObserver):
     def _book(self, call: ModelCall) -> BudgetBook:
         store = self.store
         if store is None:
-            from . import _live
-
-            store = _live.get_team(call.deps.team).store
+            scope = current_scope.get()
+            if scope is None:
+                raise RunError(f'budget check outside a team run (run {call.deps.run_id})', run_id=call.deps.run_id)
+            store = scope.store
         book = self._books.get(store.url)
         if book is None:
             book = self._books[store.url] = BudgetBook(store)

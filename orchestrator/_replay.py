@@ -1,7 +1,8 @@
 """Replay a recorded run with no live model calls and no side effects; fork it at a step and diff.
 
 ```python
-from proctor.tracing import Recording, replay_sync
+from proctor import replay_sync
+from proctor.tracing import Recording
 
 # once: save a production run as a fixture
 Recording.from_store(StateStore('prod-state'), run_id).save('tests/recordings/checkout.json')
@@ -32,23 +33,35 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from pydantic_ai.models import Model
 
-from .._state import StateStore
-from ..exceptions import MissingRecording, ReplayDivergence, RunError, UserError
-from ..orchestrator._routing import Route
-from ._compare import Divergence, ForkDiff, divergences, fork_diff, input_changes
-from ._recording import WORKSPACE_STEP, RecordedStep, Recording, restore_workspace
-from ._replay_model import Fork, ReplayGate, ReplayModel, ReplayRouter, ReplaySession, StepMarker, replay_spec
-from ._store import flusher
-
-if TYPE_CHECKING:
-    from ..orchestrator._team import Team
+from ..state._store import StateStore
+from ..exceptions import MissingRecording, ReplayDivergence, RunError, UserError, WorkspaceError
+from ..models._routing import Route
+from ..tracing._compare import Divergence, ForkDiff, divergences, fork_diff, input_changes
+from ..tracing._recording import WORKSPACE_STEP, RecordedStep, Recording, restore_workspace
+from ..tracing._replay_model import Fork, ReplayGate, ReplayModel, ReplayRouter, ReplaySession, StepMarker, replay_spec
+from ..state._writer import flusher
+from ..tools._files import write_file
+from ..tools._workspace import Workspace
+from ._live import load_factory, teams
+from ._team import Team
 
 __all__ = ('replay', 'replay_sync', 'ReplayReport')
+
+
+def _redo_write(workspace: str, args: dict[str, Any], result: Any) -> None:
+    """proctor's `write_file`, done again in the replay's scratch copy of the workspace when the recorded
+    call wrote: later instructions that read the file see what they saw in the recorded run."""
+    if not str(result).startswith('wrote '):
+        return
+    try:
+        Workspace.open(workspace).write_text(str(args.get('path', '')), str(args.get('content', '')))
+    except (WorkspaceError, OSError):
+        pass  # the recorded call failed the same way, or the file is not ours to restore
 
 
 @dataclass
@@ -146,7 +159,7 @@ def _original_model(team: Team, spec: Any, rec: Recording) -> tuple[Model | None
 
 def _resolve_model(team: Team, value: Any) -> tuple[str, Model]:
     """A `--model` value: a registry id of the team's router, a model string, or a `Model`."""
-    from ..orchestrator._models import build_model, model_id_of
+    from ..models._models import build_model, model_id_of
 
     if isinstance(value, str):
         model = _registry_model(team, value)
@@ -196,24 +209,21 @@ async def replay(
     strings or `Model`s; only with `fork_at`). Raises `MissingRecording` (a step with no recording),
     `UnknownRunError`, or `UserError` for bad arguments.
     """
-    from ..orchestrator import _live
-    from ..orchestrator._team import Team as TeamCls
-
     rec = await anyio.to_thread.run_sync(_load, run, state_dir, database_url)
     if models and fork_at is None:
         raise UserError('--model needs --fork-at: a plain replay makes no live calls')
     if isinstance(team, str):
-        team = _live.load_factory(team)
+        team = load_factory(team)
     if team is None:
         if not rec.factory:
             raise UserError(f'run {rec.run_id} recorded no team factory: pass the team (--team module:callable)')
-        team = await anyio.to_thread.run_sync(_live.load_factory, rec.factory)
+        team = await anyio.to_thread.run_sync(load_factory, rec.factory)
     agents = {a.name: a for a in [team.supervisor, *team.specialists.values()]}
     for name in models or {}:
         if name not in agents:
             raise UserError(f'--model {name}=...: team {team.name!r} has no agent {name!r} (agents: {", ".join(agents)})')
     fork = _pick_fork(rec, fork_at) if fork_at is not None else None
-    session = ReplaySession(rec, fork)
+    session = ReplaySession(rec, fork, redo={write_file: _redo_write})
     replay_models: dict[str, ReplayModel] = {}
     routes: dict[str, Route] = {}
     prices: dict[str, tuple[float, float]] = {}
@@ -246,7 +256,7 @@ async def replay(
         snapshot = next((s for s in rec.steps if s.step == WORKSPACE_STEP), None)
         if snapshot is not None:  # the files as the run found them, not as it left them
             await anyio.to_thread.run_sync(restore_workspace, snapshot.payload, workspace)
-    clone = TeamCls(
+    clone = Team(
         replay_spec(team.supervisor, session), [replay_spec(s, session) for s in team.specialists.values()],
         name=f'{team.name}~replay-{uuid.uuid4().hex[:8]}', workspace=workspace, state_dir=scratch / 'state',
         # always a scratch SQLite file, even when $PROCTOR_DATABASE_URL names the real (Postgres) store
@@ -271,7 +281,7 @@ async def replay(
             replay_run_id = runs[0].run_id if runs else None
         got = await anyio.to_thread.run_sync(Recording.from_store, clone.store, replay_run_id) if replay_run_id else None
     finally:
-        _live.unregister(clone)
+        teams.unregister(clone)
 
         def cleanup() -> None:
             flusher.flush_store(clone.store)  # nothing of the clone may be left to write once its store is gone
