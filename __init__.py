@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .agents import Review, Specialist, Supervisor, coding, research, review
+    from .guardrails import Approval, ApprovalPolicy, ApprovalQueue, ApprovalRule
     from .orchestrator import (
         DATA_CLASSES,
         Budget,
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
         replay,
         replay_sync,
     )
-    from .guardrails import Approval, ApprovalPolicy, ApprovalQueue, ApprovalRule
     from .tools import Workspace
 
 from .exceptions import (

@@ -19,7 +19,7 @@ import inspect
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.messages import (
@@ -49,7 +49,8 @@ __all__ = (
 
 #: One scripted answer: a response, parts, a string (text), an exception to raise, or a callable
 #: `(messages, info) -> any of those` (a coroutine function works too).
-Step = Union[ModelResponse, ModelResponsePart, Sequence[ModelResponsePart], str, BaseException, Callable[..., Any]]
+Step = ModelResponse | ModelResponsePart | Sequence[ModelResponsePart] | str | BaseException | Callable[..., Any]
+
 
 def _next_call_id() -> str:
     # Random, not a per-process counter: a run resumed in a new process must not reuse the ids the
@@ -77,7 +78,9 @@ def final_output(**fields: Any) -> ToolCallPart:
     return tool_call('final_result', fields)
 
 
-def fail(status: int = 503, message: str = 'scripted provider failure', *, model_name: str = 'scripted') -> ModelHTTPError:
+def fail(
+    status: int = 503, message: str = 'scripted provider failure', *, model_name: str = 'scripted'
+) -> ModelHTTPError:
     """A provider error to put in a script: 429/5xx make `FallbackModel` try the next model."""
     return ModelHTTPError(status_code=status, model_name=model_name, body={'error': message})
 

@@ -3,7 +3,15 @@
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._builtin import CODING_INSTRUCTIONS, RESEARCH_INSTRUCTIONS, REVIEW_INSTRUCTIONS, Review, coding, research, review
+    from ._builtin import (
+        CODING_INSTRUCTIONS,
+        RESEARCH_INSTRUCTIONS,
+        REVIEW_INSTRUCTIONS,
+        Review,
+        coding,
+        research,
+        review,
+    )
     from ._specialist import DEFAULT_SUPERVISOR_INSTRUCTIONS, Specialist, Supervisor
 
 __all__ = (

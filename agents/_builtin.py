@@ -9,7 +9,15 @@ from pydantic import BaseModel, Field
 from ..tools import list_files, read_file, run_command, run_tests, search_files, write_file
 from ._specialist import Specialist
 
-__all__ = ('Review', 'research', 'coding', 'review', 'RESEARCH_INSTRUCTIONS', 'CODING_INSTRUCTIONS', 'REVIEW_INSTRUCTIONS')
+__all__ = (
+    'Review',
+    'research',
+    'coding',
+    'review',
+    'RESEARCH_INSTRUCTIONS',
+    'CODING_INSTRUCTIONS',
+    'REVIEW_INSTRUCTIONS',
+)
 
 RESEARCH_INSTRUCTIONS = (
     'You are the research specialist. Answer the subtask from the files of the workspace: list them, '

@@ -47,9 +47,7 @@ class Specialist:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise UserError(
-                f'specialist name {self.name!r} must be lower-case letters, digits and _ (it names a tool)'
-            )
+            raise UserError(f'specialist name {self.name!r} must be lower-case letters, digits and _ (it names a tool)')
         if not isinstance(self.instructions, str) or not self.instructions.strip():
             raise UserError(f'specialist {self.name!r} needs instructions')
         self.tools = tuple(self.tools)

@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import overhead as O  # noqa: E402  (same team, same scripted models)
+import overhead as O
 
 C = O.C
 
@@ -42,7 +42,7 @@ async def _main(runs: int, latency: float, features: set[str]) -> dict[str, obje
     async def one() -> None:
         try:
             results.append(await O.run_team())
-        except Exception as e:  # noqa: BLE001 - counted and reported
+        except Exception as e:
             errors.append(f'{type(e).__name__}: {e}'[:200])
 
     await O.run_team()  # warm-up (launches the engine)

@@ -35,8 +35,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TEAM = HERE.parent / 'tests' / 'crash_team.py'
-EVENTS = ('coding-model:0', 'coding-model:1', 'coding-model:2', 'effect:safe:enter', 'effect:safe:acted',
-          'effect:risky:enter', 'effect:risky:acted', 'approval-pending')  # fmt: skip
+EVENTS = (
+    'coding-model:0',
+    'coding-model:1',
+    'coding-model:2',
+    'effect:safe:enter',
+    'effect:safe:acted',
+    'effect:risky:enter',
+    'effect:risky:acted',
+    'approval-pending',
+)
 
 
 def _lines(path: Path) -> list[str]:
@@ -48,8 +56,8 @@ class Operator(threading.Thread):
 
     def __init__(self, state: Path, crash_dir: Path, rng: random.Random) -> None:
         super().__init__(daemon=True)
-        from proctor.state._store import StateStore
         from proctor.guardrails import ApprovalQueue
+        from proctor.state._store import StateStore
 
         self.queue = ApprovalQueue(StateStore(state), audit=True)
         self.crash_dir = crash_dir
@@ -64,7 +72,7 @@ class Operator(threading.Thread):
         while not self.stop.wait(0.05):
             try:
                 pending = self.queue.list(status='pending')
-            except Exception:  # noqa: BLE001 - the run's process may be creating the database right now
+            except Exception:
                 continue
             for a in pending:
                 due = self.seen.setdefault(a.approval_id, time.monotonic() + self.rng.uniform(0, 1.5))
@@ -77,7 +85,9 @@ class Operator(threading.Thread):
                         if happened:
                             self.queue.reject(a.approval_id, decider='soak', roles=['operator'], reason='it happened')
                         else:
-                            self.queue.approve(a.approval_id, decider='soak', roles=['operator'], reason='it did not happen')
+                            self.queue.approve(
+                                a.approval_id, decider='soak', roles=['operator'], reason='it did not happen'
+                            )
                     else:
                         self.queue.approve(a.approval_id, decider='soak', roles=['operator'], reason='ok')
                 except ApprovalDecisionError:
@@ -90,8 +100,9 @@ def _kill_point(rng: random.Random) -> tuple[str, float]:
     return rng.choice(EVENTS), rng.uniform(0.0, 0.3)
 
 
-def _wait_and_kill(proc: subprocess.Popen[bytes], crash_dir: Path, queue: object, point: str, delay: float,
-                   seen_before: int) -> bool:  # fmt: skip
+def _wait_and_kill(
+    proc: subprocess.Popen[bytes], crash_dir: Path, queue: object, point: str, delay: float, seen_before: int
+) -> bool:
     """Kill `proc` at `point` (+ `delay`); False if it finished first."""
     deadline = time.monotonic() + 120
     if point == 'time':
@@ -133,7 +144,9 @@ def trial(i: int, root: Path, rng: random.Random, env_base: dict[str, str]) -> d
 
     def launch(resume: bool) -> subprocess.Popen[bytes]:
         argv = ['-m', 'proctor', 'resume', run_id] if resume else [str(TEAM), run_id]
-        return subprocess.Popen([sys.executable, *argv], env=env, cwd=crash_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [sys.executable, *argv], env=env, cwd=crash_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
 
     def recorded() -> bool:
         try:
@@ -172,10 +185,14 @@ def trial(i: int, root: Path, rng: random.Random, env_base: dict[str, str]) -> d
     if status == 'succeeded' and any(a.status == 'approved' for a in tool_approvals) and counter['risky'] == 0:
         lost += 1  # approved, yet the run finished without the effect
     return {
-        'run_id': run_id, 'status': status, 'kills': kills, 'counter': dict(counter), 'lost': lost,
+        'run_id': run_id,
+        'status': status,
+        'kills': kills,
+        'counter': dict(counter),
+        'lost': lost,
         'in_doubt': sum(1 for a in approvals if a.kind == 'in_doubt'),
         'error': None if status == 'succeeded' else (err or b'').decode(errors='replace')[-500:],
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -189,8 +206,10 @@ def main() -> None:
     import structlog
 
     # A script entry point: library logs (decisions, in-doubt warnings) go to stderr, the JSON line to stdout.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-                        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))  # fmt: skip
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
     rng = random.Random(args.seed)
     env = {**os.environ, 'PROCTOR_OPERATOR': 'soak', 'PYTHONUNBUFFERED': '1'}
     env.pop('PROCTOR_DATABASE_URL', None)
@@ -199,7 +218,9 @@ def main() -> None:
     root = Path(tmp.name)
     results = [trial(i, root, rng, env) for i in range(args.trials)]
     dup = sum(max(0, n - 1) for r in results for n in r['counter'].values())  # type: ignore[union-attr]
-    missing = sum(1 for r in results if r['status'] == 'succeeded' for e in ('safe', 'risky') if not r['counter'].get(e))  # type: ignore[union-attr]
+    missing = sum(
+        1 for r in results if r['status'] == 'succeeded' for e in ('safe', 'risky') if not r['counter'].get(e)
+    )  # type: ignore[union-attr]
     kill_points = Counter(k for r in results for k in r['kills'])  # type: ignore[union-attr]
     failed = [r for r in results if r['status'] != 'succeeded']
     summary = {

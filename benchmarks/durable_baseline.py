@@ -40,8 +40,16 @@ def _launch_dbos(name: str) -> None:
 
     url = f'sqlite:///{tempfile.mkdtemp(prefix="proctor-durable-baseline-")}/dbos.sqlite'
     os.environ.setdefault('DBOS__CLOUD', '')
-    DBOS(config={'name': name, 'system_database_url': url, 'enable_otlp': False, 'log_level': 'WARNING',
-                 'max_executor_threads': EXECUTOR_THREADS, 'system_database_engine': _sqlite_engine(url)})  # fmt: skip
+    DBOS(
+        config={
+            'name': name,
+            'system_database_url': url,
+            'enable_otlp': False,
+            'log_level': 'WARNING',
+            'max_executor_threads': EXECUTOR_THREADS,
+            'system_database_engine': _sqlite_engine(url),
+        }
+    )
 
 
 def _timed(run_once: Any, runs: int) -> float:
@@ -113,7 +121,9 @@ def _pydantic_ai(runs: int, *, durable: bool) -> float:
                     return ModelResponse(parts=[TextPart(f'FINAL[{p.content}]')])
         return ModelResponse(parts=[ToolCallPart('delegate', {'subtask': 'subtask-0'}, tool_call_id='c0')])
 
-    caps: Any = (lambda name: [])
+    def caps(name):
+        return []
+
     if durable:
         from pydantic_ai.durable_exec.dbos import DBOSDurability
 
@@ -126,7 +136,9 @@ def _pydantic_ai(runs: int, *, durable: bool) -> float:
 
     meta = {'dbos': {'child_workflow': {}}} if durable else None
     toolset = FunctionToolset([Tool(delegate)], id='delegation', metadata=meta)
-    supervisor = Agent(FunctionModel(supervisor_llm), name='supervisor', toolsets=[toolset], capabilities=caps('supervisor'))
+    supervisor = Agent(
+        FunctionModel(supervisor_llm), name='supervisor', toolsets=[toolset], capabilities=caps('supervisor')
+    )
     if not durable:
 
         async def once() -> None:
@@ -151,7 +163,7 @@ def _pydantic_ai(runs: int, *, durable: bool) -> float:
 def _proctor(runs: int, features: str) -> float:
     sys.argv = [sys.argv[0]]
     sys.path.insert(0, str(HERE))
-    import overhead as O  # noqa: N812
+    import overhead as O
 
     O.build(O._features(features))
     O.C.FakeLLM.configure(k=1, latency=0.0)
@@ -178,7 +190,9 @@ def main() -> None:
         return
     out: dict[str, Any] = {'bench': 'proctor-durable-baseline', 'runs': a.runs}
     for v in VARIANTS:
-        proc = subprocess.run([sys.executable, __file__, '--variant', v, '--runs', str(a.runs)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, '--variant', v, '--runs', str(a.runs)], capture_output=True, text=True
+        )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
         if proc.returncode != 0 or not lines:
             out[f'{v}_error'] = (proc.stderr.strip().splitlines() or ['no output'])[-1][:300]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import overhead as O  # noqa: E402,N812
+import overhead as O
 
 DEFAULT_VARIANTS = ('none', *O.FEATURES, 'all')
 
@@ -35,9 +35,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--batches', type=int, default=12, help='turns over every variant')
     p.add_argument('--batch', type=int, default=20, help='runs per variant per turn')
-    p.add_argument('--variants', default=','.join(DEFAULT_VARIANTS), help=f'comma-separated: none, all, or features {O.FEATURES}')
+    p.add_argument(
+        '--variants', default=','.join(DEFAULT_VARIANTS), help=f'comma-separated: none, all, or features {O.FEATURES}'
+    )
     p.add_argument('--k', type=int, default=1, help='delegations per run (20: the fan-out shape of scenario b0)')
-    p.add_argument('--worker-tool', action='store_true', help='give each worker a tool it never calls, as most real specialists have')
+    p.add_argument(
+        '--worker-tool',
+        action='store_true',
+        help='give each worker a tool it never calls, as most real specialists have',
+    )
     a = p.parse_args()
     names = [v.strip() for v in a.variants.split(',') if v.strip()]
     if 'none' not in names:
@@ -60,7 +66,13 @@ def main() -> None:
     asyncio.run(run())
     median = {v: statistics.median(samples) for v, samples in cpu.items()}
     base = median['none']
-    out: dict[str, object] = {'bench': 'proctor-feature-costs', 'k': a.k, 'worker_tool': a.worker_tool, 'batches': a.batches, 'batch': a.batch}
+    out: dict[str, object] = {
+        'bench': 'proctor-feature-costs',
+        'k': a.k,
+        'worker_tool': a.worker_tool,
+        'batches': a.batches,
+        'batch': a.batch,
+    }
     for v, m in median.items():
         out[f'{v}_cpu_ms_per_run'] = round(m, 2)
         if v != 'none':

@@ -27,10 +27,10 @@ import anyio.to_thread
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'tests'))
 
-from memory_server import ChromaServer  # noqa: E402
+from memory_server import ChromaServer
 
-from proctor.memory import ChromaMemory, Provenance, classes_up_to  # noqa: E402
-from proctor.memory._embedding import embed, load_model, model_info  # noqa: E402
+from proctor.memory import ChromaMemory, Provenance, classes_up_to
+from proctor.memory._embedding import embed, load_model, model_info
 
 NS = 'bench/memory'
 
@@ -100,13 +100,18 @@ async def measure(memory: ChromaMemory, docs: list[str], queries: list[str], bat
         singles.append(time.perf_counter() - t)
     stats = await memory.stats()
     return {
-        'entries': stats['entries'], 'merged_on_add': merged,
-        'add_docs_per_s': round(len(docs) / add_s, 1), 'add_total_s': round(add_s, 1),
+        'entries': stats['entries'],
+        'merged_on_add': merged,
+        'add_docs_per_s': round(len(docs) / add_s, 1),
+        'add_total_s': round(add_s, 1),
         'add_one_ms_p50': pct(singles, 0.5),
-        'recall_ms_p50': pct(plain, 0.5), 'recall_ms_p95': pct(plain, 0.95),
-        'recall_filtered_ms_p50': pct(filtered, 0.5), 'recall_filtered_ms_p95': pct(filtered, 0.95),
-        'search_by_vector_ms_p50': pct(by_vector, 0.5), 'embed_query_ms_p50': pct(embeds, 0.5),
-    }  # fmt: skip
+        'recall_ms_p50': pct(plain, 0.5),
+        'recall_ms_p95': pct(plain, 0.95),
+        'recall_filtered_ms_p50': pct(filtered, 0.5),
+        'recall_filtered_ms_p95': pct(filtered, 0.95),
+        'search_by_vector_ms_p50': pct(by_vector, 0.5),
+        'embed_query_ms_p50': pct(embeds, 0.5),
+    }
 
 
 async def main() -> None:
@@ -120,9 +125,14 @@ async def main() -> None:
     t = time.perf_counter()
     load_model()
     result: dict[str, object] = {
-        'benchmark': 'memory', 'n': args.n, 'queries': args.queries, 'model_load_s': round(time.perf_counter() - t, 1),
-        'embedding': model_info()['name'], 'cpus': os.cpu_count(), 'loadavg_1m_start': round(os.getloadavg()[0], 2),
-    }  # fmt: skip
+        'benchmark': 'memory',
+        'n': args.n,
+        'queries': args.queries,
+        'model_load_s': round(time.perf_counter() - t, 1),
+        'embedding': model_info()['name'],
+        'cpus': os.cpu_count(),
+        'loadavg_1m_start': round(os.getloadavg()[0], 2),
+    }
     docs = documents(args.n, seed=1)
     queries = [' '.join(d.split()[2:8]) for d in documents(args.queries, seed=2)]
     with tempfile.TemporaryDirectory(prefix='proctor-bench-memory-') as tmp:

@@ -18,9 +18,11 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHARED = next((p for p in (HERE.parent.parent / 'shared' / 'benchmark', HERE / 'peers') if (p / '_common.py').exists()), None)
+SHARED = next(
+    (p for p in (HERE.parent.parent / 'shared' / 'benchmark', HERE / 'peers') if (p / '_common.py').exists()), None
+)
 if SHARED is None:  # pragma: no cover
-    raise SystemExit('benchmarks/overhead.py needs ../shared/benchmark/_common.py (the peers\' harness)')
+    raise SystemExit("benchmarks/overhead.py needs ../shared/benchmark/_common.py (the peers' harness)")
 sys.path.insert(0, str(SHARED))
 
 import _common as C  # noqa: E402
@@ -48,7 +50,7 @@ def _features(spec: str) -> set[str]:
     return chosen
 
 
-def make_worker_model(worker: str):  # noqa: ANN201
+def make_worker_model(worker: str):
     async def worker_llm(messages):
         await C.FakeLLM.asleep()
         return text(C.worker_answer(worker, C.find_task(last_user_prompt(messages))))
@@ -82,8 +84,12 @@ def build(features: set[str], *, name: str = 'bench', worker_tool: bool = False)
             instructions='You are the supervisor. Split the task into subtasks and delegate them to the workers.',
         ),
         [
-            Specialist(w, f'You are the {w} worker. Do the subtask you are given.', model=make_worker_model(w),
-                       tools=[_lookup] if worker_tool else [])
+            Specialist(
+                w,
+                f'You are the {w} worker. Do the subtask you are given.',
+                model=make_worker_model(w),
+                tools=[_lookup] if worker_tool else [],
+            )
             for w in C.WORKERS
         ],
         name=name,
@@ -120,7 +126,9 @@ async def run_team() -> str:
 
 
 def main() -> None:
-    args = C.parse_args(extra=lambda p: p.add_argument('--features', default='all', help=f'all, none, or some of {FEATURES}'))
+    args = C.parse_args(
+        extra=lambda p: p.add_argument('--features', default='all', help=f'all, none, or some of {FEATURES}')
+    )
     features = _features(args.extra['features'])
     os.environ.setdefault('PROCTOR_STATE_DIR', STATE)
     res = C.main(

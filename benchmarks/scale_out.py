@@ -31,19 +31,19 @@ HERE = Path(__file__).resolve()
 FACTORY = f'{HERE}:build_team'
 
 
-def build_team():  # noqa: ANN201 - the factory every worker loads by path
+def build_team():
     from proctor import Specialist, Supervisor, Team
     from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_results
 
     latency = float(os.environ.get('SCALE_BENCH_LATENCY', '0.2'))
 
-    def supervisor(messages):  # noqa: ANN001, ANN202
+    def supervisor(messages):
         results = tool_results(messages)
         if not results:
             return [delegate('research', 'subtask-0 of ' + last_user_prompt(messages))]
         return text('FINAL[' + '|'.join(sorted(results)) + ']')
 
-    def research(messages):  # noqa: ANN001, ANN202
+    def research(messages):
         return text('research:done:' + last_user_prompt(messages).split()[0])
 
     return Team(
@@ -63,25 +63,44 @@ def _cpu_s(pid: int) -> float:
 def _measure(pg, n_workers: int, runs: int, concurrency: int, latency: float, tmp: Path) -> dict[str, float]:
     import sqlalchemy as sa
 
-    from proctor.state._schema import runs as runs_table
-    from proctor.state._store import StateStore
     from proctor.state._heartbeats import Heartbeats
     from proctor.state._queue import close_clients, submit_run
+    from proctor.state._schema import runs as runs_table
+    from proctor.state._store import StateStore
 
     url = pg.create_database(f'bench_{n_workers}_{uuid.uuid4().hex[:6]}')
     state = tmp / f'state{n_workers}'
-    env = {**os.environ, 'PROCTOR_DATABASE_URL': url, 'PROCTOR_STATE_DIR': str(state), 'SCALE_BENCH_LATENCY': str(latency)}
+    env = {
+        **os.environ,
+        'PROCTOR_DATABASE_URL': url,
+        'PROCTOR_STATE_DIR': str(state),
+        'SCALE_BENCH_LATENCY': str(latency),
+    }
     store = StateStore(state, database_url=url)
     store.migrate()
     procs = []
     try:
         for i in range(n_workers):
-            log = open(tmp / f'worker{n_workers}-{i}.log', 'wb')  # noqa: SIM115 - closed with the process
-            procs.append(subprocess.Popen(
-                [sys.executable, '-m', 'proctor', 'worker', '--concurrency', str(concurrency), '--team', FACTORY,
-                 '--poll-interval', '0.1'],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            ))  # fmt: skip
+            log = open(tmp / f'worker{n_workers}-{i}.log', 'wb')
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        '-m',
+                        'proctor',
+                        'worker',
+                        '--concurrency',
+                        str(concurrency),
+                        '--team',
+                        FACTORY,
+                        '--poll-interval',
+                        '0.1',
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
             log.close()
         deadline = time.monotonic() + 180
         while sum(w.status == 'alive' for w in Heartbeats(store).list()) < n_workers:
@@ -93,10 +112,24 @@ def _measure(pg, n_workers: int, runs: int, concurrency: int, latency: float, tm
         t0 = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
             # What team.submit does, without building the team in this process (the workers do).
-            list(pool.map(lambda i: submit_run(store, team='scale-bench', factory=FACTORY, task=f'task-{i}', project='bench',
-                                               data_class='internal', run_id=uuid.uuid4().hex), range(runs)))
+            list(
+                pool.map(
+                    lambda i: submit_run(
+                        store,
+                        team='scale-bench',
+                        factory=FACTORY,
+                        task=f'task-{i}',
+                        project='bench',
+                        data_class='internal',
+                        run_id=uuid.uuid4().hex,
+                    ),
+                    range(runs),
+                )
+            )
         submitted_s = time.perf_counter() - t0
-        done_q = sa.select(sa.func.count()).select_from(runs_table).where(runs_table.c.status.in_(('succeeded', 'failed')))
+        done_q = (
+            sa.select(sa.func.count()).select_from(runs_table).where(runs_table.c.status.in_(('succeeded', 'failed')))
+        )
         while True:
             with store.engine.connect() as c:
                 if c.execute(done_q).scalar() >= runs:
@@ -108,11 +141,15 @@ def _measure(pg, n_workers: int, runs: int, concurrency: int, latency: float, tm
             rows = c.execute(sa.select(runs_table.c.task, runs_table.c.status, runs_table.c.output)).all()
         elapsed = time.perf_counter() - t0
         cpu = sum(_cpu_s(p.pid) for p in procs) - cpu0
-        bad = [r for r in rows if r.status != 'succeeded' or json.loads(r.output) != f'FINAL[research:done:subtask-0]']
+        bad = [r for r in rows if r.status != 'succeeded' or json.loads(r.output) != 'FINAL[research:done:subtask-0]']
         if bad:
             raise SystemExit(f'{len(bad)} runs failed or answered wrong, e.g. {bad[0]}')
-        return {'runs_per_s': runs / elapsed, 'elapsed_s': elapsed, 'submit_s': submitted_s,
-                'worker_cpu_ms_per_run': 1000 * cpu / runs}  # fmt: skip
+        return {
+            'runs_per_s': runs / elapsed,
+            'elapsed_s': elapsed,
+            'submit_s': submitted_s,
+            'worker_cpu_ms_per_run': 1000 * cpu / runs,
+        }
     finally:
         for p in procs:
             if p.poll() is None:
@@ -146,20 +183,24 @@ def main() -> None:
         for n in counts:
             results[str(n)] = _measure(pg, n, args.runs, args.concurrency, args.latency, tmp)
     shutil.rmtree(tmp)  # kept (with the workers' logs) when a measurement fails
-    print(json.dumps({
-        'benchmark': 'scale_out',
-        'runs': args.runs,
-        'concurrency_per_worker': args.concurrency,
-        'latency_s': args.latency,
-        'model_calls_per_run': 3,
-        'cpu_cores': os.cpu_count(),
-        'runs_per_s': {n: round(r['runs_per_s'], 2) for n, r in results.items()},
-        'ideal_runs_per_s': {n: round(int(n) * args.concurrency / (3 * args.latency), 2) for n in results},
-        'elapsed_s': {n: round(r['elapsed_s'], 2) for n, r in results.items()},
-        'submit_s': {n: round(r['submit_s'], 2) for n, r in results.items()},
-        'worker_cpu_ms_per_run': {n: round(r['worker_cpu_ms_per_run'], 1) for n, r in results.items()},
-        'load_avg_1m_at_end': round(os.getloadavg()[0], 2),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                'benchmark': 'scale_out',
+                'runs': args.runs,
+                'concurrency_per_worker': args.concurrency,
+                'latency_s': args.latency,
+                'model_calls_per_run': 3,
+                'cpu_cores': os.cpu_count(),
+                'runs_per_s': {n: round(r['runs_per_s'], 2) for n, r in results.items()},
+                'ideal_runs_per_s': {n: round(int(n) * args.concurrency / (3 * args.latency), 2) for n in results},
+                'elapsed_s': {n: round(r['elapsed_s'], 2) for n, r in results.items()},
+                'submit_s': {n: round(r['submit_s'], 2) for n, r in results.items()},
+                'worker_cpu_ms_per_run': {n: round(r['worker_cpu_ms_per_run'], 1) for n, r in results.items()},
+                'load_avg_1m_at_end': round(os.getloadavg()[0], 2),
+            }
+        )
+    )
 
 
 if __name__ == '__main__':

@@ -55,7 +55,9 @@ def main() -> None:
     p.add_argument('--runs', type=int, default=200, help='scenario (a) runs per variant')
     p.add_argument('--variants', default='pydantic-ai,none,all,' + ','.join(FEATURES))
     p.add_argument('--skip-import', action='store_true')
-    p.add_argument('--rounds', type=int, default=1, help='rounds over every variant, interleaved; the table shows medians')
+    p.add_argument(
+        '--rounds', type=int, default=1, help='rounds over every variant, interleaved; the table shows medians'
+    )
     p.add_argument('--json', default=None, help='also write the raw JSON lines here')
     a = p.parse_args()
     common = ['--runs', str(a.runs)] + (['--skip-import'] if a.skip_import else [])
@@ -69,19 +71,29 @@ def main() -> None:
                 labels[v] = 'bare pydantic-ai (same session)'
             else:
                 cmd = [sys.executable, str(HERE / 'overhead.py'), '--features', v, *common]
-                labels[v] = {'all': 'proctor, all features on', 'none': 'proctor, all features off'}.get(v, f'proctor, {v} only')
+                labels[v] = {'all': 'proctor, all features on', 'none': 'proctor, all features off'}.get(
+                    v, f'proctor, {v} only'
+                )
             print(f'round {rnd + 1}/{a.rounds}: {labels[v]} ...', file=sys.stderr, flush=True)
             raw[v].append(_run(cmd))
     if a.json:
         Path(a.json).write_text(''.join(json.dumps({**r, 'table_variant': v}) + '\n' for v in variants for r in raw[v]))
     rows = [(labels[v], _median(raw[v])) for v in variants]
     base = next((r for lb, r in rows if lb.startswith('bare')), None)
-    print('| variant | CPU ms/run (a) | wall ms/run (a) | × bare pydantic-ai CPU | K=20 L=0 ms (b0) | K=20 L=0.2 s wall (b) | import s |')
+    print(
+        '| variant | CPU ms/run (a) | wall ms/run (a) | × bare pydantic-ai CPU | K=20 L=0 ms (b0) | K=20 L=0.2 s wall (b) | import s |'
+    )
     print('|---|---:|---:|---:|---:|---:|---:|')
     for label, r in rows:
-        ratio = f'{float(r["a_cpu_ms_per_run"]) / float(base["a_cpu_ms_per_run"]):.2f}' if base and 'a_cpu_ms_per_run' in r else '–'
-        print(f'| {label} | {r.get("a_cpu_ms_per_run", "–")} | {r.get("a_ms_per_run_median", "–")} | {ratio} | '
-              f'{r.get("b0_ms_per_run_median", "–")} | {r.get("b_wall_s_median", r.get("b_error", "–"))} | {r.get("import_s_median", "–")} |')  # fmt: skip
+        ratio = (
+            f'{float(r["a_cpu_ms_per_run"]) / float(base["a_cpu_ms_per_run"]):.2f}'
+            if base and 'a_cpu_ms_per_run' in r
+            else '–'
+        )
+        print(
+            f'| {label} | {r.get("a_cpu_ms_per_run", "–")} | {r.get("a_ms_per_run_median", "–")} | {ratio} | '
+            f'{r.get("b0_ms_per_run_median", "–")} | {r.get("b_wall_s_median", r.get("b_error", "–"))} | {r.get("import_s_median", "–")} |'
+        )
     for name, cpu, wall in PEERS:
         print(f'| {name} (BENCHMARK.md) | {cpu} | – | – | – | {wall} | – |')
 

@@ -38,15 +38,17 @@ def lookup(topic: str) -> str:
     return f'notes on {topic}'
 
 
-def build(name: str, state_dir: str, *, trace: bool, durable: bool, latency: float = 0.0, tracer_provider: object = None) -> Team:
-    def supervisor(messages):  # noqa: ANN001, ANN202
+def build(
+    name: str, state_dir: str, *, trace: bool, durable: bool, latency: float = 0.0, tracer_provider: object = None
+) -> Team:
+    def supervisor(messages):
         results = tool_results(messages)
         if not results:
             return [delegate(w, f'part of the task for {w}') for w in WORKERS]
         return text('final: ' + ' | '.join(sorted(results)))
 
     def worker(w: str) -> ScriptedModel:
-        def answer(messages):  # noqa: ANN001, ANN202
+        def answer(messages):
             done = tool_results(messages, 'lookup')
             if not done:
                 return [tool_call('lookup', {'topic': last_user_prompt(messages)})]
@@ -57,8 +59,12 @@ def build(name: str, state_dir: str, *, trace: bool, durable: bool, latency: flo
     return Team(
         Supervisor(model=ScriptedModel(supervisor, name='fake-supervisor', latency=latency)),
         [Specialist(w, f'You are the {w} worker.', model=worker(w), tools=[lookup]) for w in WORKERS],
-        name=name, state_dir=state_dir, durable=durable, trace=trace, tracer_provider=tracer_provider,
-    )  # fmt: skip
+        name=name,
+        state_dir=state_dir,
+        durable=durable,
+        trace=trace,
+        tracer_provider=tracer_provider,
+    )
 
 
 def _median_ms(values: list[float]) -> float:
@@ -73,9 +79,16 @@ async def _per_run(runs: int, durable: bool, latency: float) -> dict[str, object
     teams = {
         'off': build(f'bench-off-{tag}', state, trace=False, durable=durable, latency=latency),
         # pydantic-ai's instrumentation with spans that record nothing: what the instrumentation hooks cost
-        'noop': build(f'bench-noop-{tag}', state, trace=True, durable=durable, latency=latency, tracer_provider=NoOpTracerProvider()),
+        'noop': build(
+            f'bench-noop-{tag}',
+            state,
+            trace=True,
+            durable=durable,
+            latency=latency,
+            tracer_provider=NoOpTracerProvider(),
+        ),
         'on': build(f'bench-on-{tag}', state, trace=True, durable=durable, latency=latency),
-    }  # fmt: skip
+    }
     os.environ['PROCTOR_TRACE_CONTENT'] = '0'  # read when a team builds its agents
     teams['on_no_content'] = build(f'bench-nc-{tag}', state, trace=True, durable=durable, latency=latency)
     del os.environ['PROCTOR_TRACE_CONTENT']
@@ -86,7 +99,7 @@ async def _per_run(runs: int, durable: bool, latency: float) -> dict[str, object
             await t.run('warm up')
     order = list(teams)
     for i in range(runs):
-        for mode in order[i % len(order):] + order[: i % len(order)]:  # rotate, so drift hits every mode alike
+        for mode in order[i % len(order) :] + order[: i % len(order)]:  # rotate, so drift hits every mode alike
             t0, c0 = time.perf_counter(), time.process_time()
             await teams[mode].run('build the feature')
             wall[mode].append(time.perf_counter() - t0)
@@ -119,9 +132,15 @@ def _store_write_cost(n: int) -> dict[str, object]:
     provider = TracerProvider()
     provider.add_span_processor(proc)
     tracer = provider.get_tracer('bench')
-    attrs = {'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'fake', 'gen_ai.usage.input_tokens': 120,
-             'gen_ai.usage.output_tokens': 40, 'gen_ai.output.messages': json.dumps([{'role': 'assistant', 'parts': [
-                 {'type': 'text', 'content': 'x' * 400}]}])}  # fmt: skip
+    attrs = {
+        'gen_ai.operation.name': 'chat',
+        'gen_ai.request.model': 'fake',
+        'gen_ai.usage.input_tokens': 120,
+        'gen_ai.usage.output_tokens': 40,
+        'gen_ai.output.messages': json.dumps(
+            [{'role': 'assistant', 'parts': [{'type': 'text', 'content': 'x' * 400}]}]
+        ),
+    }
     proc.force_flush()  # schema check and engine first
     t0 = time.perf_counter()
     for _ in range(n):
@@ -145,9 +164,15 @@ def main() -> None:
     p.add_argument('--latency', default='0,0.05', help='model latencies to measure, seconds, comma-separated')
     p.add_argument('--spans', type=int, default=2000, help='synthetic spans for the store write cost')
     args = p.parse_args()
-    out: dict[str, object] = {'benchmark': 'tracing', 'runs_per_mode': args.runs, 'durable': args.durable,
-                              'target_overhead_pct': 10.0}  # fmt: skip
-    out['per_run'] = [anyio.run(_per_run, args.runs, args.durable, float(x)) for x in args.latency.split(',') if x.strip()]
+    out: dict[str, object] = {
+        'benchmark': 'tracing',
+        'runs_per_mode': args.runs,
+        'durable': args.durable,
+        'target_overhead_pct': 10.0,
+    }
+    out['per_run'] = [
+        anyio.run(_per_run, args.runs, args.durable, float(x)) for x in args.latency.split(',') if x.strip()
+    ]
     out.update(_store_write_cost(args.spans))
     if args.durable:
         from proctor.state import _dbos as _engine

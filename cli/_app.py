@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -44,14 +44,18 @@ def _print_version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     state_dir: Annotated[
-        Optional[Path], typer.Option('--state-dir', help='State directory (default: $PROCTOR_STATE_DIR or ./.proctor).')
+        Path | None, typer.Option('--state-dir', help='State directory (default: $PROCTOR_STATE_DIR or ./.proctor).')
     ] = None,
     database_url: Annotated[
-        Optional[str], typer.Option('--database-url', help='Postgres URL for scale-out (default: $PROCTOR_DATABASE_URL).')
+        str | None,
+        typer.Option('--database-url', help='Postgres URL for scale-out (default: $PROCTOR_DATABASE_URL).'),
     ] = None,
     log_json: Annotated[bool, typer.Option('--log-json', help='Log as JSON lines instead of pretty text.')] = False,
     version: Annotated[
-        bool, typer.Option('--version', help='Print the version of proctor and exit.', is_eager=True, callback=_print_version)
+        bool,
+        typer.Option(
+            '--version', help='Print the version of proctor and exit.', is_eager=True, callback=_print_version
+        ),
     ] = False,
 ) -> None:
     # Factories that rebuild a team (resume, replay, workers) read these from the environment.
@@ -68,7 +72,9 @@ def _configure_logging(log_json: bool) -> None:
 
     import structlog
 
-    renderer = structlog.processors.JSONRenderer() if log_json or not sys.stderr.isatty() else structlog.dev.ConsoleRenderer()
+    renderer = (
+        structlog.processors.JSONRenderer() if log_json or not sys.stderr.isatty() else structlog.dev.ConsoleRenderer()
+    )
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -99,14 +105,14 @@ class _LazyStderr:
         sys.stderr.flush()
 
 
-def state_from_ctx(ctx: typer.Context | None = None, *, create: bool = False):  # noqa: ANN201 - returns StateStore
+def state_from_ctx(ctx: typer.Context | None = None, *, create: bool = False):
     """The state store the global options (or the environment) name.
 
     Commands that only read (`create=False`) refuse a state dir that does not exist, naming it: a
     mistyped `--state-dir` must not look like "no runs" (nor leave an empty state dir behind).
     """
-    from ..state._store import StateStore, resolve_database_url, resolve_state_dir
     from ..exceptions import StateDirError
+    from ..state._store import StateStore, resolve_database_url, resolve_state_dir
 
     obj = (ctx.obj if ctx is not None else None) or {}
     state_dir, database_url = obj.get('state_dir'), obj.get('database_url')
@@ -116,7 +122,8 @@ def state_from_ctx(ctx: typer.Context | None = None, *, create: bool = False):  
             raise StateDirError(f'state dir {path} is not a directory', path=str(path))
         if not path.is_dir():
             raise StateDirError(
-                f'no state dir at {path}: nothing has run there (pass --state-dir DIR or set PROCTOR_STATE_DIR)', path=str(path)
+                f'no state dir at {path}: nothing has run there (pass --state-dir DIR or set PROCTOR_STATE_DIR)',
+                path=str(path),
             )
     return StateStore(state_dir, database_url=database_url)
 

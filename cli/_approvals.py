@@ -15,7 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -40,7 +40,10 @@ def _short(value: Any, n: int) -> str:
 
 
 ConfigOption = Annotated[
-    Optional[Path], typer.Option('--config', help='proctor.toml with [operators.NAME] roles (default: $PROCTOR_CONFIG or ./proctor.toml).')
+    Path | None,
+    typer.Option(
+        '--config', help='proctor.toml with [operators.NAME] roles (default: $PROCTOR_CONFIG or ./proctor.toml).'
+    ),
 ]
 
 
@@ -72,8 +75,8 @@ def _queue(ctx: typer.Context) -> Any:
 @approvals_app.command('list')
 def list_approvals(
     ctx: typer.Context,
-    run: Annotated[Optional[str], typer.Option('--run', help='Only this run (id or unique prefix).')] = None,
-    status: Annotated[Optional[str], typer.Option(help='pending, approved, rejected or expired.')] = None,
+    run: Annotated[str | None, typer.Option('--run', help='Only this run (id or unique prefix).')] = None,
+    status: Annotated[str | None, typer.Option(help='pending, approved, rejected or expired.')] = None,
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
     limit: Annotated[int, typer.Option(help='How many, newest first.')] = 100,
 ) -> None:
@@ -94,10 +97,23 @@ def list_approvals(
 
     print_table(
         ('approval', 'status', 'kind', 'run', 'agent', 'tool', 'role', 'created', 'expires', 'args'),
-        [(a.approval_id, _status(a), a.kind, a.run_id[:12], a.agent_path, a.tool, a.required_role, _when(a.created_at),
-          _when(a.expires_at), _short(a.args, 200)) for a in items],
+        [
+            (
+                a.approval_id,
+                _status(a),
+                a.kind,
+                a.run_id[:12],
+                a.agent_path,
+                a.tool,
+                a.required_role,
+                _when(a.created_at),
+                _when(a.expires_at),
+                _short(a.args, 200),
+            )
+            for a in items
+        ],
         flex='args',
-    )  # fmt: skip
+    )
 
 
 @approvals_app.command('show')
@@ -122,7 +138,9 @@ def show_approval(
         'arguments  ' + json.dumps(a.args, indent=2, sort_keys=True, default=str).replace('\n', '\n           '),
     ]
     if not a.pending:
-        lines.append(f'decided    {a.status} by {a.decider} ({a.decider_role}) at {_when(a.decided_at)}: {a.reason or "-"}')
+        lines.append(
+            f'decided    {a.status} by {a.decider} ({a.decider_role}) at {_when(a.decided_at)}: {a.reason or "-"}'
+        )
     typer.echo('\n'.join(lines))
 
 
@@ -133,8 +151,10 @@ def _decide(ctx: typer.Context, approval_id: str, approve: bool, reason: str, co
         a = q.approve(approval_id, decider=name, roles=roles, reason=reason)
     else:
         a = q.reject(approval_id, decider=name, roles=roles, reason=reason)
-    typer.echo(f'{a.approval_id} {a.status} by {a.decider} ({a.decider_role}) for run {a.run_id}'
-               + ('' if not reason else f': {reason}'))  # fmt: skip
+    typer.echo(
+        f'{a.approval_id} {a.status} by {a.decider} ({a.decider_role}) for run {a.run_id}'
+        + ('' if not reason else f': {reason}')
+    )
 
 
 @approvals_app.command('approve')

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,12 +15,17 @@ LOOPBACK = frozenset({'127.0.0.1', 'localhost', '::1'})
 @app.command('console')
 def console(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help='Interface to bind; anything but loopback exposes the console to the network.')] = '127.0.0.1',
+    host: Annotated[
+        str, typer.Option(help='Interface to bind; anything but loopback exposes the console to the network.')
+    ] = '127.0.0.1',
     port: Annotated[int, typer.Option(help='TCP port.', min=0, max=65535)] = 8400,
     config: Annotated[
-        Optional[Path], typer.Option('--config', help='TOML file with the [operators.*] tables (default: ./proctor.toml).')
+        Path | None,
+        typer.Option('--config', help='TOML file with the [operators.*] tables (default: ./proctor.toml).'),
     ] = None,
-    secure_cookies: Annotated[bool, typer.Option('--secure-cookies', help='HTTPS-only cookies (behind a TLS proxy).')] = False,
+    secure_cookies: Annotated[
+        bool, typer.Option('--secure-cookies', help='HTTPS-only cookies (behind a TLS proxy).')
+    ] = False,
 ) -> None:
     """Serve the web console: approval inbox, runs and traces, usage."""
     import uvicorn
@@ -30,16 +35,21 @@ def console(
 
     path = config or Path('proctor.toml')
     if not path.exists():
-        raise ConfigError('file not found: the console needs [operators.NAME] tables (proctor operator-token NAME)', file=str(path))
+        raise ConfigError(
+            'file not found: the console needs [operators.NAME] tables (proctor operator-token NAME)', file=str(path)
+        )
     web = create_app(state_from_ctx(ctx, create=True), config=path, secure_cookies=secure_cookies)
     if not web.state.console.operators:
-        raise ConfigError('no [operators.NAME] tables: nobody could sign in (proctor operator-token NAME)', file=str(path))
+        raise ConfigError(
+            'no [operators.NAME] tables: nobody could sign in (proctor operator-token NAME)', file=str(path)
+        )
     if host not in LOOPBACK:
         typer.secho(
             f'warning: binding to {host}: the console is reachable from the network; put it behind TLS '
             '(and pass --secure-cookies) or bind to 127.0.0.1',
-            err=True, fg='yellow',
-        )  # fmt: skip
+            err=True,
+            fg='yellow',
+        )
     n = len(web.state.console.operators)
     where = f'[{host}]' if ':' in host else host
     typer.echo(f'proctor console on http://{where}:{port}/ ({n} operator{"s" if n != 1 else ""} from {path})', err=True)
@@ -49,7 +59,10 @@ def console(
 @app.command('operator-token')
 def operator_token(
     name: Annotated[str, typer.Argument(help='The operator (letters, digits, _.@-).')],
-    role: Annotated[list[str], typer.Option('--role', help='A role the operator holds (repeat for several).')] = ['operator'],  # noqa: B006
+    role: Annotated[
+        list[str] | None,
+        typer.Option('--role', help='A role the operator holds (repeat for several; default operator).'),
+    ] = None,
 ) -> None:
     """Make a new sign-in token: prints it once, and the [operators.NAME] table (hash only) for proctor.toml."""
     import json
@@ -58,6 +71,8 @@ def operator_token(
     from ..console._auth import _NAME, hash_token
     from ..exceptions import UserError
 
+    if role is None:
+        role = ['operator']
     if not _NAME.match(name):
         raise UserError(f'operator name {name!r}: use letters, digits and _.@-')
     token = secrets.token_urlsafe(32)

@@ -9,7 +9,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -24,7 +24,9 @@ app.add_typer(memory_app, name='memory')
 _AGE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$')
 _UNIT = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 7 * 86400}
 
-NamespaceOpt = Annotated[Optional[str], typer.Option('--namespace', '-n', help="'team/project' (default: all namespaces).")]
+NamespaceOpt = Annotated[
+    str | None, typer.Option('--namespace', '-n', help="'team/project' (default: all namespaces).")
+]
 JsonOpt = Annotated[bool, typer.Option('--json', help='One JSON document.')]
 
 
@@ -32,8 +34,10 @@ JsonOpt = Annotated[bool, typer.Option('--json', help='One JSON document.')]
 def _memory(
     ctx: typer.Context,
     chroma_url: Annotated[
-        Optional[str],
-        typer.Option('--chroma-url', envvar='PROCTOR_CHROMA_URL', help='Chroma server URL (default: embedded in the state dir).'),
+        str | None,
+        typer.Option(
+            '--chroma-url', envvar='PROCTOR_CHROMA_URL', help='Chroma server URL (default: embedded in the state dir).'
+        ),
     ] = None,
 ) -> None:
     obj = ctx.ensure_object(dict)
@@ -85,7 +89,7 @@ def search(
     namespace: NamespaceOpt = None,
     k: Annotated[int, typer.Option('-k', help='How many entries.')] = 5,
     data_class: Annotated[
-        Optional[str], typer.Option('--data-class', help='Only entries at or below this class (default: all).')
+        str | None, typer.Option('--data-class', help='Only entries at or below this class (default: all).')
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -106,7 +110,7 @@ def search(
 def list_entries(
     ctx: typer.Context,
     namespace: NamespaceOpt = None,
-    run: Annotated[Optional[str], typer.Option('--run', help='Only entries written by this run.')] = None,
+    run: Annotated[str | None, typer.Option('--run', help='Only entries written by this run.')] = None,
     limit: Annotated[int, typer.Option(help='How many entries, newest first.')] = 50,
     as_json: JsonOpt = False,
 ) -> None:
@@ -125,8 +129,10 @@ def add(
     ctx: typer.Context,
     text: Annotated[str, typer.Argument(help='What to remember.')],
     namespace: Annotated[str, typer.Option('--namespace', '-n', help="'team/project'.")],
-    data_class: Annotated[str, typer.Option('--data-class', help='public, internal, confidential or restricted.')] = 'internal',
-    tag: Annotated[Optional[list[str]], typer.Option('--tag', help='A label (repeatable).')] = None,
+    data_class: Annotated[
+        str, typer.Option('--data-class', help='public, internal, confidential or restricted.')
+    ] = 'internal',
+    tag: Annotated[list[str] | None, typer.Option('--tag', help='A label (repeatable).')] = None,
     source: Annotated[str, typer.Option(help='Where it came from (a URL, file:path, ...).')] = 'user:cli',
     as_json: JsonOpt = False,
 ) -> None:
@@ -145,9 +151,11 @@ def add(
 @memory_app.command('forget')
 def forget(
     ctx: typer.Context,
-    ids: Annotated[Optional[list[str]], typer.Argument(help='Entry ids to delete (with their chunks).')] = None,
-    run: Annotated[Optional[str], typer.Option('--run', help='Delete what this run wrote.')] = None,
-    older_than: Annotated[Optional[str], typer.Option('--older-than', help='Delete entries older than this (30d, 12h).')] = None,
+    ids: Annotated[list[str] | None, typer.Argument(help='Entry ids to delete (with their chunks).')] = None,
+    run: Annotated[str | None, typer.Option('--run', help='Delete what this run wrote.')] = None,
+    older_than: Annotated[
+        str | None, typer.Option('--older-than', help='Delete entries older than this (30d, 12h).')
+    ] = None,
     namespace: NamespaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -174,8 +182,18 @@ def stats(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
     print_table(
         ('namespace', 'entries', 'runs', 'merged', 'oldest', 'newest', 'by class'),
-        [(ns, v['entries'], v['runs'], v['merged'], _when(v['oldest']) if v['oldest'] else '-',
-          _when(v['newest']) if v['newest'] else '-', ', '.join(f'{c} {n}' for c, n in sorted(v['by_class'].items())) or '-')
-         for ns, v in s['namespaces'].items()],
-        right=('entries', 'runs', 'merged'), title=title,
-    )  # fmt: skip
+        [
+            (
+                ns,
+                v['entries'],
+                v['runs'],
+                v['merged'],
+                _when(v['oldest']) if v['oldest'] else '-',
+                _when(v['newest']) if v['newest'] else '-',
+                ', '.join(f'{c} {n}' for c, n in sorted(v['by_class'].items())) or '-',
+            )
+            for ns, v in s['namespaces'].items()
+        ],
+        right=('entries', 'runs', 'merged'),
+        title=title,
+    )

@@ -10,7 +10,9 @@ import typer
 
 from ._app import app, state_from_ctx
 
-models_app = typer.Typer(help='The model registry (proctor.toml) and the attempts made on each model.', no_args_is_help=True)
+models_app = typer.Typer(
+    help='The model registry (proctor.toml) and the attempts made on each model.', no_args_is_help=True
+)
 app.add_typer(models_app, name='models')
 
 ConfigOption = Annotated[Path, typer.Option('--config', help='The proctor.toml to read.')]
@@ -36,12 +38,39 @@ def list_models(
     from ._output import print_table
 
     print_table(
-        ('id', 'model', 'version', '$/M in', '$/M out', 'tier', 'latency', 'context', 'region', 'data classes', 'capabilities'),
-        [(r['id'], r['model'], r['version'] or '-', _money(r['usd_per_m_input']), _money(r['usd_per_m_output']),
-          r['cost_tier'], f'{r["p50_ms"]} ms' if r['p50_ms'] else (r['latency'] or '-'), r['context_window'] or '-',
-          r['region'] or '-', ', '.join(r['data_classes']), ', '.join(r['capabilities']) or '-') for r in rows],
-        flex='capabilities', right=('$/M in', '$/M out', 'context'), title=f'models in {config}',
-    )  # fmt: skip
+        (
+            'id',
+            'model',
+            'version',
+            '$/M in',
+            '$/M out',
+            'tier',
+            'latency',
+            'context',
+            'region',
+            'data classes',
+            'capabilities',
+        ),
+        [
+            (
+                r['id'],
+                r['model'],
+                r['version'] or '-',
+                _money(r['usd_per_m_input']),
+                _money(r['usd_per_m_output']),
+                r['cost_tier'],
+                f'{r["p50_ms"]} ms' if r['p50_ms'] else (r['latency'] or '-'),
+                r['context_window'] or '-',
+                r['region'] or '-',
+                ', '.join(r['data_classes']),
+                ', '.join(r['capabilities']) or '-',
+            )
+            for r in rows
+        ],
+        flex='capabilities',
+        right=('$/M in', '$/M out', 'context'),
+        title=f'models in {config}',
+    )
 
 
 @models_app.command('attempts')
@@ -67,7 +96,19 @@ def attempts(
 
     print_table(
         ('call', 'agent', 'model', 'tier', 'status', 'ms', 'error'),
-        [(a['call_key'].rpartition('#')[2], a['agent_path'], a['model_id'], a['tier'], a['status'],
-          f'{a["elapsed_ms"]:.1f}', a['error'] or '') for a in rows],
-        flex='error', right=('tier', 'ms'), title=f'attempts of run {run.run_id}',
-    )  # fmt: skip
+        [
+            (
+                a['call_key'].rpartition('#')[2],
+                a['agent_path'],
+                a['model_id'],
+                a['tier'],
+                a['status'],
+                f'{a["elapsed_ms"]:.1f}',
+                a['error'] or '',
+            )
+            for a in rows
+        ],
+        flex='error',
+        right=('tier', 'ms'),
+        title=f'attempts of run {run.run_id}',
+    )

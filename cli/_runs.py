@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -33,7 +33,7 @@ def list_runs(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
     limit: Annotated[int, typer.Option(help='How many runs, newest first.')] = 50,
-    status: Annotated[Optional[str], typer.Option(help='Only runs with this status.')] = None,
+    status: Annotated[str | None, typer.Option(help='Only runs with this status.')] = None,
 ) -> None:
     """List runs, newest first."""
     from ..state._records import RunRecords
@@ -49,10 +49,23 @@ def list_runs(
 
     print_table(
         ('run', 'team', 'project', 'status', 'started', 'duration', 'tokens', 'cost $', 'task'),
-        [(r.run_id[:12], r.team, r.project, r.status, _when(r.started_at), _dur(r.duration_s),
-          str(r.input_tokens + r.output_tokens), f'{r.cost_usd:.4f}', _short(r.task, 200)) for r in recs],
-        flex='task', right=('duration', 'tokens', 'cost $'),
-    )  # fmt: skip
+        [
+            (
+                r.run_id[:12],
+                r.team,
+                r.project,
+                r.status,
+                _when(r.started_at),
+                _dur(r.duration_s),
+                str(r.input_tokens + r.output_tokens),
+                f'{r.cost_usd:.4f}',
+                _short(r.task, 200),
+            )
+            for r in recs
+        ],
+        flex='task',
+        right=('duration', 'tokens', 'cost $'),
+    )
 
 
 @runs_app.command('show')
@@ -61,7 +74,8 @@ def show_run(
     run_id: Annotated[str, typer.Argument(help='Run id (or a unique prefix).')],
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document (with every delegation).')] = False,
     follow: Annotated[
-        bool, typer.Option('--follow', '-f', help='Wait until the run finishes (a submitted run), printing status changes.')
+        bool,
+        typer.Option('--follow', '-f', help='Wait until the run finishes (a submitted run), printing status changes.'),
     ] = False,
 ) -> None:
     """One run: its task, status, delegations (specialist, model, tokens, result) and final output."""
@@ -106,10 +120,12 @@ def resume(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help='The interrupted run.')],
     team: Annotated[
-        Optional[str], typer.Option(help="Team factory 'module:callable' or 'file.py:callable' (default: the recorded one).")
+        str | None,
+        typer.Option(help="Team factory 'module:callable' or 'file.py:callable' (default: the recorded one)."),
     ] = None,
     force: Annotated[
-        bool, typer.Option('--force', help='Resume even if the process holding the run cannot be checked (another host).')
+        bool,
+        typer.Option('--force', help='Resume even if the process holding the run cannot be checked (another host).'),
     ] = False,
 ) -> None:
     """Resume an interrupted durable run in this process; finished steps are not repeated.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -55,11 +55,23 @@ def list_traces(
 
     print_table(
         ('run', 'trace', 'team', 'status', 'started', 'duration', 'spans', 'errors', 'task'),
-        [((r['run_id'] or '-')[:12], r['trace_id'][:16], r['team'] or '-', r['run_status'] or '-',
-          dt.datetime.fromtimestamp(r['start_ns'] / 1e9).strftime('%Y-%m-%d %H:%M:%S'), _ms(r['duration_ms']),
-          r['spans'], r['errors'] or 0, _short(r['task'] or '', 200)) for r in rows],
-        flex='task', right=('duration', 'spans', 'errors'),
-    )  # fmt: skip
+        [
+            (
+                (r['run_id'] or '-')[:12],
+                r['trace_id'][:16],
+                r['team'] or '-',
+                r['run_status'] or '-',
+                dt.datetime.fromtimestamp(r['start_ns'] / 1e9).strftime('%Y-%m-%d %H:%M:%S'),
+                _ms(r['duration_ms']),
+                r['spans'],
+                r['errors'] or 0,
+                _short(r['task'] or '', 200),
+            )
+            for r in rows
+        ],
+        flex='task',
+        right=('duration', 'spans', 'errors'),
+    )
 
 
 _STYLE = {'run': 'bold', 'delegate': 'bold magenta', 'agent': 'cyan', 'model': 'green', 'tool': 'yellow'}
@@ -69,12 +81,21 @@ def _label(n: TraceNode) -> str:
     from rich.markup import escape
 
     d = n.details
-    parts = [f'[{_STYLE.get(n.category, "")}]{escape(n.name)}[/]', _ms(n.duration_ms) if n.duration_ms is not None else '[red]open[/]']
+    parts = [
+        f'[{_STYLE.get(n.category, "")}]{escape(n.name)}[/]',
+        _ms(n.duration_ms) if n.duration_ms is not None else '[red]open[/]',
+    ]
     tokens = f'tokens {d["input_tokens"]}+{d.get("output_tokens", 0)}' if 'input_tokens' in d else ''
     if n.category in ('run', 'delegate'):
         if n.category == 'run':
-            parts.append('supervisor:')  # the run span's model and usage are its supervisor's own; the header has the run's total
-        parts += [f'model={escape(str(d.get("model", "-")))}', f'({escape(_short(d.get("route_reason", ""), 50))})', tokens]
+            parts.append(
+                'supervisor:'
+            )  # the run span's model and usage are its supervisor's own; the header has the run's total
+        parts += [
+            f'model={escape(str(d.get("model", "-")))}',
+            f'({escape(_short(d.get("route_reason", ""), 50))})',
+            tokens,
+        ]
         if 'cost_usd' in d:
             parts.append(f'${d["cost_usd"]:.6f}')
         if n.category == 'delegate':
@@ -83,14 +104,20 @@ def _label(n: TraceNode) -> str:
             parts.append('[blue](resumed)[/]')
     elif n.category == 'model':
         served = d.get('response_model')
-        parts += [escape(str(d.get('model', '-'))) + (f'→{escape(str(served))}' if served and served != d.get('model') else ''),
-                  escape(str(d.get('provider', ''))), tokens]  # fmt: skip
+        parts += [
+            escape(str(d.get('model', '-')))
+            + (f'→{escape(str(served))}' if served and served != d.get('model') else ''),
+            escape(str(d.get('provider', ''))),
+            tokens,
+        ]
         if 'cost_usd' in d:
             parts.append(f'${d["cost_usd"]:.6f}')
     elif n.category == 'agent':
         parts.append(tokens)
     elif n.category == 'tool':
-        parts.append(escape(_short(d.get('args', ''), 60)) + (f' → {escape(_short(d["result"], 60))}' if 'result' in d else ''))
+        parts.append(
+            escape(_short(d.get('args', ''), 60)) + (f' → {escape(_short(d["result"], 60))}' if 'result' in d else '')
+        )
     if n.duration_ms is None and n.category == 'run':
         parts.append('[red](interrupted: its process stopped; see the resumed run below)[/]')
     if 'error' in d:
@@ -126,9 +153,8 @@ def show_trace(
     from rich.markup import escape
     from rich.tree import Tree
 
-    from ._output import console
-
     from ..tracing._view import trace_tree
+    from ._output import console
 
     view = trace_tree(state_from_ctx(ctx), run_id)
     if as_json:
@@ -159,7 +185,9 @@ def show_trace(
 def export_trace(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help='Run id (or a unique prefix).')],
-    otlp: Annotated[str, typer.Option('--otlp', help='OTLP/HTTP endpoint, e.g. http://localhost:4318 (or its /v1/traces URL).')],
+    otlp: Annotated[
+        str, typer.Option('--otlp', help='OTLP/HTTP endpoint, e.g. http://localhost:4318 (or its /v1/traces URL).')
+    ],
     timeout: Annotated[float, typer.Option(help='Seconds to wait for the collector.')] = 10.0,
 ) -> None:
     """Send a stored run's spans to an OpenTelemetry collector (OTLP over HTTP)."""
@@ -194,8 +222,10 @@ def export_trace(
         exporter.shutdown()
         otlp_log.setLevel(level)
     if result is not SpanExportResult.SUCCESS:
-        raise UserError(f'the collector at {url} did not accept the {len(spans)} spans of run {rec.run_id} '
-                        f'(is it running and reachable? gave up after {timeout:g}s)')  # fmt: skip
+        raise UserError(
+            f'the collector at {url} did not accept the {len(spans)} spans of run {rec.run_id} '
+            f'(is it running and reachable? gave up after {timeout:g}s)'
+        )
     typer.echo(f'exported {len(spans)} spans of run {rec.run_id} (trace {rec.trace_id}) to {url}')
 
 
@@ -217,22 +247,30 @@ def _print_report(report: Any) -> None:
     from ._output import console
 
     con = console()
-    con.print(f'[bold]replay of {report.run_id}[/]: {report.status}; model calls {report.replayed_model_calls} replayed, '
-              f'{report.live_model_calls} live; tool calls {report.replayed_tool_calls} replayed, {report.live_tool_calls} live')  # fmt: skip
+    con.print(
+        f'[bold]replay of {report.run_id}[/]: {report.status}; model calls {report.replayed_model_calls} replayed, '
+        f'{report.live_model_calls} live; tool calls {report.replayed_tool_calls} replayed, {report.live_tool_calls} live'
+    )
     if report.error:
         con.print(f'[red]error: {escape(_short(report.error, 300))}[/]')
     if report.diff is None:
         if not report.divergences:
             con.print('[green]no divergence: same delegations, tool calls, guardrail decisions and output[/]')
         for d in report.divergences:
-            con.print(f'[red]diverged[/] at {escape(d.step)}\n  expected: {escape(d.expected)}\n  got:      {escape(d.got)}')
+            con.print(
+                f'[red]diverged[/] at {escape(d.step)}\n  expected: {escape(d.expected)}\n  got:      {escape(d.got)}'
+            )
         for d in report.input_changes:
-            con.print(f'[yellow]note[/]: the model was asked something else at {escape(d.step)} (it answered from the '
-                      f'recording)\n  recorded: {escape(d.expected)}\n  now:      {escape(d.got)}')  # fmt: skip
+            con.print(
+                f'[yellow]note[/]: the model was asked something else at {escape(d.step)} (it answered from the '
+                f'recording)\n  recorded: {escape(d.expected)}\n  now:      {escape(d.got)}'
+            )
         return
     d = report.diff
     con.print(f'[bold]fork at {escape(d.fork_at)}[/] ({len(d.live_steps)} live model steps)')
-    con.print(f'  output   - {escape(_short(d.original_output, 300))}\n           + {escape(_short(d.fork_output, 300))}')
+    con.print(
+        f'  output   - {escape(_short(d.original_output, 300))}\n           + {escape(_short(d.fork_output, 300))}'
+    )
     con.print(f'  status   {d.original_status} → {d.fork_status}')
     con.print(f'  tokens   {d.original_tokens[0]}+{d.original_tokens[1]} → {d.fork_tokens[0]}+{d.fork_tokens[1]}')
     unpriced = f' (no price for {", ".join(d.unpriced_models)})' if d.unpriced_models else ''
@@ -250,17 +288,28 @@ def replay_run(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help='Run id (or a unique prefix), or a recording saved with --save.')],
     as_json: Annotated[bool, typer.Option('--json', help='The report as one JSON document.')] = False,
-    fork_at: Annotated[Optional[str], typer.Option('--fork-at', help='Model step id, or its number (1 = first), to continue live from.')] = None,
-    model: Annotated[Optional[list[str]], typer.Option('--model', help='SPECIALIST=MODEL_ID for the live part of a fork (repeatable).')] = None,
-    team: Annotated[Optional[str], typer.Option(help="Team factory 'module:callable' (default: the recorded one).")] = None,
-    save: Annotated[Optional[str], typer.Option('--save', help='Write the run\'s recording to this JSON file (a test fixture) and stop.')] = None,
+    fork_at: Annotated[
+        str | None,
+        typer.Option('--fork-at', help='Model step id, or its number (1 = first), to continue live from.'),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option('--model', help='SPECIALIST=MODEL_ID for the live part of a fork (repeatable).'),
+    ] = None,
+    team: Annotated[
+        str | None, typer.Option(help="Team factory 'module:callable' (default: the recorded one).")
+    ] = None,
+    save: Annotated[
+        str | None,
+        typer.Option('--save', help="Write the run's recording to this JSON file (a test fixture) and stop."),
+    ] = None,
 ) -> None:
     """Re-run a recorded run with its recorded model responses and tool results (zero live calls),
     and report any divergence; with --fork-at, continue live from a step and diff against the original."""
     import anyio
 
-    from ..tracing._recording import Recording
     from ..orchestrator._replay import replay
+    from ..tracing._recording import Recording
 
     store = state_from_ctx(ctx)
     if save:
@@ -269,8 +318,16 @@ def replay_run(
         typer.echo(f'saved the recording of run {rec.run_id} ({len(rec.steps)} steps) to {path}')
         return
     models = _parse_models(model or [])
-    report = anyio.run(lambda: replay(run_id, team=team, state_dir=store.state_dir, database_url=store.database_url,
-                                      fork_at=fork_at, models=models or None))  # fmt: skip
+    report = anyio.run(
+        lambda: replay(
+            run_id,
+            team=team,
+            state_dir=store.state_dir,
+            database_url=store.database_url,
+            fork_at=fork_at,
+            models=models or None,
+        )
+    )
     if as_json:
         _echo_json(report.to_json())
     else:
@@ -282,7 +339,9 @@ def replay_run(
 @audit_app.command('verify')
 def audit_verify(
     ctx: typer.Context,
-    expect_head: Annotated[Optional[str], typer.Option('--expect-head', help='The head hash kept from `proctor audit head`.')] = None,
+    expect_head: Annotated[
+        str | None, typer.Option('--expect-head', help='The head hash kept from `proctor audit head`.')
+    ] = None,
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
     """Check the hash chain: exit 0 when it holds, 1 naming the first bad record."""
@@ -310,7 +369,7 @@ def audit_head_cmd(ctx: typer.Context) -> None:
 @audit_app.command('list')
 def audit_list(
     ctx: typer.Context,
-    run: Annotated[Optional[str], typer.Option(help='Only this run (exact id).')] = None,
+    run: Annotated[str | None, typer.Option(help='Only this run (exact id).')] = None,
     limit: Annotated[int, typer.Option(help='At most this many records.')] = 200,
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
@@ -331,4 +390,6 @@ def audit_list(
         tokens = f'{r["input_tokens"]}+{r["output_tokens"]}' if 'input_tokens' in r else '-'
         cost = '-' if r.get('cost_usd') is None else f'{r["cost_usd"]:.6f}'
         table.append((e.seq, e.kind, (e.run_id or '-')[:12], who, model, tokens, cost, e.hash[:16]))
-    print_table(('seq', 'kind', 'run', 'agent', 'model', 'tokens', 'cost $', 'hash'), table, right=('seq', 'tokens', 'cost $'))
+    print_table(
+        ('seq', 'kind', 'run', 'agent', 'model', 'tokens', 'cost $', 'hash'), table, right=('seq', 'tokens', 'cost $')
+    )

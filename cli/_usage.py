@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import re
 import time
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -34,8 +34,8 @@ def parse_since(value: str, *, now: float | None = None) -> float:
 def usage(
     ctx: typer.Context,
     by: Annotated[str, typer.Option('--by', help='Group by team, project, specialist or model.')] = 'model',
-    since: Annotated[Optional[str], typer.Option('--since', help='Only calls since: 24h, 7d, 2025-06-01, ...')] = None,
-    run: Annotated[Optional[str], typer.Option('--run', help='Only the calls of this run (id or unique prefix).')] = None,
+    since: Annotated[str | None, typer.Option('--since', help='Only calls since: 24h, 7d, 2025-06-01, ...')] = None,
+    run: Annotated[str | None, typer.Option('--run', help='Only the calls of this run (id or unique prefix).')] = None,
     as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
 ) -> None:
     """Model calls, tokens and cost recorded in the ledger (a sub-agent's spend counts toward its run)."""
@@ -49,14 +49,26 @@ def usage(
     if run is not None:
         from ..state._records import RunRecords
 
-        run = RunRecords(store).get(run, with_delegations=False).run_id  # a prefix is enough; an unknown run is an error
+        run = (
+            RunRecords(store).get(run, with_delegations=False).run_id
+        )  # a prefix is enough; an unknown run is an error
     ledger = Ledger(store)
     rows = ledger.usage(by, since=start, run_id=run)  # type: ignore[arg-type]
     total = ledger.total(since=start, run_id=run)
     budgets = budget_status(store)
     if as_json:
-        typer.echo(json.dumps({'by': by, 'since': start, 'run': run, 'rows': [r.to_json() for r in rows],
-                               'total': total.to_json(), 'budgets': budgets}))  # fmt: skip
+        typer.echo(
+            json.dumps(
+                {
+                    'by': by,
+                    'since': start,
+                    'run': run,
+                    'rows': [r.to_json() for r in rows],
+                    'total': total.to_json(),
+                    'budgets': budgets,
+                }
+            )
+        )
         return
     from ._output import print_table
 
@@ -65,8 +77,9 @@ def usage(
     print_table(
         (by, 'calls', 'input tokens', 'output tokens', 'cost $'),
         [(r.key, r.calls, r.input_tokens, r.output_tokens, f'{r.cost_usd:.6f}') for r in [*rows, total]],
-        right=('calls', 'input tokens', 'output tokens', 'cost $'), title=f'usage by {by}{scope}{when}',
-    )  # fmt: skip
+        right=('calls', 'input tokens', 'output tokens', 'cost $'),
+        title=f'usage by {by}{scope}{when}',
+    )
     # Per-run budgets make one scope per run: show the runs near or over their limit only.
     shown = [s for s in budgets if s['level'] != 'run' or s['status'] != 'ok']
     if shown:
@@ -79,5 +92,9 @@ def usage(
             reserved = f'${s["reserved_usd"]:.6f}' if unit_usd else f'{s["reserved_tokens"]} tok'
             table.append((s['scope'], limit, spent, reserved, f'{s["fraction"]:.0%}', s['status']))
         typer.echo('')
-        print_table(('budget', 'limit', 'spent', 'reserved', 'used', 'status'), table, right=('limit', 'spent', 'reserved', 'used'),
-                    title='budgets' + (f' ({hidden} runs within their budget not shown)' if hidden else ''))  # fmt: skip
+        print_table(
+            ('budget', 'limit', 'spent', 'reserved', 'used', 'status'),
+            table,
+            right=('limit', 'spent', 'reserved', 'used'),
+            title='budgets' + (f' ({hidden} runs within their budget not shown)' if hidden else ''),
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,22 +25,24 @@ def worker(
     queue: Annotated[str, typer.Option(help='The queue of runs to drain.')] = 'proctor-runs',
     concurrency: Annotated[int, typer.Option(help='Runs this worker executes at once.')] = 4,
     dead_after: Annotated[
-        float, typer.Option(help='Seconds without a heartbeat after which a worker is dead and its runs are taken over.')
+        float,
+        typer.Option(help='Seconds without a heartbeat after which a worker is dead and its runs are taken over.'),
     ] = 15.0,
     drain_timeout: Annotated[
         float, typer.Option(help='On SIGTERM/Ctrl-C, seconds to let held runs finish (a second signal: leave now).')
     ] = 30.0,
     poll_interval: Annotated[float, typer.Option(help='Seconds between queue polls.')] = 0.25,
     team: Annotated[
-        Optional[list[str]], typer.Option('--team', help="Team factory to build up front ('module:fn' or 'file.py:fn'); repeatable.")
+        list[str] | None,
+        typer.Option('--team', help="Team factory to build up front ('module:fn' or 'file.py:fn'); repeatable."),
     ] = None,
     chroma_url: Annotated[
-        Optional[str], typer.Option(help='Chroma server shared by all workers (default: $PROCTOR_CHROMA_URL).')
+        str | None, typer.Option(help='Chroma server shared by all workers (default: $PROCTOR_CHROMA_URL).')
     ] = None,
     otlp_endpoint: Annotated[
-        Optional[str], typer.Option(help='OTLP/HTTP collector for traces (default: $OTEL_EXPORTER_OTLP_ENDPOINT).')
+        str | None, typer.Option(help='OTLP/HTTP collector for traces (default: $OTEL_EXPORTER_OTLP_ENDPOINT).')
     ] = None,
-    executor_id: Annotated[Optional[str], typer.Option(help='DBOS executor id (default: worker-HOST-PID-RANDOM).')] = None,
+    executor_id: Annotated[str | None, typer.Option(help='DBOS executor id (default: worker-HOST-PID-RANDOM).')] = None,
 ) -> None:
     """Drain a queue of submitted runs. Start several, on one or several machines, on one Postgres
     (--database-url): they share the queue, and a dead worker's runs are taken over by a live one."""
@@ -55,9 +57,14 @@ def worker(
         os.environ['OTEL_EXPORTER_OTLP_ENDPOINT'] = otlp_endpoint
     _factories_importable()
     w = Worker(
-        state_from_ctx(ctx, create=True), queue=queue, concurrency=concurrency, dead_after=dead_after,
-        poll_interval=poll_interval, executor_id=executor_id, teams=team or (),
-    )  # fmt: skip
+        state_from_ctx(ctx, create=True),
+        queue=queue,
+        concurrency=concurrency,
+        dead_after=dead_after,
+        poll_interval=poll_interval,
+        executor_id=executor_id,
+        teams=team or (),
+    )
 
     def on_signal(signum: int, _frame: object) -> None:
         if w.stop_requested.is_set():
@@ -91,23 +98,36 @@ def workers(
 
     print_table(
         ('executor', 'host', 'pid', 'queue', 'concurrency', 'status', 'last beat', 'recovered by'),
-        [(r.executor_id, r.host, r.pid, r.queue, r.concurrency, r.status, f'{r.age_s:.1f}s ago', r.recovered_by or '-')
-         for r in recs],
+        [
+            (
+                r.executor_id,
+                r.host,
+                r.pid,
+                r.queue,
+                r.concurrency,
+                r.status,
+                f'{r.age_s:.1f}s ago',
+                r.recovered_by or '-',
+            )
+            for r in recs
+        ],
         right=('pid', 'concurrency', 'last beat'),
-    )  # fmt: skip
+    )
 
 
 @app.command('submit')
 def submit(
     ctx: typer.Context,
-    factory: Annotated[str, typer.Argument(help="Team factory: 'package.module:build_team' or 'path/to/file.py:build_team'.")],
+    factory: Annotated[
+        str, typer.Argument(help="Team factory: 'package.module:build_team' or 'path/to/file.py:build_team'.")
+    ],
     task: Annotated[str, typer.Argument(help='What the team should do.')],
     project: Annotated[str, typer.Option(help='Project the run is booked to.')] = 'default',
     data_class: Annotated[str, typer.Option(help='public, internal, confidential or restricted.')] = 'internal',
     queue: Annotated[str, typer.Option(help='The queue workers drain.')] = 'proctor-runs',
-    run_id: Annotated[Optional[str], typer.Option(help='Run id (default: a new one).')] = None,
+    run_id: Annotated[str | None, typer.Option(help='Run id (default: a new one).')] = None,
     wait: Annotated[bool, typer.Option('--wait', help='Wait until the run finishes and print its result.')] = False,
-    timeout: Annotated[Optional[float], typer.Option(help='With --wait: give up after this many seconds.')] = None,
+    timeout: Annotated[float | None, typer.Option(help='With --wait: give up after this many seconds.')] = None,
 ) -> None:
     """Enqueue a run for the workers and print its run id (with --wait: its result as JSON)."""
     import anyio
@@ -123,6 +143,8 @@ def submit(
         typer.echo(rid)
         return
     rec = wait_for_run(state_from_ctx(ctx, create=True), rid, timeout=timeout)
-    typer.echo(json.dumps({'run_id': rec.run_id, 'status': rec.status, 'output': rec.output, 'error': rec.error}, default=str))
+    typer.echo(
+        json.dumps({'run_id': rec.run_id, 'status': rec.status, 'output': rec.output, 'error': rec.error}, default=str)
+    )
     if rec.status != 'succeeded':
         raise typer.Exit(1)

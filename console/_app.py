@@ -53,9 +53,15 @@ def create_app(
     ops = operators_from(operators)
     signer = SessionSigner(secret_key or load_secret(store.state_dir), ops)
     state = ConsoleState(
-        store=store, operators=ops, signer=signer, templates=templates(), data=ConsoleData(store),
-        inbox=Inbox(store), secure_cookies=secure_cookies, replay_timeout_s=replay_timeout_s,
-    )  # fmt: skip
+        store=store,
+        operators=ops,
+        signer=signer,
+        templates=templates(),
+        data=ConsoleData(store),
+        inbox=Inbox(store),
+        secure_cookies=secure_cookies,
+        replay_timeout_s=replay_timeout_s,
+    )
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
@@ -70,6 +76,8 @@ def create_app(
         Route('/healthz', lambda r: JSONResponse({'ok': True})),
         Mount('/static', app=StaticFiles(directory=HERE / 'static'), name='static'),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers={404: not_found, 405: not_found})
+    app = Starlette(
+        routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers={404: not_found, 405: not_found}
+    )
     app.state.console = state
     return app

@@ -66,8 +66,9 @@ def _operator_from_table(name: str, table: Any, *, file: str) -> Operator:
     if not isinstance(digest, str) or not _SHA256.match(digest.lower()):
         raise ConfigError(
             'token_sha256 must be 64 hex characters (the SHA-256 of the token; `proctor operator-token` makes one)',
-            file=file, key=f'{key}.token_sha256',
-        )  # fmt: skip
+            file=file,
+            key=f'{key}.token_sha256',
+        )
     roles = table.get('roles', [])
     if not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles):
         raise ConfigError('roles must be a list of role names', file=file, key=f'{key}.roles')
@@ -98,7 +99,9 @@ def _check_unique(ops: Iterable[Operator], *, file: str | None = None) -> None:
     seen: dict[str, str] = {}
     for op in ops:
         if op.token_sha256 in seen:
-            raise ConfigError(f'operators {seen[op.token_sha256]!r} and {op.name!r} share a token', file=file, key='operators')
+            raise ConfigError(
+                f'operators {seen[op.token_sha256]!r} and {op.name!r} share a token', file=file, key='operators'
+            )
         seen[op.token_sha256] = op.name
 
 
@@ -177,7 +180,8 @@ class SessionSigner:
     def issue(self, op: Operator) -> tuple[str, Session]:
         session = Session(op, secrets.token_urlsafe(32), time.time() + self.ttl_s)
         payload = json.dumps(
-            {'op': op.name, 'th': op.token_sha256[:16], 'csrf': session.csrf, 'exp': session.expires}, separators=(',', ':')
+            {'op': op.name, 'th': op.token_sha256[:16], 'csrf': session.csrf, 'exp': session.expires},
+            separators=(',', ':'),
         ).encode()
         return f'{_b64(payload)}.{self._sign(payload)}', session
 

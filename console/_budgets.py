@@ -24,16 +24,27 @@ def budget_status(store: StateStore) -> dict[str, Any]:
         name, _, period = s['name'].partition('@')
         unit = 'usd' if s['limit_usd'] else 'tokens'
         row = {
-            'scope': s['scope'], 'level': s['level'], 'name': f'{s["level"]} {name}', 'period': period or 'total',
-            'unit': unit, 'spent': s['spent_usd'] + s['reserved_usd'] if unit == 'usd' else s['spent_tokens'] + s['reserved_tokens'],
-            'limit': s['limit_usd'] if unit == 'usd' else s['limit_tokens'], 'fraction': s['fraction'], 'status': s['status'],
-            'spent_usd': s['spent_usd'], 'spent_tokens': s['spent_tokens'], 'limit_usd': s['limit_usd'],
+            'scope': s['scope'],
+            'level': s['level'],
+            'name': f'{s["level"]} {name}',
+            'period': period or 'total',
+            'unit': unit,
+            'spent': s['spent_usd'] + s['reserved_usd'] if unit == 'usd' else s['spent_tokens'] + s['reserved_tokens'],
+            'limit': s['limit_usd'] if unit == 'usd' else s['limit_tokens'],
+            'fraction': s['fraction'],
+            'status': s['status'],
+            'spent_usd': s['spent_usd'],
+            'spent_tokens': s['spent_tokens'],
+            'limit_usd': s['limit_usd'],
             'limit_tokens': s['limit_tokens'],
-        }  # fmt: skip
+        }
         (run_rows if s['level'] == 'run' else rows).append(row)
     hot = sorted((r for r in run_rows if r['status'] != 'ok'), key=lambda r: -r['fraction'])
     return {
         'budgets': rows + hot[:MAX_RUN_SCOPES],
-        'runs': {'count': len(run_rows), 'near': sum(r['status'] == 'near' for r in run_rows),
-                 'over': sum(r['status'] == 'over' for r in run_rows)},  # fmt: skip
+        'runs': {
+            'count': len(run_rows),
+            'near': sum(r['status'] == 'near' for r in run_rows),
+            'over': sum(r['status'] == 'over' for r in run_rows),
+        },
     }

@@ -59,7 +59,7 @@ def _fmt(v: float, metric: str) -> str:
 
 
 def _bucket_label(ts: float, bucket_s: int) -> str:
-    t = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    t = dt.datetime.fromtimestamp(ts, dt.UTC)
     return t.strftime('%H:00') if bucket_s < 86400 else t.strftime('%m-%d')
 
 
@@ -81,9 +81,13 @@ def stacked_bars_svg(u: UsageSeries, *, width: int = 860, height: int = 260) -> 
         y = pad_t + plot_h - plot_h * i / 4
         out.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         if peak > 0 or i == 0:
-            out.append(f'<text x="{pad_l - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">{escape(_fmt(peak * i / 4, u.metric))}</text>')
+            out.append(
+                f'<text x="{pad_l - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">{escape(_fmt(peak * i / 4, u.metric))}</text>'
+            )
     if peak <= 0:
-        out.append(f'<text x="{pad_l + plot_w / 2}" y="{pad_t + plot_h / 2}" text-anchor="middle" class="empty">no usage in this range</text>')
+        out.append(
+            f'<text x="{pad_l + plot_w / 2}" y="{pad_t + plot_h / 2}" text-anchor="middle" class="empty">no usage in this range</text>'
+        )
     slot = plot_w / max(n, 1)
     bar_w = max(slot * 0.7, 1.0)
     every = max(1, n // 12)

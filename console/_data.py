@@ -7,9 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..state._records import RunRecord
 from ..state._schema import approvals, guard_events, ledger, runs
 from ..state._store import StateStore
-from ..state._records import RunRecord
 
 __all__ = ('ConsoleData',)
 
@@ -57,8 +57,10 @@ class ConsoleData:
     def facets(self) -> dict[str, list[str]]:
         """Distinct teams, projects and statuses of recorded runs (for the filter menus)."""
         with self.store.engine.connect() as c:
-            return {k: [r[0] for r in c.execute(sa.select(runs.c[k]).distinct().order_by(runs.c[k]))]
-                    for k in ('team', 'project', 'status')}  # fmt: skip
+            return {
+                k: [r[0] for r in c.execute(sa.select(runs.c[k]).distinct().order_by(runs.c[k]))]
+                for k in ('team', 'project', 'status')
+            }
 
     def spans_of(self, run_id: str, trace_id: str | None) -> list[dict[str, Any]]:
         """Every stored span of a run (those tagged with its id plus the rest of its trace), oldest first."""
@@ -104,9 +106,16 @@ class ConsoleData:
     def ledger_rows(self, *, since: float | None = None, filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Ledger rows (oldest first), optionally since a time and equal to some dimension values."""
         q = sa.select(
-            ledger.c.created_at, ledger.c.team, ledger.c.project, ledger.c.specialist, ledger.c.model_id,
-            ledger.c.input_tokens, ledger.c.output_tokens, ledger.c.cost_usd, ledger.c.run_id,
-        ).order_by(ledger.c.created_at)  # fmt: skip
+            ledger.c.created_at,
+            ledger.c.team,
+            ledger.c.project,
+            ledger.c.specialist,
+            ledger.c.model_id,
+            ledger.c.input_tokens,
+            ledger.c.output_tokens,
+            ledger.c.cost_usd,
+            ledger.c.run_id,
+        ).order_by(ledger.c.created_at)
         if since is not None:
             q = q.where(ledger.c.created_at >= since)
         for k, v in (filters or {}).items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +19,9 @@ from urllib.parse import quote, urlsplit
 import anyio.to_thread
 import jinja2
 import structlog
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse as _JSONResponse
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -37,8 +31,18 @@ from ._data import ConsoleData
 from ._inbox import Inbox
 
 __all__ = (
-    'ConsoleState', 'SESSION_COOKIE', 'HERE', 'JSONResponse', 'SecurityHeaders', 'console_of', 'guarded', 'render',
-    'error_response', 'in_thread', 'templates', 'wants_json',
+    'ConsoleState',
+    'SESSION_COOKIE',
+    'HERE',
+    'JSONResponse',
+    'SecurityHeaders',
+    'console_of',
+    'guarded',
+    'render',
+    'error_response',
+    'in_thread',
+    'templates',
+    'wants_json',
 )
 
 HERE = Path(__file__).parent
@@ -89,7 +93,11 @@ def wants_json(request: Request) -> bool:
 def render(request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200) -> Response:
     c = console_of(request)
     session: Session | None = getattr(request.state, 'session', None)
-    ctx = {'session': session, 'operator': session.operator if session else None, 'csrf': session.csrf if session else ''}
+    ctx = {
+        'session': session,
+        'operator': session.operator if session else None,
+        'csrf': session.csrf if session else '',
+    }
     return c.templates.TemplateResponse(request, name, {**ctx, **(context or {})}, status_code=status_code)
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..state._schema import approvals
-from ..state._store import StateStore
 from ..exceptions import ApprovalDecisionError, UnknownApprovalError
 from ..guardrails._approvals import ApprovalQueue
+from ..state._schema import approvals
+from ..state._store import StateStore
 from ._auth import Operator
 from ._data import ConsoleData
 from ._diff import FileDiff, file_write_diff
@@ -64,8 +64,13 @@ class ApprovalView:
     def to_json(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != 'diff'}
         if self.diff is not None:
-            d['diff'] = {'path': self.diff.path, 'new_file': self.diff.new_file, 'added': self.diff.added,
-                         'removed': self.diff.removed, 'note': self.diff.note}  # fmt: skip
+            d['diff'] = {
+                'path': self.diff.path,
+                'new_file': self.diff.new_file,
+                'added': self.diff.added,
+                'removed': self.diff.removed,
+                'note': self.diff.note,
+            }
         return d
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import anyio
 
-from ..state._store import StateStore
 from ..exceptions import ProctorError
 from ..state._records import RunRecord
+from ..state._store import StateStore
 
 __all__ = ('replay_run', 'REPLAY_TIMEOUT_S')
 

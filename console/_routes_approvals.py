@@ -65,7 +65,7 @@ async def api_list(request: Request) -> Response:
     return JSONResponse({'approvals': [v.to_json() for v in views]})
 
 
-def _decide(approve: bool):  # noqa: ANN202 - returns an endpoint
+def _decide(approve: bool):
     async def decide(request: Request) -> Response:
         c = console_of(request)
         approval_id = request.path_params['approval_id']
@@ -86,7 +86,9 @@ def _decide(approve: bool):  # noqa: ANN202 - returns an endpoint
         try:
             view = await in_thread(c.inbox.decide, approval_id, approve=approve, operator=op, reason=reason)
         except DecisionRefused as e:
-            log.info('console.decision_refused', approval_id=approval_id, operator=op.name, status=e.status, why=e.message)
+            log.info(
+                'console.decision_refused', approval_id=approval_id, operator=op.name, status=e.status, why=e.message
+            )
             return error_response(request, e.status, e.message)
         log.info('console.decided', approval_id=approval_id, operator=op.name, status=view.status)
         if wants_json(request):

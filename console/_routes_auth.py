@@ -29,11 +29,16 @@ def _login_page(request: Request, *, error: str | None = None, status_code: int 
     c = console_of(request)
     token = secrets.token_urlsafe(24)
     resp = render(
-        request, 'login.html',
-        {'login_csrf': token, 'error': error, 'next': _safe_next(request.query_params.get('next')),
-         'no_operators': not c.operators},
+        request,
+        'login.html',
+        {
+            'login_csrf': token,
+            'error': error,
+            'next': _safe_next(request.query_params.get('next')),
+            'no_operators': not c.operators,
+        },
         status_code=status_code,
-    )  # fmt: skip
+    )
     resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite='strict', secure=c.secure_cookies, path='/login')
     return resp
 

@@ -75,10 +75,18 @@ async def run_page(request: Request) -> Response:
     source = 'spans' if extra['spans'] else 'records'
     waterfall = layout(extra['spans'] or spans_from_records(rec))
     return render(
-        request, 'run.html',
-        {'run': rec, 'waterfall': waterfall, 'guard_events': extra['guard_events'], 'approvals': extra['approvals'],
-         'replay': c.replays.get(rec.run_id), 'trace_source': source, 'page': 'runs'},
-    )  # fmt: skip
+        request,
+        'run.html',
+        {
+            'run': rec,
+            'waterfall': waterfall,
+            'guard_events': extra['guard_events'],
+            'approvals': extra['approvals'],
+            'replay': c.replays.get(rec.run_id),
+            'trace_source': source,
+            'page': 'runs',
+        },
+    )
 
 
 @guarded

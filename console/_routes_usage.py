@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._http import JSONResponse, console_of, error_response, guarded, in_thread, render, wants_json
 from ._budgets import budget_status
 from ._charts import bucket_usage, stacked_bars_svg
 from ._data import USAGE_DIMENSIONS
+from ._http import JSONResponse, console_of, error_response, guarded, in_thread, render, wants_json
 
 __all__ = ('routes',)
 
@@ -23,7 +23,9 @@ DIMENSION_LABELS = {'team': 'team', 'project': 'project', 'specialist': 'special
 
 
 def _totals(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
-    acc: dict[str, dict[str, Any]] = defaultdict(lambda: {'cost_usd': 0.0, 'input_tokens': 0, 'output_tokens': 0, 'calls': 0, 'runs': set()})
+    acc: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {'cost_usd': 0.0, 'input_tokens': 0, 'output_tokens': 0, 'calls': 0, 'runs': set()}
+    )
     for r in rows:
         a = acc[str(r[by])]
         a['cost_usd'] += r['cost_usd']
@@ -57,11 +59,17 @@ async def usage(request: Request) -> Response:
     budgets = await in_thread(budget_status, c.store)
     series = bucket_usage(rows, by=by, metric=metric, now=now, since=since)
     if wants_json(request):
-        return JSONResponse({
-            'by': by, 'metric': metric, 'days': int(days), 'filters': filters, 'totals': totals,
-            'series': {'bucket_s': series.bucket_s, 'buckets': series.buckets, 'values': series.series},
-            'budgets': budgets,
-        })  # fmt: skip
+        return JSONResponse(
+            {
+                'by': by,
+                'metric': metric,
+                'days': int(days),
+                'filters': filters,
+                'totals': totals,
+                'series': {'bucket_s': series.bucket_s, 'buckets': series.buckets, 'values': series.series},
+                'budgets': budgets,
+            }
+        )
     values = await in_thread(c.data.ledger_values)
     grand = {
         'cost_usd': sum(r['cost_usd'] for r in rows),
@@ -69,11 +77,23 @@ async def usage(request: Request) -> Response:
         'calls': len(rows),
     }
     return render(
-        request, 'usage.html',
-        {'by': by, 'metric': metric, 'days': days, 'ranges': list(RANGES), 'filters': filters, 'values': values,
-         'dimensions': DIMENSION_LABELS, 'totals': totals, 'grand': grand, 'budgets': budgets,
-         'chart': Markup(stacked_bars_svg(series)), 'page': 'usage'},
-    )  # fmt: skip
+        request,
+        'usage.html',
+        {
+            'by': by,
+            'metric': metric,
+            'days': days,
+            'ranges': list(RANGES),
+            'filters': filters,
+            'values': values,
+            'dimensions': DIMENSION_LABELS,
+            'totals': totals,
+            'grand': grand,
+            'budgets': budgets,
+            'chart': Markup(stacked_bars_svg(series)),
+            'page': 'usage',
+        },
+    )
 
 
 def routes() -> list[Route]:

@@ -146,19 +146,31 @@ def layout(span_rows: list[dict[str, Any]], *, now_ns: int | None = None) -> Wat
         seen.add(s['span_id'])
         end = s['end_ns'] or now_ns
         peers = groups.get(_group(s, by_id), [])
-        overlap = sum(1 for o in peers if o is not s and o['start_ns'] < end and (o['end_ns'] or now_ns) > s['start_ns'])
+        overlap = sum(
+            1 for o in peers if o is not s and o['start_ns'] < end and (o['end_ns'] or now_ns) > s['start_ns']
+        )
         attrs = s.get('attributes') or {}
         rows.append(
             WaterfallRow(
-                span_id=s['span_id'], parent_id=s['parent_id'], name=s['name'], category=category_of(s['name']),
-                depth=depth, left_pct=100.0 * (s['start_ns'] - t0) / total,
+                span_id=s['span_id'],
+                parent_id=s['parent_id'],
+                name=s['name'],
+                category=category_of(s['name']),
+                depth=depth,
+                left_pct=100.0 * (s['start_ns'] - t0) / total,
                 width_pct=max(100.0 * (end - s['start_ns']) / total, 0.4),
-                start_ms=(s['start_ns'] - t0) / 1e6, duration_ms=(end - s['start_ns']) / 1e6,
-                status=(s.get('status') or 'unset').lower(), open=s['end_ns'] is None, label_at='after', parallel=overlap,
-                agent_path=attrs.get('proctor.agent_path'), attributes=attrs, events=s.get('events') or [],
+                start_ms=(s['start_ns'] - t0) / 1e6,
+                duration_ms=(end - s['start_ns']) / 1e6,
+                status=(s.get('status') or 'unset').lower(),
+                open=s['end_ns'] is None,
+                label_at='after',
+                parallel=overlap,
+                agent_path=attrs.get('proctor.agent_path'),
+                attributes=attrs,
+                events=s.get('events') or [],
                 marks=_marks(s.get('events') or [], t0, total),
             )
-        )  # fmt: skip
+        )
         for kid in reversed(children.get(s['span_id'], [])):
             stack.append((kid, depth + 1))
     # clamp so the last bar never spills past the axis
@@ -176,23 +188,38 @@ def spans_from_records(rec: Any) -> list[dict[str, Any]]:
 
     Nested delegations hang under their parent agent's delegation (matched by agent path).
     """
+
     def ns(ts: float | None) -> int | None:
         return None if ts is None else int(ts * 1e9)
 
-    root = {'span_id': 'run', 'parent_id': None, 'name': 'team.run', 'start_ns': ns(rec.started_at),
-            'end_ns': ns(rec.finished_at), 'status': 'error' if rec.status == 'failed' else 'ok',
-            'attributes': {'proctor.run_id': rec.run_id, 'proctor.agent_path': 'supervisor'}}  # fmt: skip
+    root = {
+        'span_id': 'run',
+        'parent_id': None,
+        'name': 'team.run',
+        'start_ns': ns(rec.started_at),
+        'end_ns': ns(rec.finished_at),
+        'status': 'error' if rec.status == 'failed' else 'ok',
+        'attributes': {'proctor.run_id': rec.run_id, 'proctor.agent_path': 'supervisor'},
+    }
     rows = [root]
     by_path = {'supervisor': 'run'}
     for i, d in enumerate(sorted(rec.delegations, key=lambda d: d.started_at)):
         sid = f'd{i}'
         parent_path = d.agent_path.rsplit('>', 1)[0]
-        rows.append({
-            'span_id': sid, 'parent_id': by_path.get(parent_path, 'run'), 'name': f'delegate {d.specialist}',
-            'start_ns': ns(d.started_at), 'end_ns': ns(d.finished_at),
-            'status': 'error' if d.status == 'failed' else 'ok',
-            'attributes': {'proctor.agent_path': d.agent_path, 'proctor.model_id': d.model_id,
-                           'proctor.subtask': d.subtask},
-        })  # fmt: skip
+        rows.append(
+            {
+                'span_id': sid,
+                'parent_id': by_path.get(parent_path, 'run'),
+                'name': f'delegate {d.specialist}',
+                'start_ns': ns(d.started_at),
+                'end_ns': ns(d.finished_at),
+                'status': 'error' if d.status == 'failed' else 'ok',
+                'attributes': {
+                    'proctor.agent_path': d.agent_path,
+                    'proctor.model_id': d.model_id,
+                    'proctor.subtask': d.subtask,
+                },
+            }
+        )
         by_path.setdefault(d.agent_path, sid)
     return rows

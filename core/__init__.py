@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._data_classes import DATA_CLASSES, DataClass
     from ._deps import RunDeps
-    from ._events import EventKind, ModelCall, OutputCall, RunEvent, RunObserver, ToolCall, ToolCallDenied, current_tool_call, emit
+    from ._events import (
+        EventKind,
+        ModelCall,
+        OutputCall,
+        RunEvent,
+        RunObserver,
+        ToolCall,
+        ToolCallDenied,
+        current_tool_call,
+        emit,
+    )
 
 __all__ = (
     'current_tool_call',

@@ -26,7 +26,17 @@ from pydantic_ai.messages import ModelResponse
 
 from ._deps import RunDeps
 
-__all__ = ('RunObserver', 'ModelCall', 'ToolCall', 'OutputCall', 'ToolCallDenied', 'RunEvent', 'EventKind', 'current_tool_call', 'emit')
+__all__ = (
+    'RunObserver',
+    'ModelCall',
+    'ToolCall',
+    'OutputCall',
+    'ToolCallDenied',
+    'RunEvent',
+    'EventKind',
+    'current_tool_call',
+    'emit',
+)
 
 
 @dataclass
@@ -92,7 +102,9 @@ class OutputCall:
     function: str | None  # the output function's name, when known
 
 
-EventKind = Literal['run_started', 'run_finished', 'run_failed', 'delegation_started', 'delegation_finished', 'delegation_failed']
+EventKind = Literal[
+    'run_started', 'run_finished', 'run_failed', 'delegation_started', 'delegation_finished', 'delegation_failed'
+]
 
 
 @dataclass

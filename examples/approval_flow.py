@@ -42,23 +42,44 @@ def build_team() -> Team:
     state = Path(os.environ.get('PROCTOR_STATE_DIR', '.proctor'))
     workspace = state / 'workspace'
     (workspace / 'src').mkdir(parents=True, exist_ok=True)
-    supervisor = ScriptedModel([
-        [delegate('coding', 'add greet(name) and note it in the changelog', call_id='d-coding'),
-         delegate('research', 'what does the project do?', call_id='d-research')],
-        lambda m: text('\n'.join(tool_results(m))),
-    ])  # fmt: skip
-    coder = ScriptedModel([
-        [tool_call('write_file', {'path': 'src/greet.py', 'content': GREET}, call_id='w-src'),
-         tool_call('write_file', {'path': 'CHANGELOG.md', 'content': CHANGELOG}, call_id='w-log')],
-        lambda m: text('coding: ' + '; '.join(tool_results(m))),
-    ])  # fmt: skip
+    supervisor = ScriptedModel(
+        [
+            [
+                delegate('coding', 'add greet(name) and note it in the changelog', call_id='d-coding'),
+                delegate('research', 'what does the project do?', call_id='d-research'),
+            ],
+            lambda m: text('\n'.join(tool_results(m))),
+        ]
+    )
+    coder = ScriptedModel(
+        [
+            [
+                tool_call('write_file', {'path': 'src/greet.py', 'content': GREET}, call_id='w-src'),
+                tool_call('write_file', {'path': 'CHANGELOG.md', 'content': CHANGELOG}, call_id='w-log'),
+            ],
+            lambda m: text('coding: ' + '; '.join(tool_results(m))),
+        ]
+    )
     reader = ScriptedModel([text('research: a tiny greeting library')])
-    policy = ApprovalPolicy([
-        ApprovalRule(tool='write_file', args={'path': '!src/*'}, role='operator', expires_after_s=3600,
-                     reason='writes outside src/ need an operator'),
-    ])  # fmt: skip
-    return Team(Supervisor(model=supervisor), [coding(coder), research(reader)], name='approval-flow',
-                workspace=workspace, guardrails=[policy], factory=f'{HERE}:build_team')  # fmt: skip
+    policy = ApprovalPolicy(
+        [
+            ApprovalRule(
+                tool='write_file',
+                args={'path': '!src/*'},
+                role='operator',
+                expires_after_s=3600,
+                reason='writes outside src/ need an operator',
+            ),
+        ]
+    )
+    return Team(
+        Supervisor(model=supervisor),
+        [coding(coder), research(reader)],
+        name='approval-flow',
+        workspace=workspace,
+        guardrails=[policy],
+        factory=f'{HERE}:build_team',
+    )
 
 
 def decide_from_another_process(state: Path, verb: str) -> None:
@@ -69,12 +90,16 @@ def decide_from_another_process(state: Path, verb: str) -> None:
     a = pending[0]
     args = ['--note', 'auto-approved by the example'] if verb == 'approve' else ['--reason', 'the changelog is frozen']
     env = {**os.environ, 'PROCTOR_OPERATOR': 'example-operator', 'PROCTOR_ROLES': 'operator'}
-    out = subprocess.run([sys.executable, '-m', 'proctor', '--state-dir', str(state), 'approvals', verb, a.approval_id, *args],
-                         env=env, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, '-m', 'proctor', '--state-dir', str(state), 'approvals', verb, a.approval_id, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     print(f'[second process] {out.stdout.strip() or out.stderr.strip()}')
 
 
-def _store(state: Path):  # noqa: ANN202
+def _store(state: Path):
     from proctor.state._store import StateStore
 
     return StateStore(state)
@@ -86,28 +111,43 @@ def announce(state: Path, stop: threading.Event) -> None:
         pending = queue.list(status='pending')
         if pending:
             a = pending[0]
-            print(f'\nwaiting for approval {a.approval_id}: {a.agent_path} wants {a.tool}({a.args["path"]!r}) '
-                  f'- {a.reason_required}')  # fmt: skip
-            print(f'  approve: PROCTOR_ROLES=operator proctor --state-dir {state} approvals approve {a.approval_id} --note "ok"')
-            print(f'  reject:  PROCTOR_ROLES=operator proctor --state-dir {state} approvals reject {a.approval_id} --reason "why"')
+            print(
+                f'\nwaiting for approval {a.approval_id}: {a.agent_path} wants {a.tool}({a.args["path"]!r}) '
+                f'- {a.reason_required}'
+            )
+            print(
+                f'  approve: PROCTOR_ROLES=operator proctor --state-dir {state} approvals approve {a.approval_id} --note "ok"'
+            )
+            print(
+                f'  reject:  PROCTOR_ROLES=operator proctor --state-dir {state} approvals reject {a.approval_id} --reason "why"'
+            )
             from proctor.orchestrator import RunRecords
 
             status = {d.specialist: d.status for d in RunRecords(queue.store).get(a.run_id).delegations}
-            print(f'  (delegations now: {status}; if this script stops, resume with: '
-                  f'proctor --state-dir {state} resume {a.run_id})\n', flush=True)
+            print(
+                f'  (delegations now: {status}; if this script stops, resume with: '
+                f'proctor --state-dir {state} resume {a.run_id})\n',
+                flush=True,
+            )
             return
         stop.wait(0.1)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--state-dir', type=Path, default=None, help='default: $PROCTOR_STATE_DIR, else a new temporary folder')
+    ap.add_argument(
+        '--state-dir', type=Path, default=None, help='default: $PROCTOR_STATE_DIR, else a new temporary folder'
+    )
     group = ap.add_mutually_exclusive_group()
     group.add_argument('--auto-approve', action='store_true', help='approve from a second process')
     group.add_argument('--auto-reject', action='store_true', help='reject from a second process')
     args = ap.parse_args()
     env_state = os.environ.get('PROCTOR_STATE_DIR')
-    state = (args.state_dir or (Path(env_state) if env_state else None) or Path(tempfile.mkdtemp(prefix='proctor-approval-flow-'))).resolve()
+    state = (
+        args.state_dir
+        or (Path(env_state) if env_state else None)
+        or Path(tempfile.mkdtemp(prefix='proctor-approval-flow-'))
+    ).resolve()
     os.environ['PROCTOR_STATE_DIR'] = str(state)
     team = build_team()
     stop = threading.Event()

@@ -46,8 +46,8 @@ from pydantic_ai.toolsets import FunctionToolset
 from proctor import Review, Specialist, Supervisor, Team
 from proctor.exceptions import StateDirError
 from proctor.orchestrator import RunDeps, RunObserver
-from proctor.tools._journal import side_effect_step  # the journal that makes side effects exactly-once
 from proctor.tools import read_file, run_tests, workspace_of, write_file
+from proctor.tools._journal import side_effect_step  # the journal that makes side effects exactly-once
 
 MODEL = 'local:smollm2'
 HERE = Path(__file__).resolve().parent
@@ -69,9 +69,11 @@ def follow_plan(*steps: str, **settings: Any) -> Callable[[RunContext[RunDeps]],
     def per_step(ctx: RunContext[RunDeps]) -> dict[str, Any]:
         done = [
             p.tool_name
-            for m in ctx.messages if isinstance(m, ModelRequest)
-            for p in m.parts if isinstance(p, ToolReturnPart) and p.outcome == 'success'
-        ]  # fmt: skip
+            for m in ctx.messages
+            if isinstance(m, ModelRequest)
+            for p in m.parts
+            if isinstance(p, ToolReturnPart) and p.outcome == 'success'
+        ]
         todo = list(steps)
         for name in done:
             if name in todo:
@@ -79,8 +81,10 @@ def follow_plan(*steps: str, **settings: Any) -> Callable[[RunContext[RunDeps]],
         # A retry after feedback samples instead of decoding greedily, or it would repeat the rejected reply.
         retries = sum(
             isinstance(p, RetryFeedbackPart) or (isinstance(p, ToolReturnPart) and p.outcome == 'retried')
-            for m in ctx.messages if isinstance(m, ModelRequest) for p in m.parts
-        )  # fmt: skip
+            for m in ctx.messages
+            if isinstance(m, ModelRequest)
+            for p in m.parts
+        )
         sampling = {'temperature': 0.7, 'seed': 7 + retries} if retries else {}
         return {**settings, **sampling, 'tool_choice': [todo[0]] if todo else 'none'}
 
@@ -90,9 +94,11 @@ def follow_plan(*steps: str, **settings: Any) -> Callable[[RunContext[RunDeps]],
 def _paths_read(ctx: RunContext[RunDeps]) -> set[str]:
     return {
         str(p.args_as_dict().get('path'))
-        for m in ctx.messages if isinstance(m, ModelResponse)
-        for p in m.parts if isinstance(p, ToolCallPart) and p.tool_name == 'read_file'
-    }  # fmt: skip
+        for m in ctx.messages
+        if isinstance(m, ModelResponse)
+        for p in m.parts
+        if isinstance(p, ToolCallPart) and p.tool_name == 'read_file'
+    }
 
 
 def path_enum(*patterns: str) -> Callable[[RunContext[RunDeps], ToolDefinition], Any]:
@@ -130,7 +136,10 @@ def new_functions(code: str, existing: str) -> tuple[str | None, str | None]:
     new = [n for n in defs if n.name not in known]  # a tiny model often repeats the existing ones first
     if not new:
         have = ', '.join(n.name for n in defs)
-        return None, f'{have} already exists in {TARGET}; write the new function' if defs else 'there is no def in the reply'
+        return (
+            None,
+            f'{have} already exists in {TARGET}; write the new function' if defs else 'there is no def in the reply',
+        )
     return '\n\n\n'.join(ast.get_source_segment(code, n) or '' for n in new), None
 
 
@@ -143,6 +152,7 @@ async def apply_function(ctx: RunContext[RunDeps], text: str) -> str:
     """The coding specialist's output: its reply is the new function. It is appended to TARGET and kept
     if the tests pass; otherwise the file is restored and the model tries again, told why (its last
     try is kept either way, for the reviewer to judge)."""
+
     async def read_target() -> str:
         return workspace_of(ctx).read_text(TARGET)
 
@@ -158,7 +168,9 @@ async def apply_function(ctx: RunContext[RunDeps], text: str) -> str:
     outcome = await run_tests(ctx)
     if '[exit code 0]' not in outcome and not last_try:
         await write_file(ctx, TARGET, current)  # the next try starts from the same file
-        raise ModelRetry(f'With that function the tests fail:\n{_failures(outcome)}\nReply with only the corrected function.')
+        raise ModelRetry(
+            f'With that function the tests fail:\n{_failures(outcome)}\nReply with only the corrected function.'
+        )
     summary = outcome.strip().splitlines()[-1] if outcome.strip() else 'no test output'
     return f'Appended to {TARGET}:\n{code}\nTests: {summary}'
 
@@ -167,9 +179,11 @@ def _tests_passed(ctx: RunContext[RunDeps]) -> bool | None:
     """Whether the last `run_tests` of this agent run passed (exit code 0); None if it ran none."""
     outcomes = [
         str(p.content)
-        for m in ctx.messages if isinstance(m, ModelRequest)
-        for p in m.parts if isinstance(p, ToolReturnPart) and p.tool_name == 'run_tests'
-    ]  # fmt: skip
+        for m in ctx.messages
+        if isinstance(m, ModelRequest)
+        for p in m.parts
+        if isinstance(p, ToolReturnPart) and p.tool_name == 'run_tests'
+    ]
     return None if not outcomes else '[exit code 0]' in outcomes[-1]
 
 
@@ -227,9 +241,14 @@ def build_team(
         ),
         model=model,
         model_settings=follow_plan(  # type: ignore[arg-type]  # pydantic-ai takes a per-step callable
-            'delegate_to_research', 'delegate_to_coding', 'delegate_to_review',
-            max_tokens=64, local_max_string_chars=100, local_prose_strings=True, local_prose_text=True,
-        ),  # fmt: skip
+            'delegate_to_research',
+            'delegate_to_coding',
+            'delegate_to_review',
+            max_tokens=64,
+            local_max_string_chars=100,
+            local_prose_strings=True,
+            local_prose_text=True,
+        ),
     )
     research = Specialist(
         'research',
@@ -265,9 +284,14 @@ def build_team(
         ),
     )
     return Team(
-        supervisor, [research, coding, review], name='feature_team', workspace=ws, state_dir=state,
-        observers=observers, factory=f'{Path(__file__).resolve()}:build_team',
-    )  # fmt: skip
+        supervisor,
+        [research, coding, review],
+        name='feature_team',
+        workspace=ws,
+        state_dir=state,
+        observers=observers,
+        factory=f'{Path(__file__).resolve()}:build_team',
+    )
 
 
 # ------------------------------------------------------------------ the script
@@ -314,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     except ProctorError as e:
         say(f'error: {e}')
         return 1
-    except Exception as e:  # noqa: BLE001 - a demo ends with one line; the run's record keeps the details
+    except Exception as e:
         say(f'error: the run failed: {type(e).__name__}: {e}'.splitlines()[0])
         return 1
     stats = local.stats()  # type: ignore[attr-defined]

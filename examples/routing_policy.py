@@ -95,21 +95,34 @@ def main(argv: list[str] | None = None) -> dict[str, list[tuple[str, str]]]:
     p.add_argument('--state-dir', default=None, help='default: $PROCTOR_STATE_DIR, else a new temporary folder')
     p.add_argument('--durable', action='store_true', help='run each task as a durable workflow')
     args = p.parse_args(argv)
-    args.state_dir = args.state_dir or os.environ.get('PROCTOR_STATE_DIR') or tempfile.mkdtemp(prefix='proctor-routing-')
+    args.state_dir = (
+        args.state_dir or os.environ.get('PROCTOR_STATE_DIR') or tempfile.mkdtemp(prefix='proctor-routing-')
+    )
     os.environ['PROCTOR_STATE_DIR'] = args.state_dir
     outage: dict[str, bool] = {}
     team = build_team(outage, durable=args.durable)
     seen = {}
-    seen['tiers'] = show('1. cost tiers: small model for triage, strong model for analysis', team,
-                         team.run_sync(TICKET, project='support', data_class='internal'))  # fmt: skip
-    seen['confidential'] = show('2. confidential: every agent stays on the approved on-prem model', team,
-                                team.run_sync(TICKET, project='support', data_class='confidential'))  # fmt: skip
+    seen['tiers'] = show(
+        '1. cost tiers: small model for triage, strong model for analysis',
+        team,
+        team.run_sync(TICKET, project='support', data_class='internal'),
+    )
+    seen['confidential'] = show(
+        '2. confidential: every agent stays on the approved on-prem model',
+        team,
+        team.run_sync(TICKET, project='support', data_class='confidential'),
+    )
     outage['sonnet'] = True
-    seen['outage'] = show('3. sonnet down (503): its calls fall back to the next approved model', team,
-                          team.run_sync(TICKET, project='support', data_class='internal'))  # fmt: skip
+    seen['outage'] = show(
+        '3. sonnet down (503): its calls fall back to the next approved model',
+        team,
+        team.run_sync(TICKET, project='support', data_class='internal'),
+    )
     print('\n== usage by model (the ledger)')
     for row in Ledger(team.store).usage('model'):
-        print(f'   {row.key:<7} {row.calls} calls  {row.input_tokens + row.output_tokens:>5} tokens  ${row.cost_usd:.6f}')
+        print(
+            f'   {row.key:<7} {row.calls} calls  {row.input_tokens + row.output_tokens:>5} tokens  ${row.cost_usd:.6f}'
+        )
     print(f'\n   proctor --state-dir {args.state_dir} usage --by project')
     return seen
 

@@ -21,9 +21,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from .._log import get_logger
+from ..exceptions import ApprovalDecisionError, UnknownApprovalError, UserError
 from ..state._schema import approvals
 from ..state._store import StateStore
-from ..exceptions import ApprovalDecisionError, UnknownApprovalError, UserError
 
 __all__ = ('Approval', 'ApprovalQueue', 'approval_id_for', 'SYSTEM_DECIDER')
 
@@ -110,9 +110,15 @@ class ApprovalQueue:
         with self.store.engine.connect() as c:
             row = c.execute(sa.select(approvals).where(approvals.c.approval_id == approval_id)).mappings().first()
             if row is None and len(approval_id) >= 6:
-                rows = c.execute(
-                    sa.select(approvals).where(approvals.c.approval_id.startswith(approval_id, autoescape=True)).limit(2)
-                ).mappings().all()  # fmt: skip
+                rows = (
+                    c.execute(
+                        sa.select(approvals)
+                        .where(approvals.c.approval_id.startswith(approval_id, autoescape=True))
+                        .limit(2)
+                    )
+                    .mappings()
+                    .all()
+                )
                 row = rows[0] if len(rows) == 1 else None
         if row is None:
             raise UnknownApprovalError(approval_id)
@@ -156,11 +162,20 @@ class ApprovalQueue:
         original expiry) and return it as recorded."""
         now = time.time()
         values = dict(
-            approval_id=approval_id, run_id=run_id, workflow_id=workflow_id, kind=kind, agent_path=agent_path,
-            tool=tool, args=json.dumps(args, default=str, sort_keys=True), data_class=data_class,
-            required_role=required_role, reason_required=reason_required, created_at=now,
-            expires_at=None if expires_after_s is None else now + expires_after_s, status='pending',
-        )  # fmt: skip
+            approval_id=approval_id,
+            run_id=run_id,
+            workflow_id=workflow_id,
+            kind=kind,
+            agent_path=agent_path,
+            tool=tool,
+            args=json.dumps(args, default=str, sort_keys=True),
+            data_class=data_class,
+            required_role=required_role,
+            reason_required=reason_required,
+            created_at=now,
+            expires_at=None if expires_after_s is None else now + expires_after_s,
+            status='pending',
+        )
         with self.store.engine.begin() as c:
             c.execute(_insert_ignore(c, values))
             row = c.execute(sa.select(approvals).where(approvals.c.approval_id == approval_id)).mappings().one()
@@ -177,19 +192,35 @@ class ApprovalQueue:
         if not force:
             cond.append(a.expires_at <= now)
         with self.store.engine.begin() as c:
-            c.execute(approvals.update().where(*cond).values(status='expired', decider=SYSTEM_DECIDER, decided_at=now, reason='expired'))
+            c.execute(
+                approvals.update()
+                .where(*cond)
+                .values(status='expired', decider=SYSTEM_DECIDER, decided_at=now, reason='expired')
+            )
         return self.get(approval_id)
 
     # ------------------------------------------------------------------ deciding
 
     def approve(
-        self, approval_id: str, *, decider: str, roles: Iterable[str] | None = None, role: str | None = None, reason: str = ''
+        self,
+        approval_id: str,
+        *,
+        decider: str,
+        roles: Iterable[str] | None = None,
+        role: str | None = None,
+        reason: str = '',
     ) -> Approval:
         """Approve as `decider`, who holds `roles` (or the one `role`). See `reject` for the errors."""
         return self._decide(approval_id, 'approved', decider=decider, roles=roles, role=role, reason=reason)
 
     def reject(
-        self, approval_id: str, *, decider: str, roles: Iterable[str] | None = None, role: str | None = None, reason: str
+        self,
+        approval_id: str,
+        *,
+        decider: str,
+        roles: Iterable[str] | None = None,
+        role: str | None = None,
+        reason: str,
     ) -> Approval:
         """Reject as `decider`; `reason` is required (the agent is told it).
 
@@ -200,7 +231,14 @@ class ApprovalQueue:
         return self._decide(approval_id, 'rejected', decider=decider, roles=roles, role=role, reason=reason)
 
     def _decide(
-        self, approval_id: str, status: Status, *, decider: str, roles: Iterable[str] | None, role: str | None, reason: str
+        self,
+        approval_id: str,
+        status: Status,
+        *,
+        decider: str,
+        roles: Iterable[str] | None,
+        role: str | None,
+        reason: str,
     ) -> Approval:
         current = self.get(approval_id)
         aid = current.approval_id
@@ -212,21 +250,31 @@ class ApprovalQueue:
             raise ApprovalDecisionError(f'approval {aid}: a rejection needs a reason', approval_id=aid, reason='input')
         if len(reason) > MAX_REASON:
             raise ApprovalDecisionError(
-                f'approval {aid}: reason is {len(reason)} characters, over the limit of {MAX_REASON}', approval_id=aid, reason='input'
-            )  # fmt: skip
+                f'approval {aid}: reason is {len(reason)} characters, over the limit of {MAX_REASON}',
+                approval_id=aid,
+                reason='input',
+            )
         if current.required_role not in held:
             have = ', '.join(sorted(held)) or 'no roles'
             raise ApprovalDecisionError(
-                f'approval {aid} needs role {current.required_role!r}; {decider} has {have}', approval_id=aid, reason='role'
-            )  # fmt: skip
+                f'approval {aid} needs role {current.required_role!r}; {decider} has {have}',
+                approval_id=aid,
+                reason='role',
+            )
         now = time.time()
         a = approvals.c
         with self.store.engine.begin() as c:
             done = c.execute(
                 approvals.update()
                 .where(a.approval_id == aid, a.status == 'pending', sa.or_(a.expires_at.is_(None), a.expires_at > now))
-                .values(status=status, decider=decider, decider_role=current.required_role, decided_at=now, reason=reason or None)
-            ).rowcount  # fmt: skip
+                .values(
+                    status=status,
+                    decider=decider,
+                    decider_role=current.required_role,
+                    decided_at=now,
+                    reason=reason or None,
+                )
+            ).rowcount
         if done != 1:
             self._refuse(self.get(aid), now)
         decided = self.get(aid)
@@ -243,11 +291,14 @@ class ApprovalQueue:
 
         aid = current.approval_id
         if current.status == 'expired' or current.expired_at(now):
-            raise ApprovalDecisionError(f'approval {aid} expired at {ts(current.expires_at)}', approval_id=aid, reason='expired')
+            raise ApprovalDecisionError(
+                f'approval {aid} expired at {ts(current.expires_at)}', approval_id=aid, reason='expired'
+            )
         raise ApprovalDecisionError(
             f'approval {aid} was already {current.status} by {current.decider} at {ts(current.decided_at)}',
-            approval_id=aid, reason='decided',
-        )  # fmt: skip
+            approval_id=aid,
+            reason='decided',
+        )
 
     def _after_decision(self, a: Approval) -> None:
         """Wake the waiting workflow and write the audit record (both idempotent; failures are logged)."""
@@ -265,11 +316,15 @@ def wake(store: StateStore, a: Approval) -> None:
 
         client = DBOSClient(system_database_url=store.dbos_url)
         try:
-            client.send(a.workflow_id, {'approval_id': a.approval_id, 'status': a.status}, a.approval_id,
-                        idempotency_key=f'{a.approval_id}:{a.status}')  # fmt: skip
+            client.send(
+                a.workflow_id,
+                {'approval_id': a.approval_id, 'status': a.status},
+                a.approval_id,
+                idempotency_key=f'{a.approval_id}:{a.status}',
+            )
         finally:
             client.destroy()
-    except Exception as e:  # noqa: BLE001 - the decision is committed; the waiter also polls the table
+    except Exception as e:
         log.warning('approval.wake_failed', approval_id=a.approval_id, error=f'{type(e).__name__}: {e}')
 
 
@@ -279,11 +334,18 @@ def audit_decision(store: StateStore, a: Approval) -> None:
     except ImportError:  # pragma: no cover - the audit log ships with proctor.tracing
         return
     record = {
-        'approval_id': a.approval_id, 'kind': a.kind, 'tool': a.tool, 'agent_path': a.agent_path,
-        'decision': a.status, 'decider': a.decider, 'role': a.decider_role, 'reason': a.reason,
-        'decided_at': a.decided_at, 'data_class': a.data_class,
-    }  # fmt: skip
+        'approval_id': a.approval_id,
+        'kind': a.kind,
+        'tool': a.tool,
+        'agent_path': a.agent_path,
+        'decision': a.status,
+        'decider': a.decider,
+        'role': a.decider_role,
+        'reason': a.reason,
+        'decided_at': a.decided_at,
+        'data_class': a.data_class,
+    }
     try:
         append_audit(store, 'approval_decision', record, run_id=a.run_id, key=f'approval:{a.approval_id}')
-    except Exception as e:  # noqa: BLE001 - never undo a committed decision because the audit append failed
+    except Exception as e:
         log.error('approval.audit_failed', approval_id=a.approval_id, error=f'{type(e).__name__}: {e}')

@@ -44,8 +44,18 @@ from ..exceptions import ConfigError
 __all__ = ('load_guardrails', 'guardrails_from', 'config_path', 'operator_roles')
 
 _SECTIONS = {'pii', 'injection', 'input_size', 'tools', 'data_class', 'approvals', 'tool_costs'}
-_RULE_KEYS = {'tool', 'args', 'specialist', 'data_classes', 'min_cost_usd', 'role', 'expires_after_s', 'on_reject',
-              'escalate_to', 'reason'}  # fmt: skip
+_RULE_KEYS = {
+    'tool',
+    'args',
+    'specialist',
+    'data_classes',
+    'min_cost_usd',
+    'role',
+    'expires_after_s',
+    'on_reject',
+    'escalate_to',
+    'reason',
+}
 
 
 def config_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -98,7 +108,9 @@ def guardrails_from(section: Any, *, file: str = 'proctor.toml') -> list[Any]:
     section = _table(section, 'guardrails', file)
     unknown = set(section) - _SECTIONS
     if unknown:
-        raise ConfigError(f'unknown keys {sorted(unknown)} (allowed: {", ".join(sorted(_SECTIONS))})', file=file, key='guardrails')
+        raise ConfigError(
+            f'unknown keys {sorted(unknown)} (allowed: {", ".join(sorted(_SECTIONS))})', file=file, key='guardrails'
+        )
     guards: list[Any] = []
     if 'input_size' in section:
         limits = _table(section['input_size'], 'guardrails.input_size', file)
@@ -112,7 +124,14 @@ def guardrails_from(section: Any, *, file: str = 'proctor.toml') -> list[Any]:
             _table(t[k], f'guardrails.tools.{k}', file)
         guards.append(_build('guardrails.tools', file, ToolPolicy, dict(t)))
     if 'data_class' in section:
-        guards.append(_build('guardrails.data_class', file, DataClassGuard, dict(_table(section['data_class'], 'guardrails.data_class', file))))
+        guards.append(
+            _build(
+                'guardrails.data_class',
+                file,
+                DataClassGuard,
+                dict(_table(section['data_class'], 'guardrails.data_class', file)),
+            )
+        )
     for name, cls in (('pii', PIIGuard), ('injection', InjectionGuard)):
         value = section.get(name)
         if value is None or value is False:
@@ -121,7 +140,9 @@ def guardrails_from(section: Any, *, file: str = 'proctor.toml') -> list[Any]:
         guards.append(_build(f'guardrails.{name}', file, cls, kwargs))
     rules = section.get('approvals', [])
     if not isinstance(rules, list):
-        raise ConfigError('must be an array of tables ([[guardrails.approvals]])', file=file, key='guardrails.approvals')
+        raise ConfigError(
+            'must be an array of tables ([[guardrails.approvals]])', file=file, key='guardrails.approvals'
+        )
     costs = section.get('tool_costs', {})
     for tool, cost in _table(costs, 'guardrails.tool_costs', file).items():
         if not isinstance(cost, (int, float)) or isinstance(cost, bool) or cost < 0:
@@ -132,7 +153,9 @@ def guardrails_from(section: Any, *, file: str = 'proctor.toml') -> list[Any]:
         r = _table(r, key, file)
         bad = set(r) - _RULE_KEYS
         if bad:
-            raise ConfigError(f'unknown keys {sorted(bad)} (allowed: {", ".join(sorted(_RULE_KEYS))})', file=file, key=key)
+            raise ConfigError(
+                f'unknown keys {sorted(bad)} (allowed: {", ".join(sorted(_RULE_KEYS))})', file=file, key=key
+            )
         if 'args' in r:
             _table(r['args'], f'{key}.args', file)
         try:

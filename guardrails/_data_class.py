@@ -42,9 +42,15 @@ class DataClassGuard:
         from ..exceptions import ConfigError
 
         known = _classes()
-        for key, cls in [*((f'tools.{k}', v) for k, v in (tools or {}).items()), ('default', default), ('memory', memory)]:
+        for key, cls in [
+            *((f'tools.{k}', v) for k, v in (tools or {}).items()),
+            ('default', default),
+            ('memory', memory),
+        ]:
             if cls is not None and cls not in known:
-                raise ConfigError(f'unknown data class {cls!r} (one of {", ".join(known)})', key=f'guardrails.data_class.{key}')
+                raise ConfigError(
+                    f'unknown data class {cls!r} (one of {", ".join(known)})', key=f'guardrails.data_class.{key}'
+                )
         self.tools = dict(tools or {})
         self.default = default
         self.memory = memory

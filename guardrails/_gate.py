@@ -56,8 +56,14 @@ class ApprovalRequest:
 class ApprovalGate:
     """Opens approvals and waits for their decisions (returns the decided `Approval`)."""
 
-    def __init__(self, store: StateStore, *, poll_interval: float = 0.05, max_poll_interval: float = 1.0,
-                 nudge_interval: float = 2.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        poll_interval: float = 0.05,
+        max_poll_interval: float = 1.0,
+        nudge_interval: float = 2.0,
+    ) -> None:
         self.store = store
         self.queue = ApprovalQueue(store)
         self.poll_interval = poll_interval
@@ -74,8 +80,14 @@ class ApprovalGate:
         self._mark(req, waiting=True)
         # Opened synchronously (one small insert): no await between the tool call's start and its
         # `recv`, so concurrent tool calls of one workflow draw their DBOS operation ids in call order.
-        a = self._open(req, req.role, req.expires_after_s, approval_id_for(req.key, kind=req.kind, attempt=req.attempt),
-                       req.reason, workflow_id)  # fmt: skip
+        a = self._open(
+            req,
+            req.role,
+            req.expires_after_s,
+            approval_id_for(req.key, kind=req.kind, attempt=req.attempt),
+            req.reason,
+            workflow_id,
+        )
         escalated = False
         while True:
             if a.pending:
@@ -98,27 +110,51 @@ class ApprovalGate:
 
     # ------------------------------------------------------------------ steps
 
-    def _open(self, req: ApprovalRequest, role: str, expires: float | None, approval_id: str, reason: str,
-              workflow_id: str | None) -> Approval:  # fmt: skip
+    def _open(
+        self,
+        req: ApprovalRequest,
+        role: str,
+        expires: float | None,
+        approval_id: str,
+        reason: str,
+        workflow_id: str | None,
+    ) -> Approval:
         return self.queue.open(
-            approval_id=approval_id, run_id=req.run_id, agent_path=req.agent_path, tool=req.tool, args=req.args,
-            data_class=req.data_class, required_role=role, reason_required=reason, expires_after_s=expires,
-            workflow_id=workflow_id, kind=req.kind,
-        )  # fmt: skip
+            approval_id=approval_id,
+            run_id=req.run_id,
+            agent_path=req.agent_path,
+            tool=req.tool,
+            args=req.args,
+            data_class=req.data_class,
+            required_role=role,
+            reason_required=reason,
+            expires_after_s=expires,
+            workflow_id=workflow_id,
+            kind=req.kind,
+        )
 
     def _escalate(self, req: ApprovalRequest, expired: Approval, esc_id: str, workflow_id: str | None) -> Approval:
         assert req.escalate_to is not None
         with self.store.engine.begin() as c:
             c.execute(
                 approvals.update()
-                .where(approvals.c.approval_id == expired.approval_id, approvals.c.status == 'expired',
-                       approvals.c.reason == 'expired')
+                .where(
+                    approvals.c.approval_id == expired.approval_id,
+                    approvals.c.status == 'expired',
+                    approvals.c.reason == 'expired',
+                )
                 .values(reason=f'expired; escalated to {req.escalate_to!r} as {esc_id}')
             )
         audit_decision(self.store, self.queue.get(expired.approval_id))
         log.info('approval.escalated', approval_id=expired.approval_id, to=esc_id, role=req.escalate_to)
-        return self._open(req, req.escalate_to, req.expires_after_s, esc_id,
-                          f'escalated from {expired.approval_id} (expired): {req.reason}', workflow_id)  # fmt: skip
+        return self._open(
+            req,
+            req.escalate_to,
+            req.expires_after_s,
+            esc_id,
+            f'escalated from {expired.approval_id} (expired): {req.reason}',
+            workflow_id,
+        )
 
     async def _recv(self, a: Approval) -> bool:
         """Wait for the wake message; True if the wait timed out (the approval's expiry came)."""
@@ -165,22 +201,38 @@ class ApprovalGate:
             flush = getattr(RunRecords(self.store), 'flush', None)
             if flush is not None:
                 flush()  # queued record writes first, so ours is the latest
-        except Exception:  # noqa: BLE001 - status is informative; never fail a run over it
+        except Exception:
             pass
         r, d = runs.c, delegations.c
         with self.store.engine.begin() as c:
             if waiting:
-                c.execute(runs.update().where(r.run_id == req.run_id, r.status.in_(('running', 'waiting'))).values(status='waiting'))
+                c.execute(
+                    runs.update()
+                    .where(r.run_id == req.run_id, r.status.in_(('running', 'waiting')))
+                    .values(status='waiting')
+                )
                 if req.delegation_id:
-                    c.execute(delegations.update().where(d.delegation_id == req.delegation_id, d.status == 'running')
-                              .values(status='waiting'))  # fmt: skip
+                    c.execute(
+                        delegations.update()
+                        .where(d.delegation_id == req.delegation_id, d.status == 'running')
+                        .values(status='waiting')
+                    )
                 return
-            pending = sa.select(approvals.c.approval_id).where(approvals.c.run_id == req.run_id, approvals.c.status == 'pending')
-            c.execute(runs.update().where(r.run_id == req.run_id, r.status == 'waiting', ~sa.exists(pending)).values(status='running'))
+            pending = sa.select(approvals.c.approval_id).where(
+                approvals.c.run_id == req.run_id, approvals.c.status == 'pending'
+            )
+            c.execute(
+                runs.update()
+                .where(r.run_id == req.run_id, r.status == 'waiting', ~sa.exists(pending))
+                .values(status='running')
+            )
             if req.delegation_id:
                 mine = pending.where(approvals.c.agent_path == req.agent_path)
-                c.execute(delegations.update().where(d.delegation_id == req.delegation_id, d.status == 'waiting', ~sa.exists(mine))
-                          .values(status='running'))  # fmt: skip
+                c.execute(
+                    delegations.update()
+                    .where(d.delegation_id == req.delegation_id, d.status == 'waiting', ~sa.exists(mine))
+                    .values(status='running')
+                )
 
 
 def _workflow_id() -> str | None:
@@ -194,5 +246,15 @@ def _event(name: str, a: Approval) -> None:
         from ..tracing._events import add_event
     except ImportError:  # pragma: no cover
         return
-    add_event(name, {'approval_id': a.approval_id, 'tool': a.tool, 'kind': a.kind, 'status': a.status,
-                     'role': a.required_role, 'decider': a.decider, 'reason': a.reason})  # fmt: skip
+    add_event(
+        name,
+        {
+            'approval_id': a.approval_id,
+            'tool': a.tool,
+            'kind': a.kind,
+            'status': a.status,
+            'role': a.required_role,
+            'decider': a.decider,
+            'reason': a.reason,
+        },
+    )

@@ -20,7 +20,9 @@ class InputSizeLimit:
     left out is not checked. `max_chars` sets one limit for `input` (the task and every subtask).
     """
 
-    def __init__(self, max_chars: int | None = None, *, limits: Mapping[str, int] | None = None, name: str = 'input_size') -> None:
+    def __init__(
+        self, max_chars: int | None = None, *, limits: Mapping[str, int] | None = None, name: str = 'input_size'
+    ) -> None:
         from ..exceptions import ConfigError
 
         table = dict(_DEFAULTS if limits is None else limits)
@@ -30,7 +32,10 @@ class InputSizeLimit:
             if hook not in ('input', 'output', 'tool_call', 'tool_output', 'memory_write'):
                 raise ConfigError(f'unknown hook {hook!r}', key=f'guardrails.input_size.{hook}')
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ConfigError(f'limit must be a positive whole number of characters, not {n!r}', key=f'guardrails.input_size.{hook}')
+                raise ConfigError(
+                    f'limit must be a positive whole number of characters, not {n!r}',
+                    key=f'guardrails.input_size.{hook}',
+                )
         self.limits = table
         self.hooks: frozenset[Hook] = frozenset(table)  # type: ignore[arg-type]
         self.name = name

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..state._store import StateStore
-from ..exceptions import ApprovalRejected
 from ..core._events import RunObserver, ToolCall, ToolCallDenied
+from ..exceptions import ApprovalRejected
+from ..state._store import StateStore
 from ._approvals import Approval
 from ._gate import ApprovalGate, ApprovalRequest
 from ._pipeline import GuardrailPipeline
@@ -38,7 +38,9 @@ class GuardrailObserver(RunObserver):
     `store` holds the approvals (and records guard decisions when `record` is true).
     """
 
-    def __init__(self, pipeline: GuardrailPipeline, store: StateStore, *, record: bool = True, gate: ApprovalGate | None = None) -> None:
+    def __init__(
+        self, pipeline: GuardrailPipeline, store: StateStore, *, record: bool = True, gate: ApprovalGate | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.store = store
         self.record = record
@@ -46,40 +48,69 @@ class GuardrailObserver(RunObserver):
 
     def _ctx(self, hook: Hook, call: ToolCall) -> GuardContext:
         d = call.deps
-        return GuardContext(hook=hook, run_id=d.run_id, agent_path=d.agent_path, specialist=d.specialist,
-                            data_class=d.data_class, tool=call.tool, extra={'key': call.idempotency_key})  # fmt: skip
+        return GuardContext(
+            hook=hook,
+            run_id=d.run_id,
+            agent_path=d.agent_path,
+            specialist=d.specialist,
+            data_class=d.data_class,
+            tool=call.tool,
+            extra={'key': call.idempotency_key},
+        )
 
     async def before_tool_call(self, call: ToolCall) -> dict[str, Any]:
         if not self.pipeline.has('tool_call'):
             return call.args
         # Synchronous on purpose: see `ApprovalGate.decide` on keeping DBOS operation order.
-        outcome = self.pipeline.apply('tool_call', call.args, self._ctx('tool_call', call),
-                                      store=self.store if self.record else None, key=call.idempotency_key)  # fmt: skip
+        outcome = self.pipeline.apply(
+            'tool_call',
+            call.args,
+            self._ctx('tool_call', call),
+            store=self.store if self.record else None,
+            key=call.idempotency_key,
+        )
         args = outcome.payload if isinstance(outcome.payload, dict) else call.args
         if outcome.approval is not None:
             await self.wait_for_approval(call, args, outcome.approval)
         return args
 
-    async def wait_for_approval(self, call: ToolCall, args: dict[str, Any], decision: Decision, *, kind: str = 'tool',
-                                attempt: int = 0) -> Approval:  # fmt: skip
+    async def wait_for_approval(
+        self, call: ToolCall, args: dict[str, Any], decision: Decision, *, kind: str = 'tool', attempt: int = 0
+    ) -> Approval:
         """Open the approval `decision` asks for and wait; returns it approved, or raises as its policy says."""
         d = call.deps
         req = ApprovalRequest(
-            key=call.idempotency_key, run_id=d.run_id, agent_path=d.agent_path, tool=call.tool, args=args,
-            data_class=d.data_class, role=decision.role or 'operator', reason=decision.reason,
-            expires_after_s=decision.expires_after_s, escalate_to=decision.escalate_to,
-            delegation_id=d.delegation_id, kind=kind, attempt=attempt,
-        )  # fmt: skip
+            key=call.idempotency_key,
+            run_id=d.run_id,
+            agent_path=d.agent_path,
+            tool=call.tool,
+            args=args,
+            data_class=d.data_class,
+            role=decision.role or 'operator',
+            reason=decision.reason,
+            expires_after_s=decision.expires_after_s,
+            escalate_to=decision.escalate_to,
+            delegation_id=d.delegation_id,
+            kind=kind,
+            attempt=attempt,
+        )
         a = await self.gate.decide(req)
         if a.status == 'approved':
             return a
         if decision.on_reject == 'stop_run':
-            raise ApprovalRejected(approval_id=a.approval_id, tool=call.tool, reason=a.reason or a.status, run_id=d.run_id)
+            raise ApprovalRejected(
+                approval_id=a.approval_id, tool=call.tool, reason=a.reason or a.status, run_id=d.run_id
+            )
         raise ToolCallDenied(denial_message(a))
 
     async def after_tool_call(self, call: ToolCall, result: Any) -> Any:
         if not self.pipeline.has('tool_output'):
             return result
-        outcome = self.pipeline.apply('tool_output', result, self._ctx('tool_output', call),
-                                      store=self.store if self.record else None, key=call.idempotency_key)  # fmt: skip
+        outcome = self.pipeline.apply(
+            'tool_output',
+            result,
+            self._ctx('tool_output', call),
+            store=self.store if self.record else None,
+            key=call.idempotency_key,
+        )
         return outcome.payload

@@ -7,10 +7,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-
+from ..exceptions import GuardrailTripped
 from ..state._schema import guard_events
 from ..state._store import StateStore
-from ..exceptions import GuardrailTripped
 from ._protocol import Decision, GuardContext, Guardrail, Hook
 
 __all__ = ('GuardrailPipeline', 'GuardOutcome')
@@ -68,16 +67,25 @@ class GuardrailPipeline:
         return GuardOutcome(payload, approval, decisions)
 
     @staticmethod
-    def _record(store: StateStore | None, ctx: GuardContext, decisions: list[tuple[str, Decision]], key: str | None) -> None:
+    def _record(
+        store: StateStore | None, ctx: GuardContext, decisions: list[tuple[str, Decision]], key: str | None
+    ) -> None:
         if store is None or not decisions:
             return
         now = time.time()
         rows = [
-            dict(run_id=ctx.run_id, agent_path=ctx.agent_path, hook=ctx.hook, guard=name,
-                 decision=d.action, reason=d.reason, created_at=now,
-                 idem_key=None if key is None else f'{key}|{ctx.hook}|{name}|{i}')
+            dict(
+                run_id=ctx.run_id,
+                agent_path=ctx.agent_path,
+                hook=ctx.hook,
+                guard=name,
+                decision=d.action,
+                reason=d.reason,
+                created_at=now,
+                idem_key=None if key is None else f'{key}|{ctx.hook}|{name}|{i}',
+            )
             for i, (name, d) in enumerate(decisions)
-        ]  # fmt: skip
+        ]
         eng = store.engine
         with eng.begin() as c:
             if key is None:
@@ -88,4 +96,3 @@ class GuardrailPipeline:
             else:
                 from sqlalchemy.dialects.sqlite import insert
             c.execute(insert(guard_events).on_conflict_do_nothing(index_elements=['idem_key']), rows)
-

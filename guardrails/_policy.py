@@ -89,7 +89,9 @@ class ApprovalRule:
                     raise ConfigError(f'bad regular expression for {name!r}: {e}', key=f'args.{name}') from None
 
     def matches(self, args: dict[str, Any], ctx: GuardContext, cost: float | None) -> bool:
-        if not fnmatch.fnmatchcase(ctx.tool or '', self.tool) or not fnmatch.fnmatchcase(ctx.specialist, self.specialist):
+        if not fnmatch.fnmatchcase(ctx.tool or '', self.tool) or not fnmatch.fnmatchcase(
+            ctx.specialist, self.specialist
+        ):
             return False
         if self.data_classes and ctx.data_class not in self.data_classes:
             return False
@@ -155,5 +157,9 @@ class ApprovalPolicy:
             return Decision.allow()
         rule, why = found
         return Decision.require_approval(
-            why, role=rule.role, expires_after_s=rule.expires_after_s, on_reject=rule.on_reject, escalate_to=rule.escalate_to
+            why,
+            role=rule.role,
+            expires_after_s=rule.expires_after_s,
+            on_reject=rule.on_reject,
+            escalate_to=rule.escalate_to,
         )

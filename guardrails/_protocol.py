@@ -67,8 +67,9 @@ class Decision:
         on_reject: Literal['tell_agent', 'stop_run'] = 'tell_agent',
         escalate_to: str | None = None,
     ) -> Decision:
-        return cls('approve', reason, role=role, expires_after_s=expires_after_s, on_reject=on_reject,
-                   escalate_to=escalate_to)  # fmt: skip
+        return cls(
+            'approve', reason, role=role, expires_after_s=expires_after_s, on_reject=on_reject, escalate_to=escalate_to
+        )
 
 
 _ALLOW = Decision('allow')

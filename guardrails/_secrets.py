@@ -28,7 +28,10 @@ KEY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ('gitlab_token', r'\bglpat-[A-Za-z0-9_-]{20,}'),
         ('stripe_key', r'\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}'),
         ('huggingface_token', r'\bhf_[A-Za-z0-9]{30,}\b'),
-        ('private_key', r'-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)'),
+        (
+            'private_key',
+            r'-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)',
+        ),
         ('jwt', r'\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}'),
     )
 )
@@ -59,7 +62,9 @@ def find_keys(text: str) -> list[Finding]:
     return out
 
 
-def find_high_entropy(text: str, *, min_length: int = 20, min_entropy: float = 4.0, min_changes: float = 0.45) -> list[Finding]:
+def find_high_entropy(
+    text: str, *, min_length: int = 20, min_entropy: float = 4.0, min_changes: float = 0.45
+) -> list[Finding]:
     """Random-looking tokens: mixed case, letters and digits, high entropy, frequent class changes."""
     out: list[Finding] = []
     for m in _TOKEN.finditer(text):

@@ -31,7 +31,9 @@ def map_strings(payload: Any, fn: Callable[[str], str]) -> Any:
         return [map_strings(v, fn) for v in payload]
     if isinstance(payload, tuple):
         return tuple(map_strings(v, fn) for v in payload)
-    if hasattr(payload, 'model_dump') and hasattr(type(payload), 'model_validate'):  # a pydantic model (structured output)
+    if hasattr(payload, 'model_dump') and hasattr(
+        type(payload), 'model_validate'
+    ):  # a pydantic model (structured output)
         data = payload.model_dump()
         changed = map_strings(data, fn)
         if changed != data:

@@ -24,7 +24,9 @@ def _norm(table: Mapping[str, Sequence[str]] | None, key: str) -> dict[str, tupl
     out: dict[str, tuple[str, ...]] = {}
     for spec, pats in (table or {}).items():
         if isinstance(pats, str) or not all(isinstance(p, str) and p for p in pats):
-            raise ConfigError(f'{spec!r} must map to a list of tool name patterns', key=f'guardrails.tools.{key}.{spec}')
+            raise ConfigError(
+                f'{spec!r} must map to a list of tool name patterns', key=f'guardrails.tools.{key}.{spec}'
+            )
         out[spec] = tuple(pats)
     return out
 

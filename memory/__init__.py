@@ -56,7 +56,6 @@ __all__ = (
 )
 
 
-
 #: Public name -> the submodule that defines it; imported on first access (PEP 562) so that
 #: `import proctor.memory` stays cheap and each name pulls in only what it needs.
 _LAZY = {

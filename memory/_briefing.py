@@ -13,8 +13,8 @@ from typing import Any
 
 import structlog
 
-from ..exceptions import MemoryStoreError, ProctorError
 from ..core._events import RunEvent, RunObserver, ToolCall
+from ..exceptions import MemoryStoreError, ProctorError
 from ._protocol import SharedMemory
 from ._tools import format_recollections, provenance_of, recall_for, team_guarded_text
 from ._types import namespace_for
@@ -58,8 +58,9 @@ class MemoryBriefing(RunObserver):
         if BRIEFING_HEADER in subtask:
             return call.args  # already briefed (a re-run hook on recovery sees the recorded args)
         try:
-            entries = await recall_for(self.memory, call.deps, subtask, k=self.k, hook=self.allowed_classes,
-                                       min_score=self.min_score)  # fmt: skip
+            entries = await recall_for(
+                self.memory, call.deps, subtask, k=self.k, hook=self.allowed_classes, min_score=self.min_score
+            )
         except MemoryStoreError as e:  # a memory outage must not stop the run: the subtask goes unbriefed
             log.warning('memory.unavailable', run_id=call.deps.run_id, error=str(e))
             return call.args
@@ -73,7 +74,12 @@ class MemoryBriefing(RunObserver):
             self._finished.setdefault((event.run_id, event.agent_path), []).append(event)
 
     async def after_tool_call(self, call: ToolCall, result: Any) -> Any:
-        if not self.remember_results or not call.tool.startswith(_PREFIX) or not isinstance(result, str) or not result.strip():
+        if (
+            not self.remember_results
+            or not call.tool.startswith(_PREFIX)
+            or not isinstance(result, str)
+            or not result.strip()
+        ):
             return result
         specialist = call.tool[len(_PREFIX) :]
         deps = call.deps
@@ -82,12 +88,19 @@ class MemoryBriefing(RunObserver):
         event = next((e for e in events if e.output == result), events[0] if events else None)
         if event is not None:
             events.remove(event)
-        child = deps.child(specialist, delegation_id=f'{deps.run_id}:{path}:{call.tool_call_id}',
-                           model_id=event.model_id if event else None)  # fmt: skip
+        child = deps.child(
+            specialist,
+            delegation_id=f'{deps.run_id}:{path}:{call.tool_call_id}',
+            model_id=event.model_id if event else None,
+        )
         try:
             text = await team_guarded_text(child, result, tool=call.tool)
-            await self.memory.add(text, namespace=namespace_for(deps.team, deps.project),
-                                  provenance=provenance_of(child, source=f'tool:{call.tool}'), tags=('delegation', specialist))  # fmt: skip
+            await self.memory.add(
+                text,
+                namespace=namespace_for(deps.team, deps.project),
+                provenance=provenance_of(child, source=f'tool:{call.tool}'),
+                tags=('delegation', specialist),
+            )
         except ProctorError as e:
             log.warning('memory.remember_result_failed', run_id=deps.run_id, agent_path=path, error=str(e))
         return result

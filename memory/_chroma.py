@@ -18,10 +18,10 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from ..state._store import resolve_state_dir
 from ..exceptions import GuardrailTripped, UserError
 from ..guardrails._pipeline import GuardrailPipeline
 from ..guardrails._protocol import GuardContext
+from ..state._store import resolve_state_dir
 from . import _codec
 from ._client import CHROMA_URL_ENV, Location, guarded, open_client
 from ._dedupe import Row, write_rows
@@ -99,7 +99,9 @@ class ChromaMemory:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls, *, url: str | None = None, state_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> ChromaMemory:
+    def from_env(
+        cls, *, url: str | None = None, state_dir: str | os.PathLike[str] | None = None, **kwargs: Any
+    ) -> ChromaMemory:
         """Server mode when `url` or `PROCTOR_CHROMA_URL` is set, else embedded in the state dir."""
         url = url or os.environ.get(CHROMA_URL_ENV) or None
         return cls(url=url, state_dir=state_dir, **kwargs)
@@ -155,9 +157,11 @@ class ChromaMemory:
         name = _codec.collection_name(namespace)
         if create:
             col = client.get_or_create_collection(
-                name, embedding_function=self._ef, configuration={'hnsw': {'space': 'cosine'}},
+                name,
+                embedding_function=self._ef,
+                configuration={'hnsw': {'space': 'cosine'}},
                 metadata={_codec.NS_KEY: namespace},
-            )  # fmt: skip
+            )
         else:
             try:
                 col = client.get_collection(name, embedding_function=self._ef)
@@ -208,8 +212,9 @@ class ChromaMemory:
         """A run observer handing relevant memories to each delegated subtask: `Team(observers=[...])`."""
         from ._briefing import MemoryBriefing
 
-        return MemoryBriefing(self, k=k, min_score=min_score, allowed_classes=self.allowed_classes,
-                              remember_results=remember_results)  # fmt: skip
+        return MemoryBriefing(
+            self, k=k, min_score=min_score, allowed_classes=self.allowed_classes, remember_results=remember_results
+        )
 
     # ------------------------------------------------------------------ writing
 
@@ -233,15 +238,21 @@ class ChromaMemory:
         if not self.guardrails.has('memory_write'):
             return text
         ctx = GuardContext(
-            hook='memory_write', run_id=prov.run_id, agent_path=prov.agent_path or 'memory',
-            specialist=(prov.agent_path or 'memory').split('>')[-1], data_class=prov.data_class,
+            hook='memory_write',
+            run_id=prov.run_id,
+            agent_path=prov.agent_path or 'memory',
+            specialist=(prov.agent_path or 'memory').split('>')[-1],
+            data_class=prov.data_class,
             extra={'namespace': namespace},
-        )  # fmt: skip
+        )
         outcome = self.guardrails.apply('memory_write', text, ctx)
         if outcome.approval is not None:
-            raise GuardrailTripped(guard='memory_write', hook='memory_write',
-                                   reason=f'needs approval ({outcome.approval.reason}); memory writes cannot wait',
-                                   run_id=prov.run_id or None)  # fmt: skip
+            raise GuardrailTripped(
+                guard='memory_write',
+                hook='memory_write',
+                reason=f'needs approval ({outcome.approval.reason}); memory writes cannot wait',
+                run_id=prov.run_id or None,
+            )
         return check_text(outcome.payload, limit=self.max_chars)
 
     def _write(self, namespace: str, texts: list[str], prov: Provenance, tags: tuple[str, ...]) -> list[MemoryEntry]:
@@ -254,8 +265,9 @@ class ChromaMemory:
             parent = _codec.entry_id(namespace, prov.data_class, text, unique=unique)
             for i, piece in enumerate(pieces):
                 eid = parent if len(pieces) == 1 else f'{parent}.{i}'
-                meta = _codec.to_metadata(prov.with_hash(piece), namespace=namespace, tags=tags, parent_id=parent,
-                                          chunk=i, chunks=len(pieces))  # fmt: skip
+                meta = _codec.to_metadata(
+                    prov.with_hash(piece), namespace=namespace, tags=tags, parent_id=parent, chunk=i, chunks=len(pieces)
+                )
                 rows.append((eid, piece, meta))
         vectors = embed([r[1] for r in rows])
         with self._ns_lock(namespace):
@@ -285,7 +297,9 @@ class ChromaMemory:
             check_namespace(namespace)
         return await self._run(lambda: self._recall(query.strip(), namespace, min(k, MAX_K), classes, min_score))
 
-    def _recall(self, query: str, namespace: str | None, k: int, classes: frozenset[str] | None, min_score: float | None) -> list[MemoryEntry]:
+    def _recall(
+        self, query: str, namespace: str | None, k: int, classes: frozenset[str] | None, min_score: float | None
+    ) -> list[MemoryEntry]:
         from ._embedding import embed
 
         cols = self._targets(namespace)
@@ -302,7 +316,9 @@ class ChromaMemory:
         return hits[:k]
 
     @staticmethod
-    def _nearest(col: Any, vector: Any, k: int, classes: frozenset[str] | None, where: dict[str, Any] | None) -> list[MemoryEntry]:
+    def _nearest(
+        col: Any, vector: Any, k: int, classes: frozenset[str] | None, where: dict[str, Any] | None
+    ) -> list[MemoryEntry]:
         """The `k` nearest entries of allowed classes. A metadata-filtered vector query costs ~100 ms at
         10k entries (an unfiltered one ~3 ms), so fetch extra neighbours unfiltered and drop the other
         classes here; only if too few remain (and the collection has more) ask Chroma to filter."""
@@ -375,7 +391,9 @@ class ChromaMemory:
                 doomed: set[str] = set()
                 if ids:
                     by_id = col.get(ids=list(ids), where=where, include=[])['ids']
-                    chunks = col.get(where=_codec.and_filter({'parent_id': {'$in': list(ids)}}, where), include=[])['ids']
+                    chunks = col.get(where=_codec.and_filter({'parent_id': {'$in': list(ids)}}, where), include=[])[
+                        'ids'
+                    ]
                     doomed.update(by_id, chunks)
                 else:
                     doomed.update(col.get(where=where, include=[])['ids'])
@@ -407,13 +425,19 @@ class ChromaMemory:
                     by_class[str(m.get('data_class'))] = by_class.get(str(m.get('data_class')), 0) + 1
                 times = [float(m.get('created_at') or 0.0) for m in metas]
                 per_ns[ns] = {
-                    'entries': len(metas), 'by_class': by_class, 'merged': sum(int(m.get('merged_count') or 0) for m in metas),
+                    'entries': len(metas),
+                    'by_class': by_class,
+                    'merged': sum(int(m.get('merged_count') or 0) for m in metas),
                     'runs': len({m.get('run_id') for m in metas if m.get('run_id')}),
-                    'oldest': min(times, default=None), 'newest': max(times, default=None),
-                }  # fmt: skip
+                    'oldest': min(times, default=None),
+                    'newest': max(times, default=None),
+                }
             return {
-                'mode': self.mode, 'location': str(self.location), 'embedding': EMBEDDING_NAME,
-                'entries': sum(v['entries'] for v in per_ns.values()), 'namespaces': per_ns,
-            }  # fmt: skip
+                'mode': self.mode,
+                'location': str(self.location),
+                'embedding': EMBEDDING_NAME,
+                'entries': sum(v['entries'] for v in per_ns.values()),
+                'namespaces': per_ns,
+            }
 
         return await self._run(go)

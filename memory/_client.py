@@ -87,9 +87,13 @@ def _use_database(client: Any, database: str, *, host: str, port: int, ssl: bool
 
     # The client's own admin handle is released by `client.close()`; a fresh AdminClient would leak its sockets.
     admin = getattr(client, '_admin_client', None) or AdminClient(
-        _settings(chroma_api_impl='chromadb.api.fastapi.FastAPI', chroma_server_host=host,
-                  chroma_server_http_port=port, chroma_server_ssl_enabled=ssl)
-    )  # fmt: skip
+        _settings(
+            chroma_api_impl='chromadb.api.fastapi.FastAPI',
+            chroma_server_host=host,
+            chroma_server_http_port=port,
+            chroma_server_ssl_enabled=ssl,
+        )
+    )
     try:
         admin.get_database(database)
     except NotFoundError:

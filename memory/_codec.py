@@ -10,7 +10,17 @@ from typing import Any
 
 from ._types import MemoryEntry, Provenance, source_kind
 
-__all__ = ('NS_KEY', 'collection_name', 'entry_id', 'to_metadata', 'from_row', 'parse_tags', 'format_tags', 'class_filter', 'and_filter')
+__all__ = (
+    'NS_KEY',
+    'collection_name',
+    'entry_id',
+    'to_metadata',
+    'from_row',
+    'parse_tags',
+    'format_tags',
+    'class_filter',
+    'and_filter',
+)
 
 #: Collection metadata key holding the namespace a collection stores.
 NS_KEY = 'proctor_namespace'
@@ -44,28 +54,52 @@ def to_metadata(
 ) -> dict[str, Any]:
     p = entry_prov
     return {
-        'namespace': namespace, 'data_class': p.data_class, 'run_id': p.run_id, 'agent_path': p.agent_path,
-        'model_id': p.model_id, 'model_version': p.model_version, 'source': p.source,
-        'source_kind': source_kind(p.source), 'created_at': float(p.created_at), 'content_hash': p.content_hash,
-        'tags': format_tags(tags), 'parent_id': parent_id, 'chunk': chunk, 'chunks': chunks, 'merged_count': 0,
-        'last_merged_at': 0.0, 'last_merged_by': '',
-    }  # fmt: skip
+        'namespace': namespace,
+        'data_class': p.data_class,
+        'run_id': p.run_id,
+        'agent_path': p.agent_path,
+        'model_id': p.model_id,
+        'model_version': p.model_version,
+        'source': p.source,
+        'source_kind': source_kind(p.source),
+        'created_at': float(p.created_at),
+        'content_hash': p.content_hash,
+        'tags': format_tags(tags),
+        'parent_id': parent_id,
+        'chunk': chunk,
+        'chunks': chunks,
+        'merged_count': 0,
+        'last_merged_at': 0.0,
+        'last_merged_by': '',
+    }
 
 
-def from_row(entry_id_: str, document: str | None, meta: dict[str, Any] | None, *, distance: float | None = None) -> MemoryEntry:
+def from_row(
+    entry_id_: str, document: str | None, meta: dict[str, Any] | None, *, distance: float | None = None
+) -> MemoryEntry:
     m = meta or {}
     prov = Provenance(
         data_class=str(m.get('data_class') or 'restricted'),  # unknown class: treat as the most sensitive
-        run_id=str(m.get('run_id', '')), agent_path=str(m.get('agent_path', '')), model_id=str(m.get('model_id', '')),
-        model_version=str(m.get('model_version', '')), source=str(m.get('source', '')),
-        created_at=float(m.get('created_at') or 0.0), content_hash=str(m.get('content_hash', '')),
-    )  # fmt: skip
+        run_id=str(m.get('run_id', '')),
+        agent_path=str(m.get('agent_path', '')),
+        model_id=str(m.get('model_id', '')),
+        model_version=str(m.get('model_version', '')),
+        source=str(m.get('source', '')),
+        created_at=float(m.get('created_at') or 0.0),
+        content_hash=str(m.get('content_hash', '')),
+    )
     return MemoryEntry(
-        id=entry_id_, namespace=str(m.get('namespace', '')), text=document or '', provenance=prov,
-        tags=parse_tags(m.get('tags')), parent_id=str(m.get('parent_id', '')), chunk=int(m.get('chunk') or 0),
-        chunks=int(m.get('chunks') or 1), merged_count=int(m.get('merged_count') or 0),
+        id=entry_id_,
+        namespace=str(m.get('namespace', '')),
+        text=document or '',
+        provenance=prov,
+        tags=parse_tags(m.get('tags')),
+        parent_id=str(m.get('parent_id', '')),
+        chunk=int(m.get('chunk') or 0),
+        chunks=int(m.get('chunks') or 1),
+        merged_count=int(m.get('merged_count') or 0),
         score=None if distance is None else round(1.0 - float(distance), 6),
-    )  # fmt: skip
+    )
 
 
 def class_filter(classes: frozenset[str] | None, all_classes: Sequence[str]) -> dict[str, Any] | None:

@@ -35,7 +35,9 @@ def _near_duplicates(col: Any, vectors: list[Any], data_class: str, threshold: f
     for start in range(0, len(vectors), BATCH):
         batch = vectors[start : start + BATCH]
         res = col.query(query_embeddings=batch, n_results=_NEIGHBOURS, include=['metadatas', 'distances', 'documents'])
-        for i, (ids, dists, metas, docs) in enumerate(zip(res['ids'], res['distances'], res['metadatas'], res['documents'])):
+        for i, (ids, dists, metas, docs) in enumerate(
+            zip(res['ids'], res['distances'], res['metadatas'], res['documents'])
+        ):
             match, undecided = None, len(ids) == _NEIGHBOURS
             for eid, dist, meta, doc in zip(ids, dists, metas, docs):
                 if 1.0 - dist < threshold:
@@ -51,8 +53,12 @@ def _near_duplicates(col: Any, vectors: list[Any], data_class: str, threshold: f
 
 
 def _filtered_match(col: Any, vector: Any, data_class: str, threshold: float) -> _Match | None:
-    res = col.query(query_embeddings=[vector], n_results=1, where={'data_class': data_class},
-                    include=['metadatas', 'distances', 'documents'])  # fmt: skip
+    res = col.query(
+        query_embeddings=[vector],
+        n_results=1,
+        where={'data_class': data_class},
+        include=['metadatas', 'distances', 'documents'],
+    )
     ids, dists = res['ids'][0], res['distances'][0]
     if ids and 1.0 - dists[0] >= threshold:
         return ids[0], dict(res['metadatas'][0][0] or {}), res['documents'][0][0] or ''
@@ -74,9 +80,14 @@ def merge_metadata(meta: dict[str, Any], prov: Provenance, tags: tuple[str, ...]
 
 
 def write_rows(
-    col: Any, namespace: str, rows: list[Row], vectors: list[Any], prov: Provenance, tags: tuple[str, ...],
+    col: Any,
+    namespace: str,
+    rows: list[Row],
+    vectors: list[Any],
+    prov: Provenance,
+    tags: tuple[str, ...],
     threshold: float | None,
-) -> list[MemoryEntry]:  # fmt: skip
+) -> list[MemoryEntry]:
     """Add `rows` to `col`, merging near-duplicates; one entry per row (the stored or merged-into one)."""
     import numpy as np
 
@@ -102,8 +113,12 @@ def write_rows(
             landed.append((eid, False))
     for start in range(0, len(new), BATCH):
         idx = new[start : start + BATCH]
-        col.add(ids=[rows[i][0] for i in idx], embeddings=[vectors[i] for i in idx],
-                documents=[rows[i][1] for i in idx], metadatas=[rows[i][2] for i in idx])  # fmt: skip
+        col.add(
+            ids=[rows[i][0] for i in idx],
+            embeddings=[vectors[i] for i in idx],
+            documents=[rows[i][1] for i in idx],
+            metadatas=[rows[i][2] for i in idx],
+        )
     if merged:
         col.update(ids=list(merged), metadatas=[m for m, _ in merged.values()])
         log.debug('memory.merged', namespace=namespace, ids=list(merged))

@@ -55,8 +55,13 @@ def load_model() -> Any:
         model.eval()
         global _fast
         _fast = _fast_path(model)
-        _info.update(loaded=True, loads=_info['loads'] + 1, load_seconds=time.perf_counter() - started, path=str(path),
-                     fast_path=_fast is not None)  # fmt: skip
+        _info.update(
+            loaded=True,
+            loads=_info['loads'] + 1,
+            load_seconds=time.perf_counter() - started,
+            path=str(path),
+            fast_path=_fast is not None,
+        )
         _model = model
         return _model
 
@@ -73,7 +78,7 @@ def _fast_path(model: Any) -> Any:
         tokenizer = copy.deepcopy(model.tokenizer)  # its own Rust tokenizer: no contention with `encode`
         net = model[0].auto_model
         max_len = int(model.max_seq_length)
-    except Exception:  # noqa: BLE001 - another module layout: keep the plain path
+    except Exception:
         return None
 
     def fast(texts: list[str]) -> list[Any]:

@@ -53,8 +53,15 @@ class ChromaServer:
     The data lives in `path`; the server's output goes to `log_path` (default: `path` + `.log`).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, log_path: str | os.PathLike[str] | None = None,
-                 port: int | None = None, ready_timeout: float = 60.0, stop_timeout: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        log_path: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        ready_timeout: float = 60.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
         self.path = Path(path)
         self.log_path = Path(log_path) if log_path is not None else self.path.with_name(self.path.name + '.log')
         self.port = port or free_port()
@@ -67,7 +74,16 @@ class ChromaServer:
         self.path.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, 'ANONYMIZED_TELEMETRY': 'False', 'NO_COLOR': '1'}
-        args = [str(_chroma_executable()), 'run', '--path', str(self.path), '--host', '127.0.0.1', '--port', str(self.port)]
+        args = [
+            str(_chroma_executable()),
+            'run',
+            '--path',
+            str(self.path),
+            '--host',
+            '127.0.0.1',
+            '--port',
+            str(self.port),
+        ]
         with open(self.log_path, 'wb') as log:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True

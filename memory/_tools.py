@@ -16,9 +16,9 @@ from pydantic_ai import ModelRetry, RunContext
 from pydantic_ai.messages import ModelResponse
 from pydantic_ai.toolsets import FunctionToolset
 
-from ..exceptions import GuardrailTripped, MemoryStoreError, RunError, UserError
-from ..guardrails._protocol import GuardContext
 from ..core._deps import RunDeps
+from ..exceptions import GuardrailTripped, MemoryStoreError, UserError
+from ..guardrails._protocol import GuardContext
 from ..state._scope import RunScope, current_scope
 from ..tools._journal import side_effect_step
 from ._protocol import SharedMemory
@@ -40,9 +40,13 @@ def model_version_of(ctx: RunContext[RunDeps]) -> str:
 
 def provenance_of(deps: RunDeps, *, source: str, model_version: str = '', model_id: str | None = None) -> Provenance:
     return Provenance(
-        data_class=deps.data_class, run_id=deps.run_id, agent_path=deps.agent_path,
-        model_id=model_id or deps.model_id or '', model_version=model_version, source=source,
-    )  # fmt: skip
+        data_class=deps.data_class,
+        run_id=deps.run_id,
+        agent_path=deps.agent_path,
+        model_id=model_id or deps.model_id or '',
+        model_version=model_version,
+        source=source,
+    )
 
 
 def _scope_of(deps: RunDeps) -> RunScope | None:
@@ -57,13 +61,23 @@ async def team_guarded_text(deps: RunDeps, text: str, *, tool: str) -> str:
     team = _scope_of(deps)
     if team is None or not team.guardrails.has('memory_write'):
         return text
-    ctx = GuardContext(hook='memory_write', run_id=deps.run_id, agent_path=deps.agent_path,
-                       specialist=deps.specialist, data_class=deps.data_class, tool=tool)  # fmt: skip
+    ctx = GuardContext(
+        hook='memory_write',
+        run_id=deps.run_id,
+        agent_path=deps.agent_path,
+        specialist=deps.specialist,
+        data_class=deps.data_class,
+        tool=tool,
+    )
     store = team.store if team.record else None
     outcome = await anyio.to_thread.run_sync(lambda: team.guardrails.apply('memory_write', text, ctx, store=store))
     if outcome.approval is not None:
-        raise GuardrailTripped(guard='memory_write', hook='memory_write', run_id=deps.run_id,
-                               reason=f'needs approval ({outcome.approval.reason}); memory writes cannot wait')  # fmt: skip
+        raise GuardrailTripped(
+            guard='memory_write',
+            hook='memory_write',
+            run_id=deps.run_id,
+            reason=f'needs approval ({outcome.approval.reason}); memory writes cannot wait',
+        )
     return outcome.payload
 
 
@@ -104,7 +118,9 @@ def format_recollections(entries: list[MemoryEntry], *, empty: str = 'No relevan
 def memory_tools(memory: SharedMemory, *, allowed_classes: Any = None, max_k: int = 10) -> FunctionToolset[RunDeps]:
     """A toolset with `remember` and `recall` over `memory`, for `Specialist(toolsets=[...])`."""
 
-    async def remember(ctx: RunContext[RunDeps], text: str, tags: list[str] | None = None, source: str | None = None) -> str:
+    async def remember(
+        ctx: RunContext[RunDeps], text: str, tags: list[str] | None = None, source: str | None = None
+    ) -> str:
         """Store a fact, decision or finding in the team's shared memory so later tasks can recall it.
 
         Args:
@@ -121,8 +137,9 @@ def memory_tools(memory: SharedMemory, *, allowed_classes: Any = None, max_k: in
 
         async def act() -> str:
             try:
-                entries = await memory.add(stored, namespace=namespace_for(deps.team, deps.project), provenance=prov,
-                                           tags=tuple(tags or ()))  # fmt: skip
+                entries = await memory.add(
+                    stored, namespace=namespace_for(deps.team, deps.project), provenance=prov, tags=tuple(tags or ())
+                )
             except MemoryStoreError as e:  # the run goes on without memory; the model is told why
                 log.warning('memory.unavailable', run_id=deps.run_id, error=str(e))
                 return f'Not remembered: {e}'

@@ -173,8 +173,11 @@ class MemoryEntry:
         if p.agent_path:
             parts.append(f'agent {p.agent_path}')
         if p.model_id:
-            parts.append(f'model {p.model_id}' + (f'@{p.model_version}' if p.model_version and p.model_version != p.model_id else ''))
-        parts.append('created ' + dt.datetime.fromtimestamp(p.created_at, dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'))
+            parts.append(
+                f'model {p.model_id}'
+                + (f'@{p.model_version}' if p.model_version and p.model_version != p.model_id else '')
+            )
+        parts.append('created ' + dt.datetime.fromtimestamp(p.created_at, dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ'))
         parts.append(p.data_class)
         if p.source:
             parts.append(f'source {p.source}')
@@ -183,15 +186,28 @@ class MemoryEntry:
     def to_json(self) -> dict[str, Any]:
         p = self.provenance
         return {
-            'id': self.id, 'namespace': self.namespace, 'text': self.text, 'tags': list(self.tags),
-            'score': self.score, 'merged': self.merged, 'merged_count': self.merged_count,
-            'parent_id': self.parent_id, 'chunk': self.chunk, 'chunks': self.chunks,
+            'id': self.id,
+            'namespace': self.namespace,
+            'text': self.text,
+            'tags': list(self.tags),
+            'score': self.score,
+            'merged': self.merged,
+            'merged_count': self.merged_count,
+            'parent_id': self.parent_id,
+            'chunk': self.chunk,
+            'chunks': self.chunks,
             'provenance': {
-                'run_id': p.run_id, 'agent_path': p.agent_path, 'model_id': p.model_id,
-                'model_version': p.model_version, 'created_at': p.created_at, 'data_class': p.data_class,
-                'source': p.source, 'source_kind': source_kind(p.source), 'content_hash': p.content_hash,
+                'run_id': p.run_id,
+                'agent_path': p.agent_path,
+                'model_id': p.model_id,
+                'model_version': p.model_version,
+                'created_at': p.created_at,
+                'data_class': p.data_class,
+                'source': p.source,
+                'source_kind': source_kind(p.source),
+                'content_hash': p.content_hash,
             },
-        }  # fmt: skip
+        }
 
 
 def check_text(text: Any, *, limit: int = MAX_TEXT_CHARS) -> str:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._budget import Budget, BudgetGuard, budget_status
     from ._config import ProctorConfig, RoutingPolicy, load_config
-    from ._models import build_model, model_id_of
     from ._ledger import Ledger, LedgerEntry, LedgerObserver, UsageRow
+    from ._models import build_model, model_id_of
     from ._plan import RoutePlan
     from ._registry import ModelInfo, ModelRegistry
     from ._router import ModelRouter, PlannedRoute

@@ -17,20 +17,20 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import sqlalchemy as sa
 from pydantic_ai.messages import ModelRequest, ModelResponse, ToolCallPart, ToolReturnPart
 
-from ..state._schema import budget_usage, ledger
-from ..state._store import StateStore
-from ..exceptions import BudgetExceeded, ConfigError, RunError
-from ..state._scope import current_scope
 from ..core._deps import RunDeps
-from ._ledger import call_cost, insert_ignore, run_db
 from ..core._events import ModelCall, RunObserver
+from ..exceptions import BudgetExceeded, ConfigError, RunError
+from ..state._schema import budget_usage, ledger
+from ..state._scope import current_scope
+from ..state._store import StateStore
+from ._ledger import call_cost, insert_ignore, run_db
 from ._plan import plan_for, set_skipped
 
 if TYPE_CHECKING:
@@ -74,22 +74,27 @@ class Budget:
 
     def subject(self, deps: RunDeps, model_id: str) -> str | None:
         """The team/project/... this budget limits for a call, or None if it does not apply."""
-        value = {'team': deps.team, 'project': deps.project, 'run': deps.run_id, 'specialist': deps.specialist,
-                 'model': model_id}[self.level]  # fmt: skip
+        value = {
+            'team': deps.team,
+            'project': deps.project,
+            'run': deps.run_id,
+            'specialist': deps.specialist,
+            'model': model_id,
+        }[self.level]
         return value if self.name in ('*', value) else None
 
     def scope(self, subject: str, run_id: str, now: float) -> str:
         base = f'{self.level}:{subject}'
         if self.period == 'day':
-            return base + '@' + datetime.fromtimestamp(now, timezone.utc).strftime('%Y-%m-%d')
+            return base + '@' + datetime.fromtimestamp(now, UTC).strftime('%Y-%m-%d')
         if self.period == 'month':
-            return base + '@' + datetime.fromtimestamp(now, timezone.utc).strftime('%Y-%m')
+            return base + '@' + datetime.fromtimestamp(now, UTC).strftime('%Y-%m')
         if self.period == 'run' and self.level != 'run':
             return base + '@run:' + run_id
         return base
 
     def window_start(self, now: float) -> float | None:
-        d = datetime.fromtimestamp(now, timezone.utc)
+        d = datetime.fromtimestamp(now, UTC)
         if self.period == 'day':
             return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
         if self.period == 'month':
@@ -139,22 +144,34 @@ _INSERT_RESERVATION = _T(
     'VALUES (:key, :run_id, :scopes, :usd, :tokens, :status, :now, :settled_at) ON CONFLICT (call_key) DO NOTHING'
 )
 _RETURNING = ' RETURNING scope, spent_usd + reserved_usd, limit_usd, spent_tokens + reserved_tokens, limit_tokens'
-_RESERVE_SET = ('UPDATE proctor_budget_usage SET reserved_usd = reserved_usd + :usd, reserved_tokens = reserved_tokens + '
-                ':tokens, limit_usd = :lu, limit_tokens = :lt, updated_at = :now WHERE scope = :scope')  # fmt: skip
+_RESERVE_SET = (
+    'UPDATE proctor_budget_usage SET reserved_usd = reserved_usd + :usd, reserved_tokens = reserved_tokens + '
+    ':tokens, limit_usd = :lu, limit_tokens = :lt, updated_at = :now WHERE scope = :scope'
+)
 _RESERVE = {
     (True, False): _T(_RESERVE_SET + ' AND spent_usd + reserved_usd + :usd <= :lu + 1e-12' + _RETURNING),
     (False, True): _T(_RESERVE_SET + ' AND spent_tokens + reserved_tokens + :tokens <= :lt' + _RETURNING),
-    (True, True): _T(_RESERVE_SET + ' AND spent_usd + reserved_usd + :usd <= :lu + 1e-12'
-                     ' AND spent_tokens + reserved_tokens + :tokens <= :lt' + _RETURNING),
-}  # fmt: skip
-_SPEND = _T('UPDATE proctor_budget_usage SET spent_usd = spent_usd + :usd, spent_tokens = spent_tokens + :tokens, '
-            'updated_at = :now WHERE scope = :scope' + _RETURNING)  # fmt: skip
-_UNRESERVE = _T('UPDATE proctor_budget_usage SET reserved_usd = reserved_usd - :usd, reserved_tokens = reserved_tokens - '
-                ':tokens, updated_at = :now WHERE scope = :scope' + _RETURNING)  # fmt: skip
-_ROW = _T('SELECT spent_usd, reserved_usd, spent_tokens, reserved_tokens FROM proctor_budget_usage WHERE scope = :scope')
+    (True, True): _T(
+        _RESERVE_SET + ' AND spent_usd + reserved_usd + :usd <= :lu + 1e-12'
+        ' AND spent_tokens + reserved_tokens + :tokens <= :lt' + _RETURNING
+    ),
+}
+_SPEND = _T(
+    'UPDATE proctor_budget_usage SET spent_usd = spent_usd + :usd, spent_tokens = spent_tokens + :tokens, '
+    'updated_at = :now WHERE scope = :scope' + _RETURNING
+)
+_UNRESERVE = _T(
+    'UPDATE proctor_budget_usage SET reserved_usd = reserved_usd - :usd, reserved_tokens = reserved_tokens - '
+    ':tokens, updated_at = :now WHERE scope = :scope' + _RETURNING
+)
+_ROW = _T(
+    'SELECT spent_usd, reserved_usd, spent_tokens, reserved_tokens FROM proctor_budget_usage WHERE scope = :scope'
+)
 _EXISTS = _T('SELECT 1 FROM proctor_budget_usage WHERE scope = :scope')
-_CLAIM = _T('UPDATE proctor_budget_reservations SET status = :status, settled_at = :now WHERE call_key = :key '
-            "AND status = 'reserved' RETURNING scopes, usd, tokens")  # fmt: skip
+_CLAIM = _T(
+    'UPDATE proctor_budget_reservations SET status = :status, settled_at = :now WHERE call_key = :key '
+    "AND status = 'reserved' RETURNING scopes, usd, tokens"
+)
 _STATUS = _T('SELECT status FROM proctor_budget_reservations WHERE call_key = :key')
 
 Levels = dict[str, tuple[float, 'float | None', int, 'int | None']]
@@ -172,24 +189,46 @@ class BudgetBook:
         self.engine = store.engine
         self._known: set[str] = set()  # scopes known to have a row (rows are never deleted)
 
-    def _ensure_scope(self, c: sa.Connection, scope: str, b: Budget, subject: str, run_id: str, now: float, key: str) -> None:
+    def _ensure_scope(
+        self, c: sa.Connection, scope: str, b: Budget, subject: str, run_id: str, now: float, key: str
+    ) -> None:
         if scope in self._known:
             return
         if c.execute(_EXISTS, {'scope': scope}).first() is None:
             # A budget added later still counts what its scope spent before (from the ledger).
-            col = {'team': ledger.c.team, 'project': ledger.c.project, 'run': ledger.c.run_id,
-                   'specialist': ledger.c.specialist, 'model': ledger.c.model_id}[b.level]  # fmt: skip
-            q = sa.select(sa.func.coalesce(sa.func.sum(ledger.c.cost_usd), 0.0),
-                          sa.func.coalesce(sa.func.sum(ledger.c.input_tokens + ledger.c.output_tokens), 0)).where(
-                col == subject, sa.or_(ledger.c.call_key.is_(None), ledger.c.call_key != key))  # fmt: skip
+            col = {
+                'team': ledger.c.team,
+                'project': ledger.c.project,
+                'run': ledger.c.run_id,
+                'specialist': ledger.c.specialist,
+                'model': ledger.c.model_id,
+            }[b.level]
+            q = sa.select(
+                sa.func.coalesce(sa.func.sum(ledger.c.cost_usd), 0.0),
+                sa.func.coalesce(sa.func.sum(ledger.c.input_tokens + ledger.c.output_tokens), 0),
+            ).where(col == subject, sa.or_(ledger.c.call_key.is_(None), ledger.c.call_key != key))
             if b.period == 'run' and b.level != 'run':
                 q = q.where(ledger.c.run_id == run_id)
             if (start := b.window_start(now)) is not None:
                 q = q.where(ledger.c.created_at >= start)
             usd, tokens = c.execute(q).one()
-            c.execute(insert_ignore(c, budget_usage, dict(scope=scope, limit_usd=b.usd, limit_tokens=b.tokens,
-                      spent_usd=float(usd), spent_tokens=int(tokens), reserved_usd=0.0, reserved_tokens=0,
-                      updated_at=now), ['scope']))  # fmt: skip
+            c.execute(
+                insert_ignore(
+                    c,
+                    budget_usage,
+                    dict(
+                        scope=scope,
+                        limit_usd=b.usd,
+                        limit_tokens=b.tokens,
+                        spent_usd=float(usd),
+                        spent_tokens=int(tokens),
+                        reserved_usd=0.0,
+                        reserved_tokens=0,
+                        updated_at=now,
+                    ),
+                    ['scope'],
+                )
+            )
         self._known.add(scope)
 
     def reserve(self, key: str, deps: RunDeps, entries: list[tuple[str, Budget, str]], usd: float, tokens: int) -> Any:
@@ -199,8 +238,16 @@ class BudgetBook:
         levels: Levels = {}
         try:
             with self.engine.begin() as c:
-                row = dict(key=key, run_id=deps.run_id, scopes=json.dumps(sorted(s for s, _, _ in entries)), usd=usd,
-                           tokens=tokens, status='reserved', now=now, settled_at=None)  # fmt: skip
+                row = dict(
+                    key=key,
+                    run_id=deps.run_id,
+                    scopes=json.dumps(sorted(s for s, _, _ in entries)),
+                    usd=usd,
+                    tokens=tokens,
+                    status='reserved',
+                    now=now,
+                    settled_at=None,
+                )
                 if c.execute(_INSERT_RESERVATION, row).rowcount == 0:
                     return levels
                 for scope, b, subject in sorted(entries, key=lambda e: e[0]):  # one order: no deadlocks on Postgres
@@ -224,7 +271,9 @@ class BudgetBook:
             return _Refusal(b, scope, 'usd', b.usd, float(spent_usd), float(res_usd), usd)
         return _Refusal(b, scope, 'tokens', float(b.tokens or 0), float(spent_tok), float(res_tok), float(tokens))
 
-    def settle(self, key: str, usd: float, tokens: int, entries: list[tuple[str, Budget, str]], deps: RunDeps) -> Levels:
+    def settle(
+        self, key: str, usd: float, tokens: int, entries: list[tuple[str, Budget, str]], deps: RunDeps
+    ) -> Levels:
         """Replace the call's reservation by its real cost (once per key); the scopes' new levels."""
         now = time.time()
         levels: Levels = {}
@@ -233,8 +282,16 @@ class BudgetBook:
             if claimed is None:
                 if c.execute(_STATUS, {'key': key}).first() is not None:
                     return levels  # settled or released already (a recovered run re-running its hooks)
-                marker = dict(key=key, run_id=deps.run_id, scopes='[]', usd=0.0, tokens=0, status='settled', now=now,
-                              settled_at=now)  # fmt: skip
+                marker = dict(
+                    key=key,
+                    run_id=deps.run_id,
+                    scopes='[]',
+                    usd=0.0,
+                    tokens=0,
+                    status='settled',
+                    now=now,
+                    settled_at=now,
+                )
                 if c.execute(_INSERT_RESERVATION, marker).rowcount == 0:
                     return levels
             else:
@@ -272,14 +329,27 @@ def budget_status(store: StateStore) -> list[dict[str, Any]]:
         rows = c.execute(sa.select(budget_usage).order_by(u.scope)).mappings().all()
     out = []
     for r in rows:
-        fr = [(r['spent_usd'] + r['reserved_usd']) / r['limit_usd'] if r['limit_usd'] else None,
-              (r['spent_tokens'] + r['reserved_tokens']) / r['limit_tokens'] if r['limit_tokens'] else None]
+        fr = [
+            (r['spent_usd'] + r['reserved_usd']) / r['limit_usd'] if r['limit_usd'] else None,
+            (r['spent_tokens'] + r['reserved_tokens']) / r['limit_tokens'] if r['limit_tokens'] else None,
+        ]
         fraction = max((f for f in fr if f is not None), default=0.0)
         level, _, name = r['scope'].partition(':')
-        out.append({'scope': r['scope'], 'level': level, 'name': name, 'limit_usd': r['limit_usd'],
-                    'limit_tokens': r['limit_tokens'], 'spent_usd': r['spent_usd'], 'spent_tokens': r['spent_tokens'],
-                    'reserved_usd': r['reserved_usd'], 'reserved_tokens': r['reserved_tokens'], 'fraction': fraction,
-                    'status': 'over' if fraction >= 1 else 'near' if fraction >= 0.8 else 'ok'})  # fmt: skip
+        out.append(
+            {
+                'scope': r['scope'],
+                'level': level,
+                'name': name,
+                'limit_usd': r['limit_usd'],
+                'limit_tokens': r['limit_tokens'],
+                'spent_usd': r['spent_usd'],
+                'spent_tokens': r['spent_tokens'],
+                'reserved_usd': r['reserved_usd'],
+                'reserved_tokens': r['reserved_tokens'],
+                'fraction': fraction,
+                'status': 'over' if fraction >= 1 else 'near' if fraction >= 0.8 else 'ok',
+            }
+        )
     return out
 
 
@@ -290,7 +360,9 @@ class BudgetGuard(RunObserver):
     the budgets are (from this process's latest view) so it can degrade to a cheaper model.
     """
 
-    def __init__(self, budgets: Sequence[Budget], *, registry: ModelRegistry | None = None, store: StateStore | None = None) -> None:
+    def __init__(
+        self, budgets: Sequence[Budget], *, registry: ModelRegistry | None = None, store: StateStore | None = None
+    ) -> None:
         self.budgets = list(budgets)
         self.registry = registry
         self.store = store
@@ -318,7 +390,9 @@ class BudgetGuard(RunObserver):
                 scope = b.scope(subject, deps.run_id, now)
                 prev = out.get(scope)
                 # Two budgets on one scope (e.g. 'team:*' and 'team:a'): the stricter one decides.
-                if prev is None or (b.usd if b.usd is not None else math.inf) < (prev[1].usd if prev[1].usd is not None else math.inf):
+                if prev is None or (b.usd if b.usd is not None else math.inf) < (
+                    prev[1].usd if prev[1].usd is not None else math.inf
+                ):
                     out[scope] = (scope, b, subject)
         return list(out.values())
 
@@ -356,23 +430,33 @@ class BudgetGuard(RunObserver):
             f = result
             # Remember it cannot take a call like this one, so the router skips it next time.
             lim_usd, lim_tok = f.budget.usd, f.budget.tokens
-            self._levels[f.scope] = ((f.spent + f.reserved + f.needed) if f.unit == 'usd' else 0.0, lim_usd,
-                                     int(f.spent + f.reserved + f.needed) if f.unit == 'tokens' else 0, lim_tok)  # fmt: skip
+            self._levels[f.scope] = (
+                (f.spent + f.reserved + f.needed) if f.unit == 'usd' else 0.0,
+                lim_usd,
+                int(f.spent + f.reserved + f.needed) if f.unit == 'tokens' else 0,
+                lim_tok,
+            )
             if f.budget.level == 'model' and i + 1 < len(chain):
                 # This model's own budget is used up: the chain's next approved model serves instead.
                 skip[primary] = f'model budget {f.scope} used up'
                 continue
             raise BudgetExceeded(
-                budget=f.scope, limit=f.limit, spent=f.spent, unit=f.unit, run_id=call.deps.run_id,
+                budget=f.scope,
+                limit=f.limit,
+                spent=f.spent,
+                unit=f.unit,
+                run_id=call.deps.run_id,
                 detail=f'{f.reserved:g} reserved by calls in flight, this call needs up to {f.needed:g}',
-            )  # fmt: skip
+            )
 
     async def after_model_call(self, call: ModelCall, response: ModelResponse) -> None:
         cost = call_cost(call, response, self.registry)
         entries = self.entries(call.deps, cost.model_id)
         book = self._book(call)
         with anyio.CancelScope(shield=True):
-            self._levels.update(await run_db(book.store, book.settle, call.key, cost.cost_usd, cost.tokens, entries, call.deps))
+            self._levels.update(
+                await run_db(book.store, book.settle, call.key, cost.cost_usd, cost.tokens, entries, call.deps)
+            )
 
     async def on_model_error(self, call: ModelCall, error: BaseException) -> None:
         try:
@@ -392,8 +476,10 @@ class BudgetGuard(RunObserver):
             if level is None:
                 continue
             used_usd, lim_usd, used_tok, lim_tok = level
-            fr = max(used_usd / lim_usd if lim_usd else (math.inf if lim_usd == 0 else 0.0),
-                     used_tok / lim_tok if lim_tok else (math.inf if lim_tok == 0 else 0.0))  # fmt: skip
+            fr = max(
+                used_usd / lim_usd if lim_usd else (math.inf if lim_usd == 0 else 0.0),
+                used_tok / lim_tok if lim_tok else (math.inf if lim_tok == 0 else 0.0),
+            )
             if worst is None or fr > worst[1]:
                 worst = (scope, fr)
         return worst
@@ -403,7 +489,8 @@ class BudgetGuard(RunObserver):
         for scope, b, _ in self.entries(deps, model_id):
             if b.level == 'model':
                 level = self._levels.get(scope)
-                if level is not None and ((level[1] is not None and level[0] >= level[1]) or
-                                          (level[3] is not None and level[2] >= level[3])):  # fmt: skip
+                if level is not None and (
+                    (level[1] is not None and level[0] >= level[1]) or (level[3] is not None and level[2] >= level[3])
+                ):
                     return scope
         return None

@@ -40,7 +40,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 from pydantic_ai.models import Model
 
 from ..exceptions import ConfigError, UnknownModelError
@@ -85,7 +94,12 @@ class RoutingRule(_Strict):
     models: tuple[str, ...] | None = None  # allow-list
 
     def matches(self, *, data_class: str, project: str, team: str, specialist: str) -> bool:
-        for want, got in ((self.data_class, data_class), (self.project, project), (self.team, team), (self.specialist, specialist)):
+        for want, got in (
+            (self.data_class, data_class),
+            (self.project, project),
+            (self.team, team),
+            (self.specialist, specialist),
+        ):
             if want is not None and got not in ((want,) if isinstance(want, str) else want):
                 return False
         return True
@@ -136,8 +150,9 @@ class ProctorConfig:
 
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError('file not found (pass --config PATH or create it)' if not path.exists() else 'not a file',
-                          file=str(path))  # fmt: skip
+        raise ConfigError(
+            'file not found (pass --config PATH or create it)' if not path.exists() else 'not a file', file=str(path)
+        )
     try:
         with path.open('rb') as f:
             return tomllib.load(f)

@@ -44,7 +44,13 @@ __all__ = ('RoutedModel', 'RegistryModel', 'is_transient', 'attempts_of', 'ATTEM
 
 #: Where a failed request carries its attempts (the `_pydantic_ai_` prefix survives DBOS pickling).
 ATTEMPTS_ATTR = '_pydantic_ai_proctor_attempts'
-_TRANSIENT_TYPES = (ModelRateLimitError, ModelUnavailableError, ModelServerError, ModelConnectionError, ModelRequestTimeout)
+_TRANSIENT_TYPES = (
+    ModelRateLimitError,
+    ModelUnavailableError,
+    ModelServerError,
+    ModelConnectionError,
+    ModelRequestTimeout,
+)
 
 _attempts: ContextVar[list[dict[str, Any]] | None] = ContextVar('proctor_attempts', default=None)
 _current: ContextVar[tuple[RoutePlan, int] | None] = ContextVar('proctor_current_plan', default=None)
@@ -88,23 +94,33 @@ class RegistryModel(WrapperModel):
     def _admit(self) -> tuple[RoutePlan | None, int]:
         plan, tier = _current.get() or (None, 0)
         if plan is not None and plan.data_class not in self.info.data_classes:
-            raise NoRouteError(specialist=plan.specialist, data_class=plan.data_class,
-                               rejected={self.proctor_id: f'not approved for {plan.data_class}'})  # fmt: skip
+            raise NoRouteError(
+                specialist=plan.specialist,
+                data_class=plan.data_class,
+                rejected={self.proctor_id: f'not approved for {plan.data_class}'},
+            )
         return plan, tier
 
     def _record(self, tier: int, started: float, error: BaseException | None) -> None:
         log = _attempts.get()
         if log is None:
             return
-        log.append({
-            'seq': len(log), 'model_id': self.proctor_id, 'tier': tier,
-            'status': 'ok' if error is None else ('refused' if isinstance(error, NoRouteError) else 'failed'),
-            'error': None if error is None else _describe(error),
-            'elapsed_ms': round((time.perf_counter() - started) * 1000, 3),
-        })  # fmt: skip
+        log.append(
+            {
+                'seq': len(log),
+                'model_id': self.proctor_id,
+                'tier': tier,
+                'status': 'ok' if error is None else ('refused' if isinstance(error, NoRouteError) else 'failed'),
+                'error': None if error is None else _describe(error),
+                'elapsed_ms': round((time.perf_counter() - started) * 1000, 3),
+            }
+        )
 
     async def request(
-        self, messages: list[ModelMessage], model_settings: ModelSettings | None, model_request_parameters: ModelRequestParameters
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         started = time.perf_counter()
         _, tier = _current.get() or (None, 0)
@@ -173,7 +189,10 @@ class RoutedModel(FallbackModel):
         return plan, tier, fm
 
     async def request(
-        self, messages: list[ModelMessage], model_settings: ModelSettings | None, model_request_parameters: ModelRequestParameters
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         plan, tier, fm = self._plan(messages)
         log: list[dict[str, Any]] = [
@@ -191,8 +210,10 @@ class RoutedModel(FallbackModel):
             _current.reset(t_cur)
         served = next((a['model_id'] for a in reversed(log) if a['status'] == 'ok'), plan.tiers[tier][0])
         version = self._members[served].info.version if served in self._members else None
-        response.metadata = {**(response.metadata or {}),
-                             'proctor': {'model_id': served, 'version': version, 'tier': tier, 'attempts': log}}  # fmt: skip
+        response.metadata = {
+            **(response.metadata or {}),
+            'proctor': {'model_id': served, 'version': version, 'tier': tier, 'attempts': log},
+        }
         return response
 
     @asynccontextmanager

@@ -20,24 +20,39 @@ import sqlalchemy as sa
 from pydantic_ai.messages import ModelResponse
 
 from .._log import get_logger
+from ..core._events import ModelCall, RunObserver
+from ..exceptions import UserError
 from ..state._schema import ledger, model_attempts
+from ..state._scope import current_scope
 from ..state._store import StateStore
-from ..exceptions import RunError, UserError
 from ..state._writer import BufferedWriter, flusher
 from ._fallback import attempts_of
-from ..state._scope import current_scope
-from ..core._events import ModelCall, RunObserver
 from ._plan import plan_for
 
 if TYPE_CHECKING:
     from ._registry import ModelRegistry
 
-__all__ = ('Ledger', 'LedgerObserver', 'LedgerEntry', 'UsageRow', 'CallCost', 'call_cost', 'insert_ignore', 'run_db', 'USAGE_DIMENSIONS')
+__all__ = (
+    'Ledger',
+    'LedgerObserver',
+    'LedgerEntry',
+    'UsageRow',
+    'CallCost',
+    'call_cost',
+    'insert_ignore',
+    'run_db',
+    'USAGE_DIMENSIONS',
+)
 
 log = get_logger('proctor.ledger')
 
 USAGE_DIMENSIONS = ('team', 'project', 'specialist', 'model')
-_COLUMNS = {'team': ledger.c.team, 'project': ledger.c.project, 'specialist': ledger.c.specialist, 'model': ledger.c.model_id}
+_COLUMNS = {
+    'team': ledger.c.team,
+    'project': ledger.c.project,
+    'specialist': ledger.c.specialist,
+    'model': ledger.c.model_id,
+}
 
 
 async def run_db(store: StateStore, fn: Any, *args: Any) -> Any:
@@ -128,15 +143,44 @@ def _entry_row(e: LedgerEntry) -> dict[str, Any]:
     return {c: getattr(e, c) for c in _ENTRY_COLS}
 
 
-_ENTRY_COLS = ('run_id', 'team', 'project', 'specialist', 'agent_path', 'model_id', 'input_tokens', 'output_tokens',
-               'cost_usd', 'created_at', 'call_key', 'data_class', 'model_version')
+_ENTRY_COLS = (
+    'run_id',
+    'team',
+    'project',
+    'specialist',
+    'agent_path',
+    'model_id',
+    'input_tokens',
+    'output_tokens',
+    'cost_usd',
+    'created_at',
+    'call_key',
+    'data_class',
+    'model_version',
+)
 # Plain SQL on the write path (SQLite and Postgres): cheaper than building the statement every call.
-_INSERT_ENTRY = sa.text(f'INSERT INTO proctor_ledger ({", ".join(_ENTRY_COLS)}) VALUES '
-                        f'({", ".join(":" + c for c in _ENTRY_COLS)}) ON CONFLICT (call_key) DO NOTHING')  # fmt: skip
-_ATTEMPT_COLS = ('call_key', 'seq', 'run_id', 'agent_path', 'specialist', 'model_id', 'tier', 'status', 'error',
-                 'elapsed_ms', 'created_at')  # fmt: skip
-_INSERT_ATTEMPT = sa.text(f'INSERT INTO proctor_model_attempts ({", ".join(_ATTEMPT_COLS)}) VALUES '
-                          f'({", ".join(":" + c for c in _ATTEMPT_COLS)}) ON CONFLICT (call_key, seq) DO NOTHING')  # fmt: skip
+_INSERT_ENTRY = sa.text(
+    f'INSERT INTO proctor_ledger ({", ".join(_ENTRY_COLS)}) VALUES '
+    f'({", ".join(":" + c for c in _ENTRY_COLS)}) ON CONFLICT (call_key) DO NOTHING'
+)
+_ATTEMPT_COLS = (
+    'call_key',
+    'seq',
+    'run_id',
+    'agent_path',
+    'specialist',
+    'model_id',
+    'tier',
+    'status',
+    'error',
+    'elapsed_ms',
+    'created_at',
+)
+_INSERT_ATTEMPT = sa.text(
+    f'INSERT INTO proctor_model_attempts ({", ".join(_ATTEMPT_COLS)}) VALUES '
+    f'({", ".join(":" + c for c in _ATTEMPT_COLS)}) ON CONFLICT (call_key, seq) DO NOTHING'
+)
+
 
 def _store_of(where: StateStore | str | os.PathLike[str] | None) -> StateStore:
     return where if isinstance(where, StateStore) else StateStore(where)
@@ -150,7 +194,9 @@ class Ledger:
         self.engine = self.store.engine
 
     @classmethod
-    def observer_for_state_dir(cls, state_dir: str | os.PathLike[str], registry: ModelRegistry | None = None) -> LedgerObserver:
+    def observer_for_state_dir(
+        cls, state_dir: str | os.PathLike[str], registry: ModelRegistry | None = None
+    ) -> LedgerObserver:
         """A `LedgerObserver` writing to the store in `state_dir` (whatever team it observes)."""
         return LedgerObserver(registry=registry, store=StateStore(state_dir))
 
@@ -164,39 +210,81 @@ class Ledger:
             self._attempts(c, entry.call_key, entry.run_id, entry.agent_path, entry.specialist, attempts)
         return new
 
-    def record_attempts(self, call_key: str, *, run_id: str, agent_path: str, specialist: str,
-                        attempts: list[dict[str, Any]]) -> None:  # fmt: skip
+    def record_attempts(
+        self, call_key: str, *, run_id: str, agent_path: str, specialist: str, attempts: list[dict[str, Any]]
+    ) -> None:
         with self.engine.begin() as c:
             self._attempts(c, call_key, run_id, agent_path, specialist, attempts)
 
     @staticmethod
     def _attempts(c: sa.Connection, key: str, run_id: str, agent_path: str, specialist: str, attempts: Any) -> None:
         now = time.time()
-        rows = [dict(call_key=key, seq=int(a['seq']), run_id=run_id, agent_path=agent_path, specialist=specialist,
-                     model_id=a['model_id'], tier=int(a.get('tier', 0)), status=a['status'], error=a.get('error'),
-                     elapsed_ms=float(a.get('elapsed_ms', 0.0)), created_at=now) for a in attempts]  # fmt: skip
+        rows = [
+            dict(
+                call_key=key,
+                seq=int(a['seq']),
+                run_id=run_id,
+                agent_path=agent_path,
+                specialist=specialist,
+                model_id=a['model_id'],
+                tier=int(a.get('tier', 0)),
+                status=a['status'],
+                error=a.get('error'),
+                elapsed_ms=float(a.get('elapsed_ms', 0.0)),
+                created_at=now,
+            )
+            for a in attempts
+        ]
         if rows:
             c.execute(_INSERT_ATTEMPT, rows)
 
     # ------------------------------------------------------------------ queries
 
     @staticmethod
-    def _filtered(q: Any, *, run_id: str | None, team: str | None, project: str | None, specialist: str | None,
-                  model_id: str | None, since: float | None) -> Any:  # fmt: skip
-        for col, val in ((ledger.c.run_id, run_id), (ledger.c.team, team), (ledger.c.project, project),
-                         (ledger.c.specialist, specialist), (ledger.c.model_id, model_id)):  # fmt: skip
+    def _filtered(
+        q: Any,
+        *,
+        run_id: str | None,
+        team: str | None,
+        project: str | None,
+        specialist: str | None,
+        model_id: str | None,
+        since: float | None,
+    ) -> Any:
+        for col, val in (
+            (ledger.c.run_id, run_id),
+            (ledger.c.team, team),
+            (ledger.c.project, project),
+            (ledger.c.specialist, specialist),
+            (ledger.c.model_id, model_id),
+        ):
             if val is not None:
                 q = q.where(col == val)
         if since is not None:
             q = q.where(ledger.c.created_at >= since)
         return q
 
-    def entries(self, *, run_id: str | None = None, team: str | None = None, project: str | None = None,
-                specialist: str | None = None, model_id: str | None = None, since: float | None = None,
-                limit: int | None = None) -> list[LedgerEntry]:  # fmt: skip
+    def entries(
+        self,
+        *,
+        run_id: str | None = None,
+        team: str | None = None,
+        project: str | None = None,
+        specialist: str | None = None,
+        model_id: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[LedgerEntry]:
         """Ledger rows, oldest first."""
-        q = self._filtered(sa.select(ledger).order_by(ledger.c.created_at, ledger.c.id), run_id=run_id, team=team,
-                           project=project, specialist=specialist, model_id=model_id, since=since)  # fmt: skip
+        q = self._filtered(
+            sa.select(ledger).order_by(ledger.c.created_at, ledger.c.id),
+            run_id=run_id,
+            team=team,
+            project=project,
+            specialist=specialist,
+            model_id=model_id,
+            since=since,
+        )
         if limit is not None:
             q = q.limit(limit)
         fields = LedgerEntry.__dataclass_fields__
@@ -204,17 +292,31 @@ class Ledger:
         with self.engine.connect() as c:
             return [LedgerEntry(**{k: v for k, v in r.items() if k in fields}) for r in c.execute(q).mappings()]
 
-    def usage(self, by: Literal['team', 'project', 'specialist', 'model'] = 'model', *, since: float | None = None,
-              run_id: str | None = None, team: str | None = None, project: str | None = None,
-              specialist: str | None = None, model_id: str | None = None) -> list[UsageRow]:  # fmt: skip
+    def usage(
+        self,
+        by: Literal['team', 'project', 'specialist', 'model'] = 'model',
+        *,
+        since: float | None = None,
+        run_id: str | None = None,
+        team: str | None = None,
+        project: str | None = None,
+        specialist: str | None = None,
+        model_id: str | None = None,
+    ) -> list[UsageRow]:
         """Calls, tokens and cost grouped by one dimension, most expensive first."""
         if by not in _COLUMNS:
             raise UserError(f'cannot group usage by {by!r} (one of {", ".join(USAGE_DIMENSIONS)})')
         col = _COLUMNS[by]
-        q = sa.select(col, sa.func.count(), sa.func.coalesce(sa.func.sum(ledger.c.input_tokens), 0),
-                      sa.func.coalesce(sa.func.sum(ledger.c.output_tokens), 0),
-                      sa.func.coalesce(sa.func.sum(ledger.c.cost_usd), 0.0)).group_by(col)  # fmt: skip
-        q = self._filtered(q, run_id=run_id, team=team, project=project, specialist=specialist, model_id=model_id, since=since)
+        q = sa.select(
+            col,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(ledger.c.input_tokens), 0),
+            sa.func.coalesce(sa.func.sum(ledger.c.output_tokens), 0),
+            sa.func.coalesce(sa.func.sum(ledger.c.cost_usd), 0.0),
+        ).group_by(col)
+        q = self._filtered(
+            q, run_id=run_id, team=team, project=project, specialist=specialist, model_id=model_id, since=since
+        )
         _flush(self.store)
         with self.engine.connect() as c:
             rows = [UsageRow(str(k), int(n), int(i), int(o), float(cost)) for k, n, i, o, cost in c.execute(q)]
@@ -222,13 +324,21 @@ class Ledger:
 
     def total(self, **filters: Any) -> UsageRow:
         rows = self.usage('team', **filters)
-        return UsageRow('total', sum(r.calls for r in rows), sum(r.input_tokens for r in rows),
-                        sum(r.output_tokens for r in rows), sum(r.cost_usd for r in rows))  # fmt: skip
+        return UsageRow(
+            'total',
+            sum(r.calls for r in rows),
+            sum(r.input_tokens for r in rows),
+            sum(r.output_tokens for r in rows),
+            sum(r.cost_usd for r in rows),
+        )
 
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         """Every attempt at every model call of a run (failed, refused and answered), in order."""
-        q = (sa.select(model_attempts).where(model_attempts.c.run_id == run_id)
-             .order_by(model_attempts.c.created_at, model_attempts.c.call_key, model_attempts.c.seq))  # fmt: skip
+        q = (
+            sa.select(model_attempts)
+            .where(model_attempts.c.run_id == run_id)
+            .order_by(model_attempts.c.created_at, model_attempts.c.call_key, model_attempts.c.seq)
+        )
         _flush(self.store)
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings()]
@@ -292,11 +402,20 @@ class LedgerObserver(RunObserver):
             return
         d = call.deps
         entry = LedgerEntry(
-            run_id=d.run_id, team=d.team, project=d.project, specialist=d.specialist, agent_path=d.agent_path,
-            model_id=cost.model_id, input_tokens=cost.input_tokens, output_tokens=cost.output_tokens,
-            cost_usd=cost.cost_usd, created_at=time.time(), call_key=call.key, data_class=d.data_class,
+            run_id=d.run_id,
+            team=d.team,
+            project=d.project,
+            specialist=d.specialist,
+            agent_path=d.agent_path,
+            model_id=cost.model_id,
+            input_tokens=cost.input_tokens,
+            output_tokens=cost.output_tokens,
+            cost_usd=cost.cost_usd,
+            created_at=time.time(),
+            call_key=call.key,
+            data_class=d.data_class,
             model_version=cost.version,
-        )  # fmt: skip
+        )
         attempts = attempts_of(response)
         if self.registry is None:
             # Unpriced calls (no registry: no prices, no budgets) are queued and written with the
@@ -314,5 +433,9 @@ class LedgerObserver(RunObserver):
             return
         d = call.deps
         with anyio.CancelScope(shield=True):
-            await run_db(led.store, lambda: led.record_attempts(
-                call.key, run_id=d.run_id, agent_path=d.agent_path, specialist=d.specialist, attempts=attempts))  # fmt: skip
+            await run_db(
+                led.store,
+                lambda: led.record_attempts(
+                    call.key, run_id=d.run_id, agent_path=d.agent_path, specialist=d.specialist, attempts=attempts
+                ),
+            )

@@ -40,7 +40,9 @@ from ._local_prompt import Plan, plan_request
 
 __all__ = ('LocalLlamaModel', 'LocalModelSettings', 'LocalWeights', 'WEIGHTS', 'INSTALL_HINT', 'local_model_stats')
 
-INSTALL_HINT = "install it with: CMAKE_ARGS=-DGGML_NATIVE=OFF pip install 'proctor[local]'"  # why the flag: the Makefile
+INSTALL_HINT = (
+    "install it with: CMAKE_ARGS=-DGGML_NATIVE=OFF pip install 'proctor[local]'"  # why the flag: the Makefile
+)
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,12 @@ class _Engine:
         if self.llama is None:
             started = time.perf_counter()
             self.llama = _slim_state_llama()(
-                model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                n_threads_batch=self.n_threads, verbose=False,
-            )  # fmt: skip
+                model_path=str(self.path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                verbose=False,
+            )
             if self.cache_bytes:
                 from llama_cpp import LlamaRAMCache
 
@@ -121,10 +126,14 @@ class _Engine:
     def stats(self) -> dict[str, Any]:
         tps = self.completion_tokens / self.generate_s if self.generate_s > 0 else None
         return {
-            'model_path': str(self.path), 'load_s': self.load_s, 'requests': self.requests,
-            'prompt_tokens': self.prompt_tokens, 'completion_tokens': self.completion_tokens,
-            'generate_s': round(self.generate_s, 3), 'tokens_per_second': None if tps is None else round(tps, 1),
-        }  # fmt: skip
+            'model_path': str(self.path),
+            'load_s': self.load_s,
+            'requests': self.requests,
+            'prompt_tokens': self.prompt_tokens,
+            'completion_tokens': self.completion_tokens,
+            'generate_s': round(self.generate_s, 3),
+            'tokens_per_second': None if tps is None else round(tps, 1),
+        }
 
 
 _engines: dict[tuple[str, int, int], _Engine] = {}
@@ -187,9 +196,12 @@ class LocalLlamaModel(Model):
         self.default_max_tokens = max_tokens
         self._engine = _engine(path, n_ctx, n_threads, cache_bytes)
         profile = ModelProfile(
-            supports_tools=True, supports_json_schema_output=True, supports_json_object_output=True,
-            default_structured_output_mode='tool', context_window=n_ctx,
-        )  # fmt: skip
+            supports_tools=True,
+            supports_json_schema_output=True,
+            supports_json_object_output=True,
+            default_structured_output_mode='tool',
+            context_window=n_ctx,
+        )
         super().__init__(settings=settings, profile=profile)
 
     @property
@@ -280,7 +292,11 @@ class LocalLlamaModel(Model):
         engine.generate_s += elapsed
         choice = out['choices'][0]
         finish = 'length' if choice.get('finish_reason') == 'length' else 'stop'
-        return choice['message'].get('content') or '', finish, RequestUsage(input_tokens=prompt, output_tokens=completion)
+        return (
+            choice['message'].get('content') or '',
+            finish,
+            RequestUsage(input_tokens=prompt, output_tokens=completion),
+        )
 
 
 def _slim_state_llama() -> type:
@@ -303,9 +319,13 @@ def _slim_state_llama() -> type:
             buf = (ctypes.c_uint8 * int(size))()
             n = int(llama_cpp.llama_state_get_data(self._ctx.ctx, buf, size))
             return LlamaState(
-                scores=np.empty((0, self._n_vocab), dtype=np.single), input_ids=self.input_ids.copy(),
-                n_tokens=self.n_tokens, llama_state=ctypes.string_at(buf, n), llama_state_size=n, seed=self._seed,
-            )  # fmt: skip
+                scores=np.empty((0, self._n_vocab), dtype=np.single),
+                input_ids=self.input_ids.copy(),
+                n_tokens=self.n_tokens,
+                llama_state=ctypes.string_at(buf, n),
+                llama_state_size=n,
+                seed=self._seed,
+            )
 
         def load_state(self, state: LlamaState) -> None:
             self.input_ids = state.input_ids.copy()

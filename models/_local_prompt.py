@@ -30,9 +30,17 @@ from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
 
 __all__ = (
-    'PROSE_GBNF', 'TEXT_TOOL', 'Plan', 'plan_request', 'chat_messages', 'inline_refs', 'bounded', 'prose_pattern', 'tool_choice_schema',
+    'PROSE_GBNF',
+    'TEXT_TOOL',
+    'Plan',
+    'plan_request',
+    'chat_messages',
+    'inline_refs',
+    'bounded',
+    'prose_pattern',
+    'tool_choice_schema',
     'close_json',
-)  # fmt: skip
+)
 
 #: The pseudo-tool that means "stop calling tools and answer" when plain text is allowed.
 TEXT_TOOL = 'final_answer'
@@ -196,7 +204,10 @@ def chat_messages(
                     if len(text) > max_tool_chars:
                         text = text[:max_tool_chars] + f'\n[... {len(text) - max_tool_chars} characters cut]'
                     call = calls.get(part.tool_call_id)
-                    add('user', f'Result of {_call_text(call) if call and not calls_as_json else part.tool_name}:\n{text}')
+                    add(
+                        'user',
+                        f'Result of {_call_text(call) if call and not calls_as_json else part.tool_name}:\n{text}',
+                    )
                 elif isinstance(part, RetryFeedbackPart):
                     # The application's own words, without the fence and preamble a tiny model would copy.
                     add('user', part.content if isinstance(part.content, str) else part.model_response())
@@ -213,7 +224,9 @@ def chat_messages(
                     calls[rpart.tool_call_id] = rpart
                     if calls_as_json:
                         args = _loads(rpart.args) if isinstance(rpart.args, str) else rpart.args_as_dict()
-                        texts.append(json.dumps({'tool': rpart.tool_name, 'arguments': args if args is not None else rpart.args}))
+                        texts.append(
+                            json.dumps({'tool': rpart.tool_name, 'arguments': args if args is not None else rpart.args})
+                        )
             if texts:
                 add('assistant', '\n'.join(texts))
     return out
@@ -314,7 +327,11 @@ def plan_request(
     # the system prompt then stays the same from step to step and llama.cpp reuses its evaluated prefix.
     lines = [f'- {n}: {_first_line(d)}' for n, d in declared.items()]
     if params.allow_text_output:
-        lines.append(f'- {text_tool}: stop calling tools and answer' if output_object is None else f'- {text_tool}: give your final answer')
+        lines.append(
+            f'- {text_tool}: stop calling tools and answer'
+            if output_object is None
+            else f'- {text_tool}: give your final answer'
+        )
     followup = None
     if text_ok:
         if output_object is not None:
@@ -324,9 +341,16 @@ def plan_request(
             followup = text_plan
     else:
         text_tool = None
-    how = 'Reply with one JSON object {"tool": ..., "arguments": {...}} that calls one of these tools:\n' + '\n'.join(lines)
+    how = 'Reply with one JSON object {"tool": ..., "arguments": {...}} that calls one of these tools:\n' + '\n'.join(
+        lines
+    )
     chat = chat_messages(messages, f'{instructions}\n\n{how}' if instructions else how, max_tool_chars=max_tool_chars)
     return Plan(
-        chat, tool_choice_schema(args), max_tokens, tools=tuple(args), sampling=sampling, followup=followup,
+        chat,
+        tool_choice_schema(args),
+        max_tokens,
+        tools=tuple(args),
+        sampling=sampling,
+        followup=followup,
         text_tool=text_tool,
-    )  # fmt: skip
+    )

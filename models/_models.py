@@ -56,12 +56,14 @@ def build_model(spec: ModelSpec) -> Model:
 
         return TestModel()
     if ':' not in spec:
-        raise UnknownModelError(spec, hint='use a registry id or a "provider:model" string such as "openai:gpt-4o-mini"')
+        raise UnknownModelError(
+            spec, hint='use a registry id or a "provider:model" string such as "openai:gpt-4o-mini"'
+        )
     from pydantic_ai.models import infer_model
 
     try:
         return infer_model(spec)
-    except Exception as e:  # noqa: BLE001 - pydantic-ai raises UserError/ImportError/ValueError here
+    except Exception as e:
         reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
         if str(e).startswith('Unknown model'):
             raise UnknownModelError(spec, hint=reason) from e

@@ -24,7 +24,16 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_ai.models import Model
 
 from ..exceptions import ConfigError, ModelUnavailableError, UnknownModelError
@@ -106,12 +115,21 @@ class ModelInfo(BaseModel):
     def summary(self, model_id: str) -> dict[str, Any]:
         """A JSON-able description (what `proctor models list --json` prints)."""
         return {
-            'id': model_id, 'model': self.provider_string, 'version': self.version, 'base_url': self.base_url,
-            'usd_per_m_input': self.usd_per_m_input, 'usd_per_m_output': self.usd_per_m_output,
-            'cost_tier': self.tier, 'latency': self.latency, 'p50_ms': self.p50_ms,
-            'context_window': self.context_window, 'max_output_tokens': self.max_output_tokens,
-            'capabilities': list(self.capabilities), 'data_classes': list(self.data_classes), 'region': self.region,
-        }  # fmt: skip
+            'id': model_id,
+            'model': self.provider_string,
+            'version': self.version,
+            'base_url': self.base_url,
+            'usd_per_m_input': self.usd_per_m_input,
+            'usd_per_m_output': self.usd_per_m_output,
+            'cost_tier': self.tier,
+            'latency': self.latency,
+            'p50_ms': self.p50_ms,
+            'context_window': self.context_window,
+            'max_output_tokens': self.max_output_tokens,
+            'capabilities': list(self.capabilities),
+            'data_classes': list(self.data_classes),
+            'region': self.region,
+        }
 
 
 def _check_model_string(spec: str) -> None:
@@ -214,7 +232,9 @@ class ModelRegistry:
         """Serve `model_id` with `model` (prices, approvals and capabilities stay as registered)."""
         info = self.get(model_id)
         if not isinstance(model, Model):
-            raise ConfigError(f'can only bind a pydantic-ai Model, not {type(model).__name__}', key=f'models.{model_id}')
+            raise ConfigError(
+                f'can only bind a pydantic-ai Model, not {type(model).__name__}', key=f'models.{model_id}'
+            )
         self._infos[model_id] = info.model_copy(update={'model': model, 'base_url': None})
         self._built.pop(model_id, None)
 
@@ -243,8 +263,11 @@ class ModelRegistry:
                 return OpenAIChatModel(spec.split(':', 1)[1], provider=provider)
             return build_model(spec)
         except (UnknownModelError, ModelUnavailableError) as e:
-            raise ConfigError(f'model {model_id!r} ({info.provider_string}) cannot be built: {e}', file=self.source,
-                              key=f'models.{model_id}') from e  # fmt: skip
+            raise ConfigError(
+                f'model {model_id!r} ({info.provider_string}) cannot be built: {e}',
+                file=self.source,
+                key=f'models.{model_id}',
+            ) from e
 
     def summaries(self) -> list[dict[str, Any]]:
         return [info.summary(mid) for mid, info in self._infos.items()]

@@ -21,25 +21,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
-from ..exceptions import ConfigError, NoRouteError, RunError, UnknownModelError
-from ._budget import Budget, BudgetGuard
-from ._config import RoutingPolicy, SpecialistPolicy, load_config, parse_policy
 from ..core._data_classes import DATA_CLASSES
 from ..core._deps import RunDeps
+from ..core._events import RunObserver
+from ..exceptions import ConfigError, NoRouteError, UnknownModelError
+from ._budget import Budget, BudgetGuard
+from ._config import RoutingPolicy, SpecialistPolicy, load_config, parse_policy
 from ._fallback import RegistryModel, RoutedModel
 from ._ledger import LedgerObserver
-from ..core._events import RunObserver
 from ._plan import RoutePlan, set_plan
 from ._registry import COST_TIERS, ModelInfo, ModelRegistry
 from ._routing import Routable, Route
 
 __all__ = ('ModelRouter', 'PlannedRoute')
-
 
 
 @dataclass(frozen=True)
@@ -62,10 +61,19 @@ class _Constraints:
     regions: set[str] | None = None
     allow: set[str] | None = None
 
-    def tighten(self, *, requires: Sequence[str] = (), max_tier: str | None = None, max_latency_ms: int | None = None,
-                regions: Sequence[str] | None = None, allow: Sequence[str] | None = None) -> None:  # fmt: skip
+    def tighten(
+        self,
+        *,
+        requires: Sequence[str] = (),
+        max_tier: str | None = None,
+        max_latency_ms: int | None = None,
+        regions: Sequence[str] | None = None,
+        allow: Sequence[str] | None = None,
+    ) -> None:
         self.requires |= set(requires)
-        if max_tier is not None and (self.max_tier is None or COST_TIERS.index(max_tier) < COST_TIERS.index(self.max_tier)):
+        if max_tier is not None and (
+            self.max_tier is None or COST_TIERS.index(max_tier) < COST_TIERS.index(self.max_tier)
+        ):
             self.max_tier = max_tier
         if max_latency_ms is not None:
             self.max_latency_ms = min(self.max_latency_ms or max_latency_ms, max_latency_ms)
@@ -118,8 +126,13 @@ class ModelRouter:
         self._validate()
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], *, models: Mapping[str, Model] | None = None,
-                  budgets: Sequence[Budget] | None = None) -> ModelRouter:  # fmt: skip
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        models: Mapping[str, Model] | None = None,
+        budgets: Sequence[Budget] | None = None,
+    ) -> ModelRouter:
         """Registry, policy and budgets from a `proctor.toml`; `models` binds ids to `Model` instances,
         `budgets` replaces the file's."""
         cfg = load_config(path, models=models)
@@ -156,24 +169,37 @@ class ModelRouter:
             if rule.data_class is None:
                 continue
             cons = _Constraints()
-            cons.tighten(requires=rule.requires, max_tier=rule.max_cost_tier, max_latency_ms=rule.max_latency_ms,
-                         regions=rule.regions, allow=rule.models)  # fmt: skip
+            cons.tighten(
+                requires=rule.requires,
+                max_tier=rule.max_cost_tier,
+                max_latency_ms=rule.max_latency_ms,
+                regions=rule.regions,
+                allow=rule.models,
+            )
             for dc in (rule.data_class,) if isinstance(rule.data_class, str) else rule.data_class:
                 why = {m: cons.reject(m, self.registry.get(m), dc) for m in known}
                 if all(why.values()):
-                    raise self._err(f'policy.rules[{i}]', f'no model is approved for data class {dc!r} under this rule '
-                                    f'({"; ".join(f"{m}: {r}" for m, r in why.items())})')  # fmt: skip
+                    raise self._err(
+                        f'policy.rules[{i}]',
+                        f'no model is approved for data class {dc!r} under this rule '
+                        f'({"; ".join(f"{m}: {r}" for m, r in why.items())})',
+                    )
         for name, sp in p.specialists.items():
             for dc in dict.fromkeys([*p.data_classes, *sp.data_classes]):
                 try:
                     self._plan(name, (), None, data_class=dc, project='', team='', rules_scoped=False)
                 except NoRouteError as e:
-                    raise self._err(f'policy.specialists.{name}', f'no approved model for data class {dc!r} '
-                                    f'({"; ".join(f"{m}: {r}" for m, r in e.rejected.items())})') from None  # fmt: skip
+                    raise self._err(
+                        f'policy.specialists.{name}',
+                        f'no approved model for data class {dc!r} '
+                        f'({"; ".join(f"{m}: {r}" for m, r in e.rejected.items())})',
+                    ) from None
 
     # ------------------------------------------------------------------ planning
 
-    def _declared_chain(self, name: str, sp: SpecialistPolicy | None, declared: Any, fallbacks: Sequence[Any]) -> tuple[list[str], str]:
+    def _declared_chain(
+        self, name: str, sp: SpecialistPolicy | None, declared: Any, fallbacks: Sequence[Any]
+    ) -> tuple[list[str], str]:
         if sp is not None and (sp.preferred or sp.fallback):
             chain = [*([sp.preferred] if sp.preferred else []), *sp.fallback]
             return list(dict.fromkeys(chain)), 'policy chain'
@@ -182,24 +208,43 @@ class ModelRouter:
             return list(dict.fromkeys(ids)), "specialist's own chain"
         if self.policy.default:
             return list(self.policy.default), 'policy default chain'
-        order = sorted(self.registry.ids(), key=lambda m: (self.registry.get(m).usd_per_m_input + self.registry.get(m).usd_per_m_output, m))
+        order = sorted(
+            self.registry.ids(),
+            key=lambda m: (self.registry.get(m).usd_per_m_input + self.registry.get(m).usd_per_m_output, m),
+        )
         return order, 'registry, cheapest first (no preference given)'
 
     def _id_of(self, name: str, model: Any) -> str:
         if isinstance(model, str):
             if model not in self.registry:
-                raise UnknownModelError(model, known=self.registry.ids(),
-                                        hint=f'specialist {name!r} names it; add it to the registry{" in " + self.source if self.source else ""}')  # fmt: skip
+                raise UnknownModelError(
+                    model,
+                    known=self.registry.ids(),
+                    hint=f'specialist {name!r} names it; add it to the registry{" in " + self.source if self.source else ""}',
+                )
             return model
         if isinstance(model, Model):
             for mid in self.registry:
                 if self.registry.get(mid).model is model:
                     return mid
-        raise UnknownModelError(getattr(model, 'model_name', repr(model)), known=self.registry.ids(),
-                                hint=f'specialist {name!r} declares a model that is not in the registry: register it under an id')  # fmt: skip
+        raise UnknownModelError(
+            getattr(model, 'model_name', repr(model)),
+            known=self.registry.ids(),
+            hint=f'specialist {name!r} declares a model that is not in the registry: register it under an id',
+        )
 
-    def _plan(self, name: str, requires: Sequence[str], spec: Routable | None, *, data_class: str, project: str,
-              team: str, rules_scoped: bool = True, deps: RunDeps | None = None) -> RoutePlan:  # fmt: skip
+    def _plan(
+        self,
+        name: str,
+        requires: Sequence[str],
+        spec: Routable | None,
+        *,
+        data_class: str,
+        project: str,
+        team: str,
+        rules_scoped: bool = True,
+        deps: RunDeps | None = None,
+    ) -> RoutePlan:
         p = self.policy
         sp = p.specialists.get(name)
         declared = getattr(spec, 'model', None)
@@ -212,8 +257,13 @@ class ModelRouter:
             if not rules_scoped and (rule.project is not None or rule.team is not None):
                 continue
             if rule.matches(data_class=data_class, project=project, team=team, specialist=name):
-                cons.tighten(requires=rule.requires, max_tier=rule.max_cost_tier, max_latency_ms=rule.max_latency_ms,
-                             regions=rule.regions, allow=rule.models)  # fmt: skip
+                cons.tighten(
+                    requires=rule.requires,
+                    max_tier=rule.max_cost_tier,
+                    max_latency_ms=rule.max_latency_ms,
+                    regions=rule.regions,
+                    allow=rule.models,
+                )
         rejected: dict[str, str] = {}
         ok: list[str] = []
         for mid in chain:
@@ -238,7 +288,9 @@ class ModelRouter:
             ok = usable or ok  # all used up: the reservation stops the run with BudgetExceeded
             hot = guard.pressure(deps, ok[0]) if p.degrade_at is not None else None
             if hot is not None and hot[1] >= p.degrade_at and len(ok) > 1:  # type: ignore[operator]
-                cheapest = sorted(ok, key=lambda m: self.registry.get(m).usd_per_m_input + self.registry.get(m).usd_per_m_output)
+                cheapest = sorted(
+                    ok, key=lambda m: self.registry.get(m).usd_per_m_input + self.registry.get(m).usd_per_m_output
+                )
                 if cheapest[0] != ok[0]:
                     degraded = f'budget {hot[0]} at {hot[1]:.0%} of its limit'
                     ok = cheapest
@@ -261,7 +313,9 @@ class ModelRouter:
 
     def plan(self, spec: Routable, *, data_class: str, project: str = 'default', team: str = 'team') -> RoutePlan:
         """The plan for `spec` on a run of `data_class` (no side effects: nothing is recorded)."""
-        deps = RunDeps(run_id='', team=team, project=project, data_class=data_class, agent_path=spec.name, specialist=spec.name)
+        deps = RunDeps(
+            run_id='', team=team, project=project, data_class=data_class, agent_path=spec.name, specialist=spec.name
+        )
         return self._plan(spec.name, spec.requires, spec, data_class=data_class, project=project, team=team, deps=deps)
 
     # ------------------------------------------------------------------ the Router protocol
@@ -269,7 +323,9 @@ class ModelRouter:
     def _member(self, model_id: str) -> RegistryModel:
         m = self._members.get(model_id)
         if m is None:
-            m = self._members[model_id] = RegistryModel(model_id, self.registry.get(model_id), self.registry.model(model_id))
+            m = self._members[model_id] = RegistryModel(
+                model_id, self.registry.get(model_id), self.registry.model(model_id)
+            )
         return m
 
     def candidates(self, spec: Routable) -> dict[str, Model]:
@@ -279,7 +335,9 @@ class ModelRouter:
         errors: dict[str, NoRouteError] = {}
         for dc in DATA_CLASSES:
             try:
-                plan = self._plan(spec.name, spec.requires, spec, data_class=dc, project='', team='', rules_scoped=False)
+                plan = self._plan(
+                    spec.name, spec.requires, spec, data_class=dc, project='', team='', rules_scoped=False
+                )
             except NoRouteError as e:
                 errors[dc] = e
                 continue
@@ -287,15 +345,26 @@ class ModelRouter:
         if not reachable:
             e = errors.get('internal') or next(iter(errors.values()))
             why = '; '.join(f'{m}: {r}' for m, r in e.rejected.items())
-            raise ConfigError(f'specialist {spec.name!r}: no registered model fits it for any data class ({why})',
-                              file=self.source, key=f'policy.specialists.{spec.name}')  # fmt: skip
+            raise ConfigError(
+                f'specialist {spec.name!r}: no registered model fits it for any data class ({why})',
+                file=self.source,
+                key=f'policy.specialists.{spec.name}',
+            )
         return {f'route:{spec.name}': RoutedModel(spec.name, [self._member(m) for m in reachable])}
 
     def route(self, spec: Routable, *, data_class: str, project: str, team: str) -> Route:
         """Plan this agent run (the routed model reads the plan in this task) and say why."""
-        deps = RunDeps(run_id='', team=team, project=project, data_class=data_class, agent_path=spec.name, specialist=spec.name)
+        deps = RunDeps(
+            run_id='', team=team, project=project, data_class=data_class, agent_path=spec.name, specialist=spec.name
+        )
         plan = self._plan(spec.name, spec.requires, spec, data_class=data_class, project=project, team=team, deps=deps)
         set_plan(plan)
         info = self.registry.get(plan.primary)
-        return PlannedRoute(model_id=plan.primary, model=None, reason=plan.reason, usd_per_m_input=info.usd_per_m_input,
-                            usd_per_m_output=info.usd_per_m_output, plan=plan)  # fmt: skip
+        return PlannedRoute(
+            model_id=plan.primary,
+            model=None,
+            reason=plan.reason,
+            usd_per_m_input=info.usd_per_m_input,
+            usd_per_m_output=info.usd_per_m_output,
+            plan=plan,
+        )

@@ -3,22 +3,22 @@
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..core._data_classes import DATA_CLASSES
+    from ..core._deps import RunDeps
+    from ..core._events import ModelCall, RunEvent, RunObserver, ToolCall
     from ..models._budget import Budget, BudgetGuard, budget_status
     from ..models._config import ProctorConfig, RoutingPolicy, load_config
-    from ..core._deps import RunDeps
-    from ..models._models import build_model, model_id_of
-    from ..core._events import ModelCall, RunEvent, RunObserver, ToolCall
-    from ._observers import ObserverCapability
-    from ..state._records import DelegationRecord, RunRecord, RunRecords
     from ..models._ledger import Ledger, LedgerEntry, LedgerObserver, UsageRow
+    from ..models._models import build_model, model_id_of
     from ..models._plan import RoutePlan
     from ..models._registry import ModelInfo, ModelRegistry
     from ..models._router import ModelRouter, PlannedRoute
     from ..models._routing import PreferredModelRouter, Route, Router
-    from ..core._data_classes import DATA_CLASSES
+    from ..state._records import DelegationRecord, RunRecord, RunRecords
+    from ._observers import ObserverCapability
+    from ._replay import ReplayReport, replay, replay_sync
     from ._team import DelegationResult, Team, TeamResult
     from ._worker import Worker
-    from ._replay import ReplayReport, replay, replay_sync
 
 __all__ = (
     'DATA_CLASSES',

@@ -34,8 +34,8 @@ import anyio.to_thread
 from pydantic_ai.messages import ModelResponse, ToolCallPart
 
 if TYPE_CHECKING:
-    from ..state._store import StateStore
     from ..core._deps import RunDeps
+    from ..state._store import StateStore
 
 __all__ = ('ModelCheckpoint', 'durability')
 
@@ -77,7 +77,9 @@ class ModelCheckpoint:
         flusher.flush_store(self.store)  # what this process recorded of the run and has not written yet
         r = recordings.c
         with self.store.engine.connect() as c:
-            steps = dict(c.execute(sa.select(r.step, r.payload).where(r.run_id == run_id, r.kind == 'model')).tuples().all())
+            steps = dict(
+                c.execute(sa.select(r.step, r.payload).where(r.run_id == run_id, r.kind == 'model')).tuples().all()
+            )
         self._recorded[run_id] = steps
         while len(self._recorded) > _MAX_RUNS:
             self._recorded.popitem(last=False)

@@ -28,7 +28,9 @@ class ObserverCapability(AbstractCapability[RunDeps]):
         self.model_ids = model_ids  # id(Model) -> model id in the registry
         self.checkpoint = checkpoint  # a durable recorded team's `ModelCheckpoint` (`_checkpoint`)
 
-    async def wrap_model_request(self, ctx: RunContext[RunDeps], *, request_context: Any, handler: Any) -> ModelResponse:
+    async def wrap_model_request(
+        self, ctx: RunContext[RunDeps], *, request_context: Any, handler: Any
+    ) -> ModelResponse:
         if not self.observers:
             return await handler(request_context)
         model = request_context.model
@@ -58,11 +60,17 @@ class ObserverCapability(AbstractCapability[RunDeps]):
             await self.checkpoint.commit()  # before the tool calls it asks for act durably
         return response
 
-    async def wrap_output_process(self, ctx: RunContext[RunDeps], *, output_context: Any, output: Any, handler: Any) -> Any:
+    async def wrap_output_process(
+        self, ctx: RunContext[RunDeps], *, output_context: Any, output: Any, handler: Any
+    ) -> Any:
         if not self.observers or not output_context.has_function or ctx.partial_output:
             return await handler(output)
-        oc = OutputCall(deps=ctx.deps, key=_key(ctx.deps, f'output:{ctx.run_step}'), output=output,
-                        function=output_context.function_name)  # fmt: skip
+        oc = OutputCall(
+            deps=ctx.deps,
+            key=_key(ctx.deps, f'output:{ctx.run_step}'),
+            output=output,
+            function=output_context.function_name,
+        )
 
         async def nest(i: int) -> Any:
             if i == len(self.observers):

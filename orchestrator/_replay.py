@@ -38,15 +38,15 @@ from typing import Any
 import anyio
 from pydantic_ai.models import Model
 
-from ..state._store import StateStore
 from ..exceptions import MissingRecording, ReplayDivergence, RunError, UserError, WorkspaceError
 from ..models._routing import Route
-from ..tracing._compare import Divergence, ForkDiff, divergences, fork_diff, input_changes
-from ..tracing._recording import WORKSPACE_STEP, RecordedStep, Recording, restore_workspace
-from ..tracing._replay_model import Fork, ReplayGate, ReplayModel, ReplayRouter, ReplaySession, StepMarker, replay_spec
+from ..state._store import StateStore
 from ..state._writer import flusher
 from ..tools._files import write_file
 from ..tools._workspace import Workspace
+from ..tracing._compare import Divergence, ForkDiff, divergences, fork_diff, input_changes
+from ..tracing._recording import WORKSPACE_STEP, RecordedStep, Recording, restore_workspace
+from ..tracing._replay_model import Fork, ReplayGate, ReplayModel, ReplayRouter, ReplaySession, StepMarker, replay_spec
 from ._live import load_factory, teams
 from ._team import Team
 
@@ -84,13 +84,16 @@ class ReplayReport:
     steps: list[str] = field(default_factory=list)  # the recorded model steps, in order (fork points)
     input_changes: list[Divergence] = field(default_factory=list)  # asked otherwise, answered from the recording
 
-
     def summary(self) -> str:
-        head = f'replay of {self.run_id}: {self.status}, {self.replayed_model_calls} model calls replayed, ' \
-               f'{self.live_model_calls} live'  # fmt: skip
+        head = (
+            f'replay of {self.run_id}: {self.status}, {self.replayed_model_calls} model calls replayed, '
+            f'{self.live_model_calls} live'
+        )
         if self.fork_at is None:
             head += ', ' + ('no divergence' if not self.divergences else f'{len(self.divergences)} divergence(s)')
-        notes = [f'  note: model input changed at {d.step}: expected {d.expected}, got {d.got}' for d in self.input_changes]
+        notes = [
+            f'  note: model input changed at {d.step}: expected {d.expected}, got {d.got}' for d in self.input_changes
+        ]
         return '\n'.join([head, *(f'  {d}' for d in self.divergences), *notes])
 
     def raise_for_divergence(self) -> None:
@@ -140,7 +143,7 @@ def _original_model(team: Team, spec: Any, rec: Recording) -> tuple[Model | None
     route: Route | None = None
     try:
         route = team.router.route(spec, data_class=rec.data_class, project=rec.project, team=team.name)
-    except Exception:  # noqa: BLE001 - e.g. the model is no longer approved: a plain replay needs no live model
+    except Exception:
         route = None
     model = None
     if route is not None:
@@ -148,11 +151,17 @@ def _original_model(team: Team, spec: Any, rec: Recording) -> tuple[Model | None
     if model is None:
         try:
             model = next(iter(team.router.candidates(spec).values()), None)
-        except Exception:  # noqa: BLE001
+        except Exception:
             model = None
     if route is None:
-        recorded = next((str(s.payload.get('model_id')) for s in rec.steps
-                         if s.kind == 'model' and s.payload.get('specialist') == spec.name), None)  # fmt: skip
+        recorded = next(
+            (
+                str(s.payload.get('model_id'))
+                for s in rec.steps
+                if s.kind == 'model' and s.payload.get('specialist') == spec.name
+            ),
+            None,
+        )
         route = Route(model_id=recorded or spec.name, model=None, reason='replay')
     return model, route
 
@@ -221,7 +230,9 @@ async def replay(
     agents = {a.name: a for a in [team.supervisor, *team.specialists.values()]}
     for name in models or {}:
         if name not in agents:
-            raise UserError(f'--model {name}=...: team {team.name!r} has no agent {name!r} (agents: {", ".join(agents)})')
+            raise UserError(
+                f'--model {name}=...: team {team.name!r} has no agent {name!r} (agents: {", ".join(agents)})'
+            )
     fork = _pick_fork(rec, fork_at) if fork_at is not None else None
     session = ReplaySession(rec, fork, redo={write_file: _redo_write})
     replay_models: dict[str, ReplayModel] = {}
@@ -257,13 +268,19 @@ async def replay(
         if snapshot is not None:  # the files as the run found them, not as it left them
             await anyio.to_thread.run_sync(restore_workspace, snapshot.payload, workspace)
     clone = Team(
-        replay_spec(team.supervisor, session), [replay_spec(s, session) for s in team.specialists.values()],
-        name=f'{team.name}~replay-{uuid.uuid4().hex[:8]}', workspace=workspace, state_dir=scratch / 'state',
+        replay_spec(team.supervisor, session),
+        [replay_spec(s, session) for s in team.specialists.values()],
+        name=f'{team.name}~replay-{uuid.uuid4().hex[:8]}',
+        workspace=workspace,
+        state_dir=scratch / 'state',
         # always a scratch SQLite file, even when $PROCTOR_DATABASE_URL names the real (Postgres) store
         database_url=f'sqlite:///{scratch / "state" / "proctor.db"}',
-        durable=False, guardrails=team.guardrails, router=ReplayRouter(replay_models, routes),  # type: ignore[arg-type]
-        observers=[StepMarker(session)], trace=False,
-    )  # fmt: skip
+        durable=False,
+        guardrails=team.guardrails,
+        router=ReplayRouter(replay_models, routes),  # type: ignore[arg-type]
+        observers=[StepMarker(session)],
+        trace=False,
+    )
     for o in clone.observers:  # approval checkpoints (the guardrails' observer) do not wait in a replay
         if hasattr(o, 'gate'):
             o.gate = ReplayGate()
@@ -272,14 +289,16 @@ async def replay(
         try:
             result = await clone.run(rec.task, project=rec.project, data_class=rec.data_class)
             output, replay_run_id = result.output, result.run_id
-        except Exception as e:  # noqa: BLE001 - a failed replay is a finding, unless a recording is missing
+        except Exception as e:
             missing = _find(e, MissingRecording)
             if missing is not None:
                 raise missing from None
             status, error = 'failed', f'{type(e).__name__}: {e}'[:2000]
             runs = await anyio.to_thread.run_sync(lambda: clone.list_runs(limit=1))
             replay_run_id = runs[0].run_id if runs else None
-        got = await anyio.to_thread.run_sync(Recording.from_store, clone.store, replay_run_id) if replay_run_id else None
+        got = (
+            await anyio.to_thread.run_sync(Recording.from_store, clone.store, replay_run_id) if replay_run_id else None
+        )
     finally:
         teams.unregister(clone)
 
@@ -291,8 +310,15 @@ async def replay(
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(cleanup)
     if got is None:  # pragma: no cover - the run row is written before anything can fail
-        got = Recording(run_id='', team=clone.name, project=rec.project, data_class=rec.data_class, task=rec.task,
-                        status=status, error=error)  # fmt: skip
+        got = Recording(
+            run_id='',
+            team=clone.name,
+            project=rec.project,
+            data_class=rec.data_class,
+            task=rec.task,
+            status=status,
+            error=error,
+        )
     got.status, got.error = status, error if status == 'failed' else got.error
 
     diff = None
@@ -305,7 +331,9 @@ async def replay(
 
         def cost_of(step: RecordedStep) -> float | None:
             response = step.response()
-            served = ((response.metadata or {}).get('proctor') or {}).get('model_id') or str(step.payload.get('model_id'))
+            served = ((response.metadata or {}).get('proctor') or {}).get('model_id') or str(
+                step.payload.get('model_id')
+            )
             p = prices.get(served) or _price(team, served)
             if p is None:
                 return None
@@ -314,13 +342,22 @@ async def replay(
         diff = fork_diff(rec, got, fork_at=fork.step.step, live_steps=list(session.live_steps), cost_of=cost_of)
     c = session.counts
     return ReplayReport(
-        run_id=rec.run_id, replay_run_id=replay_run_id, ok=not found and (fork is None or status == 'succeeded'),
-        divergences=found, status=status, output=output if status == 'succeeded' else None, error=error,
-        replayed_model_calls=c['replayed_model'], live_model_calls=c['live_model'],
-        replayed_tool_calls=c['replayed_tool'], live_tool_calls=c['live_tool'],
-        fork_at=fork.step.step if fork else None, diff=diff, steps=[s.step for s in rec.steps if s.kind == 'model'],
+        run_id=rec.run_id,
+        replay_run_id=replay_run_id,
+        ok=not found and (fork is None or status == 'succeeded'),
+        divergences=found,
+        status=status,
+        output=output if status == 'succeeded' else None,
+        error=error,
+        replayed_model_calls=c['replayed_model'],
+        live_model_calls=c['live_model'],
+        replayed_tool_calls=c['replayed_tool'],
+        live_tool_calls=c['live_tool'],
+        fork_at=fork.step.step if fork else None,
+        diff=diff,
+        steps=[s.step for s in rec.steps if s.kind == 'model'],
         input_changes=changed,
-    )  # fmt: skip
+    )
 
 
 def replay_sync(run: str | Path | Recording, **kwargs: Any) -> ReplayReport:

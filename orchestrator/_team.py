@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -71,11 +71,17 @@ class DelegationResult:
     @classmethod
     def from_record(cls, d: DelegationRecord) -> DelegationResult:
         return cls(
-            specialist=d.specialist, subtask=d.subtask, output=d.output, status=d.status, model_id=d.model_id,
-            route_reason=d.route_reason, agent_path=d.agent_path,
+            specialist=d.specialist,
+            subtask=d.subtask,
+            output=d.output,
+            status=d.status,
+            model_id=d.model_id,
+            route_reason=d.route_reason,
+            agent_path=d.agent_path,
             usage=RunUsage(input_tokens=d.input_tokens, output_tokens=d.output_tokens, requests=d.requests),
-            cost_usd=d.cost_usd, error=d.error,
-        )  # fmt: skip
+            cost_usd=d.cost_usd,
+            error=d.error,
+        )
 
 
 @dataclass
@@ -95,9 +101,11 @@ class TeamResult(Generic[OutputT]):
 def _usage_attributes(usage: RunUsage, route: Route) -> dict[str, Any]:
     """The `proctor.*` usage of one agent run (its own, without the agents it delegated to)."""
     return {
-        'proctor.input_tokens': usage.input_tokens, 'proctor.output_tokens': usage.output_tokens,
-        'proctor.requests': usage.requests, 'proctor.cost_usd': route.cost(usage),
-    }  # fmt: skip
+        'proctor.input_tokens': usage.input_tokens,
+        'proctor.output_tokens': usage.output_tokens,
+        'proctor.requests': usage.requests,
+        'proctor.cost_usd': route.cost(usage),
+    }
 
 
 def _served_model(messages: Sequence[Any], routed: str) -> str:
@@ -186,7 +194,10 @@ class Team:
         self.observers: list[RunObserver] = list(observers)
         if record:
             # Recorder first: it keeps the raw tool results replay returns. Audit: one record per model call.
-            self.observers[:0] = [Recorder(self.store, workspace=self.workspace.root if self.workspace else None), AuditObserver(self.store)]
+            self.observers[:0] = [
+                Recorder(self.store, workspace=self.workspace.root if self.workspace else None),
+                AuditObserver(self.store),
+            ]
             if type(self.router) is PreferredModelRouter and not any(isinstance(o, LedgerObserver) for o in observers):
                 # Without a ModelRouter (which brings its own ledger, with prices) calls still reach the
                 # ledger, unpriced, so `proctor usage` counts every run's tokens.
@@ -194,7 +205,9 @@ class Team:
         if self.guardrails.has('tool_call') or self.guardrails.has('tool_output'):
             # Tool guards and approval checkpoints, before the caller's observers (after the
             # recorder, which keeps raw tool results for replay).
-            self.observers.insert(len(self.observers) - len(observers), GuardrailObserver(self.guardrails, self.store, record=record))
+            self.observers.insert(
+                len(self.observers) - len(observers), GuardrailObserver(self.guardrails, self.store, record=record)
+            )
         self._model_ids: dict[int, str] = {}
         # Durable: the run's recording checkpoints its model responses (`_checkpoint`); without
         # `record`, a recorder of model responses only.
@@ -207,7 +220,9 @@ class Team:
             self.observers[:0] = [o for o in router_observers() if not any(o is x for x in observers)]
         self.trace = trace
         self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None
-        self.tracer = otel_trace.get_tracer('proctor', tracer_provider=self.tracer_provider or otel_trace.NoOpTracerProvider())
+        self.tracer = otel_trace.get_tracer(
+            'proctor', tracer_provider=self.tracer_provider or otel_trace.NoOpTracerProvider()
+        )
         self._agents: dict[str, Agent[RunDeps, Any]] = {}
         for spec in [supervisor, *specialists]:
             self._agents[spec.name] = self._build_agent(spec, is_supervisor=spec is supervisor)
@@ -328,10 +343,17 @@ class Team:
         task = self._validate(task, data_class, project)
         run_id = run_id or self._new_run_id()
         if self.record:
-            await self._db(self.records.create_run, run_id=run_id, team=self.name, project=project, data_class=data_class, task=task,
-                factory=self.factory, workspace=str(self.workspace.root) if self.workspace else None,
+            await self._db(
+                self.records.create_run,
+                run_id=run_id,
+                team=self.name,
+                project=project,
+                data_class=data_class,
+                task=task,
+                factory=self.factory,
+                workspace=str(self.workspace.root) if self.workspace else None,
                 durable=self.durable,
-            )  # fmt: skip
+            )
         try:
             if self.durable:
                 out = await self._run_durable(run_id, task, project, data_class)
@@ -350,9 +372,14 @@ class Team:
         return anyio.run(lambda: self.run(task, **kwargs))
 
     async def submit(
-        self, task: str, *, project: str = 'default', data_class: str = 'internal', run_id: str | None = None,
+        self,
+        task: str,
+        *,
+        project: str = 'default',
+        data_class: str = 'internal',
+        run_id: str | None = None,
         queue: str | None = None,
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Put `task` on a queue that workers (`proctor worker`) drain; returns the run id at once.
 
         The run is recorded as `enqueued` with this team's `factory`, from which a worker rebuilds
@@ -362,15 +389,26 @@ class Team:
 
         task = self._validate(task, data_class, project)
         if not self.factory:
-            raise UserError(f"team {self.name!r} has no factory: workers rebuild a submitted run's team from it "
-                            "(Team(..., factory='package.module:build_team'))")  # fmt: skip
+            raise UserError(
+                f"team {self.name!r} has no factory: workers rebuild a submitted run's team from it "
+                "(Team(..., factory='package.module:build_team'))"
+            )
         if not (self.durable and self.record):
             raise UserError(f'team {self.name!r}: only durable, recorded teams (the default) can be submitted')
         ws = str(self.workspace.root) if self.workspace else None
-        return await self._db(lambda: _queue.submit_run(
-            self.store, team=self.name, factory=_queue.normalize_factory(self.factory), task=task, project=project,
-            data_class=data_class, run_id=run_id or self._new_run_id(), queue=queue or _queue.RUN_QUEUE, workspace=ws,
-        ))  # fmt: skip
+        return await self._db(
+            lambda: _queue.submit_run(
+                self.store,
+                team=self.name,
+                factory=_queue.normalize_factory(self.factory),
+                task=task,
+                project=project,
+                data_class=data_class,
+                run_id=run_id or self._new_run_id(),
+                queue=queue or _queue.RUN_QUEUE,
+                workspace=ws,
+            )
+        )
 
     def submit_sync(self, task: str, **kwargs: Any) -> str:
         """`submit` for scripts (starts its own event loop)."""
@@ -445,16 +483,22 @@ class Team:
         what, certain = held
         if certain:
             raise UserError(f'run {run_id} is running in {what}: resume it only if that process stops')
-        raise UserError(f'run {run_id} is held by {what}, which cannot be checked from here: '
-                        'if it has stopped, resume with force (proctor resume --force)')  # fmt: skip
+        raise UserError(
+            f'run {run_id} is held by {what}, which cannot be checked from here: '
+            'if it has stopped, resume with force (proctor resume --force)'
+        )
 
     def _result(self, run_id: str, out: dict[str, Any]) -> TeamResult[Any]:
         rec: RunRecord | None = self.records.get(run_id) if self.record else None
         if rec is None:
             return TeamResult(
-                run_id=run_id, output=out['output'], delegations=out.get('delegations', []),
-                usage=out.get('usage', RunUsage()), cost_usd=0.0, state_dir=self.store.state_dir,
-            )  # fmt: skip
+                run_id=run_id,
+                output=out['output'],
+                delegations=out.get('delegations', []),
+                usage=out.get('usage', RunUsage()),
+                cost_usd=0.0,
+                state_dir=self.store.state_dir,
+            )
         return TeamResult(
             run_id=run_id,
             output=out['output'],
@@ -469,9 +513,13 @@ class Team:
         if not self.guardrails.has(hook):
             return payload
         ctx = GuardContext(
-            hook=hook, run_id=deps.run_id, agent_path=deps.agent_path, specialist=deps.specialist,
-            data_class=deps.data_class, tool=tool,
-        )  # fmt: skip
+            hook=hook,
+            run_id=deps.run_id,
+            agent_path=deps.agent_path,
+            specialist=deps.specialist,
+            data_class=deps.data_class,
+            tool=tool,
+        )
         return apply_guardrails(self.guardrails, hook, payload, ctx, store=self.store if self.record else None).payload
 
     def _route(self, spec: Specialist, deps: RunDeps) -> Route:
@@ -480,7 +528,10 @@ class Team:
     def scope(self) -> RunScope:
         """What the tools and memory of this team's runs may reach (`proctor.state.current_scope`)."""
         return RunScope(
-            team=self.name, store=self.store, record=self.record, guardrails=self.guardrails,
+            team=self.name,
+            store=self.store,
+            record=self.record,
+            guardrails=self.guardrails,
             registry=getattr(self.router, 'registry', None),
         )
 
@@ -495,16 +546,31 @@ class Team:
 
     async def _execute_once(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
         deps = RunDeps(
-            run_id=run_id, team=self.name, project=project, data_class=data_class, agent_path='supervisor',
-            specialist=self.supervisor.name, workspace=str(self.workspace.root) if self.workspace else None,
-        )  # fmt: skip
+            run_id=run_id,
+            team=self.name,
+            project=project,
+            data_class=data_class,
+            agent_path='supervisor',
+            specialist=self.supervisor.name,
+            workspace=str(self.workspace.root) if self.workspace else None,
+        )
         task = self._guard('input', task, deps)
         route = self._route(self.supervisor, deps)
         deps = RunDeps(**{**deps.__dict__, 'model_id': route.model_id})
         agent = self._agents[self.supervisor.name]
         started = time.perf_counter()
-        emit(self.observers, RunEvent('run_started', run_id, deps.agent_path, deps.specialist, subtask=task,
-                                      model_id=route.model_id, route_reason=route.reason))  # fmt: skip
+        emit(
+            self.observers,
+            RunEvent(
+                'run_started',
+                run_id,
+                deps.agent_path,
+                deps.specialist,
+                subtask=task,
+                model_id=route.model_id,
+                route_reason=route.reason,
+            ),
+        )
         # A workflow body that runs again (recovery, resume) continues the run's first trace.
         resumed_from = None
         if self._checkpoint is not None and self.tracer_provider is not None and run_id not in self._checkpoint.first:
@@ -514,34 +580,63 @@ class Team:
                 'team.run',
                 context=resumed_from,
                 attributes={
-                    'proctor.run_id': run_id, 'proctor.team': self.name, 'proctor.project': project,
-                    'proctor.data_class': data_class, 'proctor.model_id': route.model_id,
-                    'proctor.route_reason': route.reason, 'proctor.resumed': resumed_from is not None,
+                    'proctor.run_id': run_id,
+                    'proctor.team': self.name,
+                    'proctor.project': project,
+                    'proctor.data_class': data_class,
+                    'proctor.model_id': route.model_id,
+                    'proctor.route_reason': route.reason,
+                    'proctor.resumed': resumed_from is not None,
                 },
-            ) as span:  # fmt: skip
+            ) as span:
                 anchor_run(self.tracer_provider, self.store, run_id, span)  # also records the run's trace id
                 result = await agent.run(task, deps=deps, model=route.model_key)
                 output = self._guard('output', result.output, deps)
                 span.set_attributes(_usage_attributes(result.usage, route))
         except BaseException as e:
-            emit(self.observers, RunEvent('run_failed', run_id, deps.agent_path, deps.specialist,
-                                          error=f'{type(e).__name__}: {e}', elapsed_s=time.perf_counter() - started))  # fmt: skip
+            emit(
+                self.observers,
+                RunEvent(
+                    'run_failed',
+                    run_id,
+                    deps.agent_path,
+                    deps.specialist,
+                    error=f'{type(e).__name__}: {e}',
+                    elapsed_s=time.perf_counter() - started,
+                ),
+            )
             await settle(self.store)
             raise
         usage = result.usage
         if self.record:
             await self._db(self._finish_run, run_id, output, usage, route)
-        emit(self.observers, RunEvent('run_finished', run_id, deps.agent_path, deps.specialist, output=output,
-                                      model_id=route.model_id, input_tokens=usage.input_tokens,
-                                      output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip
+        emit(
+            self.observers,
+            RunEvent(
+                'run_finished',
+                run_id,
+                deps.agent_path,
+                deps.specialist,
+                output=output,
+                model_id=route.model_id,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                elapsed_s=time.perf_counter() - started,
+            ),
+        )
         await settle(self.store)  # the run's recordings, audit records and trace, before it returns
         return {'output': output, 'usage': usage}
 
     def _finish_run(self, run_id: str, output: Any, usage: RunUsage, route: Route) -> None:
         self.records.finish_run(
-            run_id, output=output, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-            requests=usage.requests, cost_usd=route.cost(usage), add_delegations=True,
-        )  # fmt: skip
+            run_id,
+            output=output,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            requests=usage.requests,
+            cost_usd=route.cost(usage),
+            add_delegations=True,
+        )
 
     async def _delegate(self, ctx: RunContext[RunDeps], specialist: str, subtask: str) -> str:
         """Run `specialist` on `subtask` for the agent whose context is `ctx` (the delegation tool's body)."""
@@ -558,14 +653,35 @@ class Team:
         route = self._route(spec, deps)
         deps = RunDeps(**{**deps.__dict__, 'model_id': route.model_id})
         if self.record:
-            await self._db(self.records.start_delegation, delegation_id=delegation_id, run_id=parent.run_id, agent_path=deps.agent_path,
-                specialist=specialist, subtask=subtask, model_id=route.model_id, route_reason=route.reason,
-            )  # fmt: skip
+            await self._db(
+                self.records.start_delegation,
+                delegation_id=delegation_id,
+                run_id=parent.run_id,
+                agent_path=deps.agent_path,
+                specialist=specialist,
+                subtask=subtask,
+                model_id=route.model_id,
+                route_reason=route.reason,
+            )
         started = time.perf_counter()
-        emit(self.observers, RunEvent('delegation_started', parent.run_id, deps.agent_path, specialist, subtask=subtask,
-                                      model_id=route.model_id, route_reason=route.reason))  # fmt: skip
+        emit(
+            self.observers,
+            RunEvent(
+                'delegation_started',
+                parent.run_id,
+                deps.agent_path,
+                specialist,
+                subtask=subtask,
+                model_id=route.model_id,
+                route_reason=route.reason,
+            ),
+        )
         resumed_from = None
-        if self.durable and self.tracer_provider is not None and not otel_trace.get_current_span().get_span_context().is_valid:
+        if (
+            self.durable
+            and self.tracer_provider is not None
+            and not otel_trace.get_current_span().get_span_context().is_valid
+        ):
             # A child workflow recovered on its own has no span around it: continue the run's trace.
             resumed_from = await self._db(trace_parent, self.tracer_provider, self.store, parent.run_id)
         try:
@@ -573,41 +689,78 @@ class Team:
                 f'delegate {specialist}',
                 context=resumed_from,
                 attributes={
-                    'proctor.run_id': parent.run_id, 'proctor.agent_path': deps.agent_path,
-                    'proctor.specialist': specialist, 'proctor.subtask': subtask[:1000],
-                    'proctor.model_id': route.model_id, 'proctor.route_reason': route.reason,
-                    'proctor.delegation_id': delegation_id, 'proctor.project': deps.project,
-                    'proctor.data_class': deps.data_class, 'proctor.resumed': resumed_from is not None,
+                    'proctor.run_id': parent.run_id,
+                    'proctor.agent_path': deps.agent_path,
+                    'proctor.specialist': specialist,
+                    'proctor.subtask': subtask[:1000],
+                    'proctor.model_id': route.model_id,
+                    'proctor.route_reason': route.reason,
+                    'proctor.delegation_id': delegation_id,
+                    'proctor.project': deps.project,
+                    'proctor.data_class': deps.data_class,
+                    'proctor.resumed': resumed_from is not None,
                 },
-            ) as span:  # fmt: skip
+            ) as span:
                 with _engine.delegation_in_parent_workflow() if self.durable and not own_workflow else nullcontext():
                     result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
                 output = self._guard('output', result.output, deps)
                 span.set_attributes(_usage_attributes(result.usage, route))
         except BaseException as e:
-            emit(self.observers, RunEvent('delegation_failed', parent.run_id, deps.agent_path, specialist,
-                                          subtask=subtask, model_id=route.model_id, error=f'{type(e).__name__}: {e}',
-                                          elapsed_s=time.perf_counter() - started))  # fmt: skip
+            emit(
+                self.observers,
+                RunEvent(
+                    'delegation_failed',
+                    parent.run_id,
+                    deps.agent_path,
+                    specialist,
+                    subtask=subtask,
+                    model_id=route.model_id,
+                    error=f'{type(e).__name__}: {e}',
+                    elapsed_s=time.perf_counter() - started,
+                ),
+            )
             if self.record:
                 with anyio.CancelScope(shield=True):
-                    await self._db(self.records.finish_delegation, delegation_id, status='failed',
+                    await self._db(
+                        self.records.finish_delegation,
+                        delegation_id,
+                        status='failed',
                         error=f'{type(e).__name__}: {e}'[:2000],
-                    )  # fmt: skip
+                    )
             if own_workflow:
                 await settle(self.store)
             raise
         usage = result.usage
         served = _served_model(result.new_messages(), route.model_id)
         if self.record:
-            await self._db(self.records.finish_delegation, delegation_id, status='succeeded', output=output,
-                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, requests=usage.requests,
-                cost_usd=route.cost(usage), model_id=served,
-            )  # fmt: skip
+            await self._db(
+                self.records.finish_delegation,
+                delegation_id,
+                status='succeeded',
+                output=output,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                requests=usage.requests,
+                cost_usd=route.cost(usage),
+                model_id=served,
+            )
         if own_workflow:  # its recordings and audit records, before its workflow completes (else the run's end does)
             await settle(self.store)
-        emit(self.observers, RunEvent('delegation_finished', parent.run_id, deps.agent_path, specialist, subtask=subtask,
-                                      model_id=served, output=output, input_tokens=usage.input_tokens,
-                                      output_tokens=usage.output_tokens, elapsed_s=time.perf_counter() - started))  # fmt: skip
+        emit(
+            self.observers,
+            RunEvent(
+                'delegation_finished',
+                parent.run_id,
+                deps.agent_path,
+                specialist,
+                subtask=subtask,
+                model_id=served,
+                output=output,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                elapsed_s=time.perf_counter() - started,
+            ),
+        )
         return _text_of(output)
 
     # ------------------------------------------------------------------ reading

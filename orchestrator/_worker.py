@@ -111,8 +111,13 @@ class Worker:
             raise
         self._started = True
         self._start_thread(self._tend, 'proctor-worker-recovery')
-        log.info('worker started', executor_id=self.executor_id, queue=self.queue, concurrency=self.concurrency,
-                 database='postgres' if not self.store.is_sqlite else 'sqlite')  # fmt: skip
+        log.info(
+            'worker started',
+            executor_id=self.executor_id,
+            queue=self.queue,
+            concurrency=self.concurrency,
+            database='postgres' if not self.store.is_sqlite else 'sqlite',
+        )
         return self
 
     def _declare_queues(self) -> None:
@@ -127,7 +132,9 @@ class Worker:
         """Workflows (runs and delegations) this worker holds that are not finished."""
         from dbos import DBOS
 
-        return len(DBOS.list_workflows(executor_id=self.executor_id, status='PENDING', load_input=False, load_output=False))
+        return len(
+            DBOS.list_workflows(executor_id=self.executor_id, status='PENDING', load_input=False, load_output=False)
+        )
 
     def stop(self, *, drain_timeout: float = 30.0) -> None:
         """Take no new runs, wait up to `drain_timeout` s for the held ones, then leave; anything
@@ -143,7 +150,7 @@ class Worker:
             try:
                 if self.running() == 0:
                     break
-            except Exception:  # noqa: BLE001 - the database is gone: nothing to drain into
+            except Exception:
                 break
             time.sleep(0.2)
         self._tender_stop.set()
@@ -180,7 +187,7 @@ class Worker:
         while not self._tender_stop.wait(self.heartbeat_every):
             try:
                 alive = self.heartbeats.beat(self.executor_id)
-            except Exception as e:  # noqa: BLE001 - a database hiccup must not kill the worker
+            except Exception as e:
                 log.warning('worker heartbeat failed', executor_id=self.executor_id, error=f'{type(e).__name__}: {e}')
                 continue
             if not alive:
@@ -196,12 +203,16 @@ class Worker:
             try:
                 self.build_active_teams()
                 self.recover_dead()
-            except Exception as e:  # noqa: BLE001 - a database hiccup must not kill the worker
-                log.warning('worker recovery pass failed', executor_id=self.executor_id, error=f'{type(e).__name__}: {e}')
+            except Exception as e:
+                log.warning(
+                    'worker recovery pass failed', executor_id=self.executor_id, error=f'{type(e).__name__}: {e}'
+                )
 
     def build_active_teams(self) -> None:
         """Build the team of every active run (from its recorded factory) not built yet."""
-        q = sa.select(runs.c.team, runs.c.factory).where(runs.c.status.in_(ACTIVE_STATUSES), runs.c.factory.is_not(None))
+        q = sa.select(runs.c.team, runs.c.factory).where(
+            runs.c.status.in_(ACTIVE_STATUSES), runs.c.factory.is_not(None)
+        )
         with self.store.engine.connect() as c:
             pairs = c.execute(q.distinct()).all()
         for team, factory in pairs:
@@ -210,7 +221,7 @@ class Worker:
             self._built.add((team, factory))
             try:
                 teams.get(self.store.url, team, factory=factory)
-            except Exception as e:  # noqa: BLE001 - one broken factory must not stop the others' runs
+            except Exception as e:
                 log.warning('cannot build team', team=team, factory=factory, error=f'{type(e).__name__}: {e}')
 
     def recover_dead(self) -> int:

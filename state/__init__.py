@@ -6,13 +6,13 @@ It imports only `proctor.core`; everything above it keeps its data here."""
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._store import SCHEMA_VERSION, StateStore, resolve_database_url, resolve_state_dir
-    from ._records import DelegationRecord, RunRecord, RunRecords
-    from ._writer import BufferedWriter, Flusher, flusher, write_transaction
     from ._audit import AuditEntry, AuditVerification, append_audit, audit_entries, audit_head, verify_audit
-    from ._scope import RunScope, current_scope, run_scope
     from ._heartbeats import Heartbeats, WorkerRecord
     from ._queue import RUN_QUEUE, submit_run, wait_for_run
+    from ._records import DelegationRecord, RunRecord, RunRecords
+    from ._scope import RunScope, current_scope, run_scope
+    from ._store import SCHEMA_VERSION, StateStore, resolve_database_url, resolve_state_dir
+    from ._writer import BufferedWriter, Flusher, flusher, write_transaction
 
 __all__ = (
     'append_audit',

@@ -26,8 +26,17 @@ from ._schema import audit
 from ._store import StateStore
 from ._writer import flusher, write_transaction
 
-__all__ = ('AuditEntry', 'AuditVerification', 'append_audit', 'append_in', 'audit_entries', 'audit_head', 'verify_audit',
-           'canonical_json', 'GENESIS_HASH')  # fmt: skip
+__all__ = (
+    'AuditEntry',
+    'AuditVerification',
+    'append_audit',
+    'append_in',
+    'audit_entries',
+    'audit_head',
+    'verify_audit',
+    'canonical_json',
+    'GENESIS_HASH',
+)
 
 GENESIS_HASH = '0' * 64
 
@@ -37,10 +46,12 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(',', ':'), ensure_ascii=False, default=str)
 
 
-def _entry_hash(prev_hash: str, *, seq: int, kind: str, run_id: str | None, idem_key: str | None, created_at: float,
-                record: str) -> str:  # fmt: skip
-    body = canonical_json({'seq': seq, 'kind': kind, 'run_id': run_id, 'idem_key': idem_key, 'created_at': created_at,
-                           'record': record})  # fmt: skip
+def _entry_hash(
+    prev_hash: str, *, seq: int, kind: str, run_id: str | None, idem_key: str | None, created_at: float, record: str
+) -> str:
+    body = canonical_json(
+        {'seq': seq, 'kind': kind, 'run_id': run_id, 'idem_key': idem_key, 'created_at': created_at, 'record': record}
+    )
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
@@ -57,12 +68,21 @@ class AuditEntry:
 
 
 def _entry(row: Any) -> AuditEntry:
-    return AuditEntry(seq=row.seq, kind=row.kind, run_id=row.run_id, record=json.loads(row.record), prev_hash=row.prev_hash,
-                      hash=row.hash, created_at=row.created_at, idem_key=row.idem_key)  # fmt: skip
+    return AuditEntry(
+        seq=row.seq,
+        kind=row.kind,
+        run_id=row.run_id,
+        record=json.loads(row.record),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+        created_at=row.created_at,
+        idem_key=row.idem_key,
+    )
 
 
-def append_audit(store: StateStore, kind: str, record: dict[str, Any], *, run_id: str | None = None,
-                 key: str | None = None) -> AuditEntry:  # fmt: skip
+def append_audit(
+    store: StateStore, kind: str, record: dict[str, Any], *, run_id: str | None = None, key: str | None = None
+) -> AuditEntry:
     """Append one record now (blocking). `key` makes it idempotent: the entry already logged under it is returned.
 
     For approval decisions: `append_audit(store, 'approval_decision', {'approval_id': ..., 'tool': ...,
@@ -77,7 +97,9 @@ _TAIL = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(
 _LOGGED = sa.select(audit).where(audit.c.idem_key.in_(sa.bindparam('keys', expanding=True)))
 
 
-def _append_many(store: StateStore, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[AuditEntry]:
+def _append_many(
+    store: StateStore, items: list[tuple[str, dict[str, Any], str | None, str | None]]
+) -> list[AuditEntry]:
     """Append records in order, in one transaction holding the chain's lock."""
     with write_transaction(store) as c:
         return append_in(c, items)
@@ -97,8 +119,18 @@ def append_in(c: sa.Connection, items: list[tuple[str, dict[str, Any], str | Non
             continue
         seq, text, now = seq + 1, canonical_json(record), round(time.time(), 6)
         digest = _entry_hash(prev, seq=seq, kind=kind, run_id=run_id, idem_key=key, created_at=now, record=text)
-        rows.append(dict(seq=seq, run_id=run_id, kind=kind, record=text, prev_hash=prev, hash=digest,
-                         created_at=now, idem_key=key))  # fmt: skip
+        rows.append(
+            dict(
+                seq=seq,
+                run_id=run_id,
+                kind=kind,
+                record=text,
+                prev_hash=prev,
+                hash=digest,
+                created_at=now,
+                idem_key=key,
+            )
+        )
         entry = AuditEntry(seq, kind, run_id, record, prev, digest, now, key)
         out.append(entry)
         if key is not None:
@@ -159,20 +191,51 @@ def verify_audit(store: StateStore, *, expect_head: str | None = None) -> AuditV
     for row in _rows(store):
         what = f'{row.kind}, run {row.run_id[:12] if row.run_id else "-"}'
         if row.seq != expected:
-            return AuditVerification(False, checked, expected - 1, prev_hash, expected,
-                                     f'record {expected} is missing (the next one is {row.seq}): a record was removed')  # fmt: skip
+            return AuditVerification(
+                False,
+                checked,
+                expected - 1,
+                prev_hash,
+                expected,
+                f'record {expected} is missing (the next one is {row.seq}): a record was removed',
+            )
         if row.prev_hash != prev_hash:
-            return AuditVerification(False, checked, expected - 1, prev_hash, row.seq,
-                                     f'({what}) does not chain to record {row.seq - 1}: a record was removed, '
-                                     f'reordered or rewritten before it')  # fmt: skip
-        digest = _entry_hash(row.prev_hash, seq=row.seq, kind=row.kind, run_id=row.run_id, idem_key=row.idem_key,
-                             created_at=row.created_at, record=row.record)  # fmt: skip
+            return AuditVerification(
+                False,
+                checked,
+                expected - 1,
+                prev_hash,
+                row.seq,
+                f'({what}) does not chain to record {row.seq - 1}: a record was removed, '
+                f'reordered or rewritten before it',
+            )
+        digest = _entry_hash(
+            row.prev_hash,
+            seq=row.seq,
+            kind=row.kind,
+            run_id=row.run_id,
+            idem_key=row.idem_key,
+            created_at=row.created_at,
+            record=row.record,
+        )
         if digest != row.hash:
-            return AuditVerification(False, checked, expected - 1, prev_hash, row.seq,
-                                     f'({what}) its contents do not match its hash: the record was altered')  # fmt: skip
+            return AuditVerification(
+                False,
+                checked,
+                expected - 1,
+                prev_hash,
+                row.seq,
+                f'({what}) its contents do not match its hash: the record was altered',
+            )
         prev_hash, expected, checked = row.hash, expected + 1, checked + 1
     if expect_head is not None and expect_head != prev_hash:
-        return AuditVerification(False, checked, expected - 1, prev_hash, expected - 1,
-                                 f'the head hash is {prev_hash[:16]}…, not the expected {expect_head[:16]}…: '
-                                 'records were removed from the end or rewritten')  # fmt: skip
+        return AuditVerification(
+            False,
+            checked,
+            expected - 1,
+            prev_hash,
+            expected - 1,
+            f'the head hash is {prev_hash[:16]}…, not the expected {expect_head[:16]}…: '
+            'records were removed from the end or rewritten',
+        )
     return AuditVerification(True, checked, expected - 1, prev_hash)

@@ -64,7 +64,6 @@ __all__ = (
 T = TypeVar('T')
 
 
-
 @dataclass
 class _Engine:
     """What this process launched DBOS on (DBOS itself is one instance per process)."""
@@ -259,6 +258,7 @@ def _declare_resume_queue(executor_id: str) -> None:
 
 
 # ---------------------------------------------------------------- DBOS private API (listed above)
+
 
 def workflow_cancelled() -> type[Exception]:
     """The exception DBOS raises into a workflow that was cancelled (imported on use: DBOS is heavy)."""

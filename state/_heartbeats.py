@@ -61,10 +61,16 @@ class Heartbeats:
             now = db_now(c)
             c.execute(
                 workers.insert().values(
-                    executor_id=executor_id, host=socket.gethostname()[:200], pid=os.getpid(), queue=queue,
-                    concurrency=concurrency, status='alive', started_at=now, heartbeat_at=now,
+                    executor_id=executor_id,
+                    host=socket.gethostname()[:200],
+                    pid=os.getpid(),
+                    queue=queue,
+                    concurrency=concurrency,
+                    status='alive',
+                    started_at=now,
+                    heartbeat_at=now,
                 )
-            )  # fmt: skip
+            )
 
     def beat(self, executor_id: str) -> bool:
         """Record that `executor_id` is alive; False if it was declared dead (its runs were taken over)."""
@@ -82,7 +88,9 @@ class Heartbeats:
             now = db_now(c)
             w = workers.c
             c.execute(
-                workers.update().where(w.executor_id == executor_id, w.status == 'alive').values(status='stopped', heartbeat_at=now)
+                workers.update()
+                .where(w.executor_id == executor_id, w.status == 'alive')
+                .values(status='stopped', heartbeat_at=now)
             )
 
     def _dead(self, cutoff: float) -> Any:
@@ -100,9 +108,11 @@ class Heartbeats:
         with self.store.engine.begin() as c:
             now = db_now(c)
             dead = self._dead(now - dead_after)
-            candidates = c.execute(
-                sa.select(w.executor_id).where(w.queue == queue, w.executor_id != claimer, dead)
-            ).scalars().all()  # fmt: skip
+            candidates = (
+                c.execute(sa.select(w.executor_id).where(w.queue == queue, w.executor_id != claimer, dead))
+                .scalars()
+                .all()
+            )
         for executor_id in candidates:
             with self.store.engine.begin() as c:
                 now = db_now(c)

@@ -18,13 +18,20 @@ from ..exceptions import RunError, UserError
 from ._dbos import APP_VERSION
 
 if TYPE_CHECKING:
-    from ._store import StateStore
     from ._records import RunRecord
+    from ._store import StateStore
 
 __all__ = (
-    'RUN_QUEUE', 'TERMINAL', 'recovery_queue', 'check_queue_name', 'normalize_factory', 'submit_run', 'wait_for_run',
-    'dbos_client', 'close_clients',
-)  # fmt: skip
+    'RUN_QUEUE',
+    'TERMINAL',
+    'recovery_queue',
+    'check_queue_name',
+    'normalize_factory',
+    'submit_run',
+    'wait_for_run',
+    'dbos_client',
+    'close_clients',
+)
 
 #: The queue `proctor worker` and `team.submit` use unless told otherwise.
 RUN_QUEUE = 'proctor-runs'
@@ -105,13 +112,23 @@ def submit_run(
     if existing is not None and existing.run_id == run_id:
         raise UserError(f'run {run_id!r} already exists (status {existing.status}); submit with a new run id')
     records.create_run(
-        run_id=run_id, team=team, project=project, data_class=data_class, task=task, factory=factory,
-        workspace=workspace, durable=True, status='enqueued',
-    )  # fmt: skip
+        run_id=run_id,
+        team=team,
+        project=project,
+        data_class=data_class,
+        task=task,
+        factory=factory,
+        workspace=workspace,
+        durable=True,
+        status='enqueued',
+    )
     _flush(records)  # the row, with its factory, is committed before any worker can dequeue the run
     options: dict[str, Any] = {
-        'workflow_name': 'proctor.queued_run', 'queue_name': queue, 'workflow_id': run_id, 'app_version': APP_VERSION,
-    }  # fmt: skip
+        'workflow_name': 'proctor.queued_run',
+        'queue_name': queue,
+        'workflow_id': run_id,
+        'app_version': APP_VERSION,
+    }
     dbos_client(store).enqueue(options, team, run_id, task, project, data_class)
     return run_id
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..exceptions import UnknownRunError
 from ._schema import delegations, runs
 from ._store import StateStore
-from ..exceptions import UnknownRunError
 
 __all__ = ('RunRecord', 'DelegationRecord', 'RunRecords')
 
@@ -91,26 +91,40 @@ def _insert_ignore(conn: sa.Connection, table: sa.Table, key: str) -> Any:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        stmt = _INSERT_IGNORE[(conn.dialect.name, table.name)] = insert(table).on_conflict_do_nothing(index_elements=[key])
+        stmt = _INSERT_IGNORE[(conn.dialect.name, table.name)] = insert(table).on_conflict_do_nothing(
+            index_elements=[key]
+        )
     return stmt
 
 
 _b = sa.bindparam
 _RUN_STATUS = runs.update().where(runs.c.run_id == _b('rid')).values(status=_b('status'))
-_RUN_STATUS_ERR = runs.update().where(runs.c.run_id == _b('rid')).values(status=_b('status'), error=_b('err'), finished_at=_b('fin'))
+_RUN_STATUS_ERR = (
+    runs.update().where(runs.c.run_id == _b('rid')).values(status=_b('status'), error=_b('err'), finished_at=_b('fin'))
+)
 _RUN_STATUS_FIN = runs.update().where(runs.c.run_id == _b('rid')).values(status=_b('status'), finished_at=_b('fin'))
 _RUN_FINISH = (
     runs.update()
     .where(runs.c.run_id == _b('rid'))
     .values(
-        status='succeeded', output=_b('out'), finished_at=_b('fin'), error=None, input_tokens=_b('tin'),
-        output_tokens=_b('tout'), requests=_b('req'), cost_usd=_b('cost'),
+        status='succeeded',
+        output=_b('out'),
+        finished_at=_b('fin'),
+        error=None,
+        input_tokens=_b('tin'),
+        output_tokens=_b('tout'),
+        requests=_b('req'),
+        cost_usd=_b('cost'),
     )
-)  # fmt: skip
+)
+
 
 def _delegation_sum(col: Any, zero: Any) -> Any:
-    return (sa.select(sa.func.coalesce(sa.func.sum(col), zero)).where(delegations.c.run_id == runs.c.run_id)
-            .scalar_subquery())  # fmt: skip
+    return (
+        sa.select(sa.func.coalesce(sa.func.sum(col), zero))
+        .where(delegations.c.run_id == runs.c.run_id)
+        .scalar_subquery()
+    )
 
 
 # The run's own usage plus its delegations' (one statement: no read of the totals first).
@@ -118,23 +132,34 @@ _RUN_FINISH_WITH_DELEGATIONS = (
     runs.update()
     .where(runs.c.run_id == _b('rid'))
     .values(
-        status='succeeded', output=_b('out'), finished_at=_b('fin'), error=None,
+        status='succeeded',
+        output=_b('out'),
+        finished_at=_b('fin'),
+        error=None,
         input_tokens=_b('tin') + _delegation_sum(delegations.c.input_tokens, 0),
         output_tokens=_b('tout') + _delegation_sum(delegations.c.output_tokens, 0),
         requests=_b('req') + _delegation_sum(delegations.c.requests, 0),
         cost_usd=_b('cost') + _delegation_sum(delegations.c.cost_usd, 0.0),
     )
-)  # fmt: skip
+)
 _RUN_TRACE = runs.update().where(runs.c.run_id == _b('rid'), runs.c.trace_id.is_(None)).values(trace_id=_b('tid'))
 _DELEGATION_FINISH = (
     delegations.update()
     .where(delegations.c.delegation_id == _b('did'))
     .values(
-        status=_b('status'), output=_b('out'), error=_b('err'), finished_at=_b('fin'), input_tokens=_b('tin'),
-        output_tokens=_b('tout'), requests=_b('req'), cost_usd=_b('cost'),
-        model_id=sa.func.coalesce(_b('mid', type_=delegations.c.model_id.type), delegations.c.model_id),  # the serving model, when known
+        status=_b('status'),
+        output=_b('out'),
+        error=_b('err'),
+        finished_at=_b('fin'),
+        input_tokens=_b('tin'),
+        output_tokens=_b('tout'),
+        requests=_b('req'),
+        cost_usd=_b('cost'),
+        model_id=sa.func.coalesce(
+            _b('mid', type_=delegations.c.model_id.type), delegations.c.model_id
+        ),  # the serving model, when known
     )
-)  # fmt: skip
+)
 _GET_RUN = sa.select(runs).where(runs.c.run_id == _b('rid'))
 _GET_DELEGATIONS = sa.select(delegations).where(delegations.c.run_id == _b('rid')).order_by(delegations.c.seq)
 _DELEGATION_SEQ = sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == _b('rid'))
@@ -161,10 +186,21 @@ class RunRecords:
     ) -> None:
         """Insert the run's row (a no-op apart from the status if the run id is already recorded)."""
         values = dict(
-            run_id=run_id, team=team, project=project, data_class=data_class, task=task,
-            status=status, factory=factory, workspace=workspace, started_at=time.time(),
-            input_tokens=0, output_tokens=0, requests=0, cost_usd=0.0, durable=durable,
-        )  # fmt: skip
+            run_id=run_id,
+            team=team,
+            project=project,
+            data_class=data_class,
+            task=task,
+            status=status,
+            factory=factory,
+            workspace=workspace,
+            started_at=time.time(),
+            input_tokens=0,
+            output_tokens=0,
+            requests=0,
+            cost_usd=0.0,
+            durable=durable,
+        )
         with self.store.engine.begin() as c:
             if c.execute(_insert_ignore(c, runs, 'run_id'), values).rowcount == 0:
                 c.execute(_RUN_STATUS, {'rid': run_id, 'status': status})
@@ -173,22 +209,37 @@ class RunRecords:
         final = status in ('succeeded', 'failed', 'cancelled')
         with self.store.engine.begin() as c:
             if error is not None:
-                c.execute(_RUN_STATUS_ERR, {'rid': run_id, 'status': status, 'err': error, 'fin': time.time() if final else None})
+                c.execute(
+                    _RUN_STATUS_ERR,
+                    {'rid': run_id, 'status': status, 'err': error, 'fin': time.time() if final else None},
+                )
             elif final:
                 c.execute(_RUN_STATUS_FIN, {'rid': run_id, 'status': status, 'fin': time.time()})
             else:
                 c.execute(_RUN_STATUS, {'rid': run_id, 'status': status})
 
     def finish_run(
-        self, run_id: str, *, output: Any, input_tokens: int, output_tokens: int, requests: int, cost_usd: float,
+        self,
+        run_id: str,
+        *,
+        output: Any,
+        input_tokens: int,
+        output_tokens: int,
+        requests: int,
+        cost_usd: float,
         add_delegations: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Mark the run succeeded with its output and usage; `add_delegations`: the usage given is the
         supervisor's own, and the delegations' recorded usage is added to it."""
         params = {
-            'rid': run_id, 'out': _dump(output), 'fin': time.time(), 'tin': input_tokens, 'tout': output_tokens,
-            'req': requests, 'cost': cost_usd,
-        }  # fmt: skip
+            'rid': run_id,
+            'out': _dump(output),
+            'fin': time.time(),
+            'tin': input_tokens,
+            'tout': output_tokens,
+            'req': requests,
+            'cost': cost_usd,
+        }
         with self.store.engine.begin() as c:
             c.execute(_RUN_FINISH_WITH_DELEGATIONS if add_delegations else _RUN_FINISH, params)
 
@@ -211,20 +262,32 @@ class RunRecords:
         with self.store.engine.begin() as c:
             seq = c.execute(_DELEGATION_SEQ, {'rid': run_id}).scalar_one()
             values = dict(
-                delegation_id=delegation_id, run_id=run_id, seq=seq, agent_path=agent_path,
-                specialist=specialist, subtask=subtask, model_id=model_id, route_reason=route_reason,
-                status='running', started_at=time.time(), input_tokens=0, output_tokens=0, requests=0,
+                delegation_id=delegation_id,
+                run_id=run_id,
+                seq=seq,
+                agent_path=agent_path,
+                specialist=specialist,
+                subtask=subtask,
+                model_id=model_id,
+                route_reason=route_reason,
+                status='running',
+                started_at=time.time(),
+                input_tokens=0,
+                output_tokens=0,
+                requests=0,
                 cost_usd=0.0,
-            )  # fmt: skip
+            )
             c.execute(_insert_ignore(c, delegations, 'delegation_id'), values)
 
     def totals(self, run_id: str) -> tuple[int, int, int, float]:
         """Tokens in, tokens out, requests and cost of a run's delegations."""
         d = delegations.c
         q = sa.select(
-            sa.func.coalesce(sa.func.sum(d.input_tokens), 0), sa.func.coalesce(sa.func.sum(d.output_tokens), 0),
-            sa.func.coalesce(sa.func.sum(d.requests), 0), sa.func.coalesce(sa.func.sum(d.cost_usd), 0.0),
-        ).where(d.run_id == run_id)  # fmt: skip
+            sa.func.coalesce(sa.func.sum(d.input_tokens), 0),
+            sa.func.coalesce(sa.func.sum(d.output_tokens), 0),
+            sa.func.coalesce(sa.func.sum(d.requests), 0),
+            sa.func.coalesce(sa.func.sum(d.cost_usd), 0.0),
+        ).where(d.run_id == run_id)
         with self.store.engine.connect() as c:
             a, b, n, cost = c.execute(q).one()
         return int(a), int(b), int(n), float(cost)
@@ -243,10 +306,17 @@ class RunRecords:
         model_id: str | None = None,
     ) -> None:
         params = {
-            'did': delegation_id, 'status': status, 'out': None if output is None else _dump(output), 'err': error,
-            'fin': time.time(), 'tin': input_tokens, 'tout': output_tokens, 'req': requests, 'cost': cost_usd,
+            'did': delegation_id,
+            'status': status,
+            'out': None if output is None else _dump(output),
+            'err': error,
+            'fin': time.time(),
+            'tin': input_tokens,
+            'tout': output_tokens,
+            'req': requests,
+            'cost': cost_usd,
             'mid': model_id,
-        }  # fmt: skip
+        }
         with self.store.engine.begin() as c:
             c.execute(_DELEGATION_FINISH, params)
 

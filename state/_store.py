@@ -27,7 +27,14 @@ import sqlalchemy as sa
 
 from ..exceptions import StateDirError
 
-__all__ = ('StateStore', 'resolve_state_dir', 'resolve_database_url', 'upgrade_schema', 'add_missing_columns', 'SCHEMA_VERSION')
+__all__ = (
+    'StateStore',
+    'resolve_state_dir',
+    'resolve_database_url',
+    'upgrade_schema',
+    'add_missing_columns',
+    'SCHEMA_VERSION',
+)
 
 #: 2: the columns added after the first release (ledger routing columns, span scope, audit and guard
 #: event keys) and their unique indexes.
@@ -78,7 +85,9 @@ class StateStore:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StateDirError(f'cannot create state dir {self.state_dir}: {e.strerror}', path=str(self.state_dir)) from e
+            raise StateDirError(
+                f'cannot create state dir {self.state_dir}: {e.strerror}', path=str(self.state_dir)
+            ) from e
         if not os.access(self.state_dir, os.R_OK | os.W_OK | os.X_OK):
             raise StateDirError(f'state dir {self.state_dir} is not readable and writable', path=str(self.state_dir))
 
@@ -116,9 +125,12 @@ class StateStore:
             # preserve_rowcount: psycopg reports no rowcount for INSERT (-1) unless asked, and the
             # journal, records and approvals test `rowcount` after INSERT ... ON CONFLICT DO NOTHING.
             return sa.create_engine(
-                self.url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                self.url,
+                pool_pre_ping=True,
+                pool_size=10,
+                max_overflow=20,
                 execution_options={'preserve_rowcount': True},
-            )  # fmt: skip
+            )
         eng = sa.create_engine(self.url, connect_args={'check_same_thread': False, 'timeout': 30})
 
         @sa.event.listens_for(eng, 'connect')
@@ -221,8 +233,11 @@ def add_missing_columns(conn: sa.Connection, metadata: sa.MetaData) -> list[str]
                 ddl += f' DEFAULT {default}'
             if not col.nullable:
                 if default is None or col.primary_key:
-                    raise StateDirError(f'cannot add column {table.name}.{col.name} to an existing database: '
-                                        'a new column must be nullable or have a default', path=str(conn.engine.url))  # fmt: skip
+                    raise StateDirError(
+                        f'cannot add column {table.name}.{col.name} to an existing database: '
+                        'a new column must be nullable or have a default',
+                        path=str(conn.engine.url),
+                    )
                 ddl += ' NOT NULL'
             try:
                 conn.exec_driver_sql(ddl)  # Postgres: under the migration lock

@@ -46,6 +46,7 @@ def write_transaction(store: StateStore, *, chain: bool = True) -> Iterator[sa.C
             c.rollback()
             raise
 
+
 _MAX_FAILURES = 30
 
 
@@ -122,7 +123,7 @@ class Flusher:
         for store in stores.values():
             try:
                 self.flush_store(store)
-            except Exception as e:  # noqa: BLE001 - keep writing the other stores
+            except Exception as e:
                 log.warning('state store write failed', store=store.url, error=f'{type(e).__name__}: {e}')
 
     def wake(self) -> None:

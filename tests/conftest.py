@@ -11,8 +11,8 @@ os.environ.setdefault('ANONYMIZED_TELEMETRY', 'False')
 os.environ.setdefault('DO_NOT_TRACK', '1')
 os.environ.pop('OTEL_EXPORTER_OTLP_ENDPOINT', None)
 
-import pytest  # noqa: E402
-from pydantic_ai import models  # noqa: E402
+import pytest
+from pydantic_ai import models
 
 # Real providers are refused; scripted models (FunctionModel) and the embedded model are not "requests".
 models.ALLOW_MODEL_REQUESTS = False

@@ -23,8 +23,8 @@ from pydantic_ai import RunContext
 
 from proctor import RunDeps, Specialist, Supervisor, Team
 from proctor.guardrails import ApprovalPolicy, ApprovalRule
-from proctor.tools._journal import side_effect_step
 from proctor.testing import ScriptedModel, delegate, text, tool_call, tool_results
+from proctor.tools._journal import side_effect_step
 
 
 def _dir() -> pathlib.Path:
@@ -82,9 +82,11 @@ def build_team() -> Team:
         return text('coding: ' + ' | '.join(tool_results(messages)))
 
     supervisor = ScriptedModel(
-        [[delegate('coding', 'change it'), delegate('research', 'look it up')],
-         lambda messages: text('done: ' + ' | '.join(tool_results(messages)))]
-    )  # fmt: skip
+        [
+            [delegate('coding', 'change it'), delegate('research', 'look it up')],
+            lambda messages: text('done: ' + ' | '.join(tool_results(messages))),
+        ]
+    )
     here = pathlib.Path(__file__).resolve()
     return Team(
         Supervisor(model=supervisor),

@@ -21,8 +21,8 @@ from pydantic_ai.messages import ModelRequest, UserPromptPart
 
 from proctor import RunDeps, Specialist, Supervisor, Team
 from proctor.guardrails import ApprovalPolicy, ApprovalRule
-from proctor.tools._journal import side_effect_step
 from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results
+from proctor.tools._journal import side_effect_step
 
 HERE = pathlib.Path(__file__).resolve()
 
@@ -39,7 +39,7 @@ def _append(env: str, line: str) -> None:
         os.close(fd)
 
 
-def _tag(messages) -> str:  # noqa: ANN001
+def _tag(messages) -> str:
     for m in messages:
         if isinstance(m, ModelRequest):
             for p in m.parts:
@@ -71,7 +71,7 @@ async def publish(ctx: RunContext[RunDeps], what: str) -> str:
 def build_team() -> Team:
     latency = float(os.environ.get('SCALE_LATENCY', '0'))
 
-    async def supervisor(messages):  # noqa: ANN001, ANN202
+    async def supervisor(messages):
         tag, results = _tag(messages), tool_results(messages)
         _append('SCALE_CALLS', f'{tag} supervisor:{len(results)} {os.getpid()}')
         if not results:
@@ -80,14 +80,14 @@ def build_team() -> Team:
             return [delegate('coding', f'code {tag}')]
         return text(f'done {tag}: ' + ' | '.join(results))
 
-    async def research(messages):  # noqa: ANN001, ANN202
+    async def research(messages):
         tag = last_user_prompt(messages).split()[-1]
         _append('SCALE_CALLS', f'{tag} research {os.getpid()}')
         if not tool_results(messages):
             return [tool_call('record_fact', {'fact': tag})]
         return text(f'found {tag}')
 
-    async def coding(messages):  # noqa: ANN001, ANN202
+    async def coding(messages):
         tag = last_user_prompt(messages).split()[-1]
         _append('SCALE_CALLS', f'{tag} coding {os.getpid()}')
         gate = os.environ.get('SCALE_GATE')
@@ -100,10 +100,11 @@ def build_team() -> Team:
     return Team(
         Supervisor(model=ScriptedModel(supervisor, name='sup', latency=latency)),
         [
-            Specialist('research', 'Research.', model=ScriptedModel(research, name='res', latency=latency),
-                       tools=[record_fact]),
+            Specialist(
+                'research', 'Research.', model=ScriptedModel(research, name='res', latency=latency), tools=[record_fact]
+            ),
             Specialist('coding', 'Code.', model=ScriptedModel(coding, name='cod', latency=latency), tools=[publish]),
-        ],  # fmt: skip
+        ],
         name='scale-team',
         guardrails=[ApprovalPolicy([ApprovalRule(tool='publish', role='operator', reason='publishing is public')])],
         factory=f'{HERE}:build_team',

@@ -10,12 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from proctor import Specialist, Supervisor, Team
+from proctor.cli._app import main as cli
+from proctor.state._audit import canonical_json
 from proctor.state._schema import audit
 from proctor.state._store import StateStore
-from proctor.cli._app import main as cli
 from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_results
 from proctor.tracing import append_audit, audit_entries, audit_head, flush_store, verify_audit
-from proctor.state._audit import canonical_json
 
 
 def build_team(name: str = 'audited') -> Team:
@@ -25,9 +25,16 @@ def build_team(name: str = 'audited') -> Team:
 
     return Team(
         Supervisor(model=ScriptedModel(supervisor, name='sup-model')),
-        [Specialist('research', 'Research.', model=ScriptedModel(lambda m: text(f'found {last_user_prompt(m)}'), name='res-model'))],
-        name=name, durable=False,
-    )  # fmt: skip
+        [
+            Specialist(
+                'research',
+                'Research.',
+                model=ScriptedModel(lambda m: text(f'found {last_user_prompt(m)}'), name='res-model'),
+            )
+        ],
+        name=name,
+        durable=False,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +42,7 @@ def _cli_keeps_logging_alone(monkeypatch):
     # The CLI points structlog at the current stderr; under pytest that is a capture file closed after
     # the test, and loggers cached meanwhile would write to it in later tests.
     monkeypatch.setattr('proctor.cli._app._configure_logging', lambda log_json: None)
+
 
 def cli_code(capsys, *argv: str) -> tuple[int, str, str]:
     try:
@@ -51,9 +59,20 @@ def store(state_dir) -> StateStore:
     """A store whose chain holds 3 model calls of one run, then one approval decision."""
     team = build_team()
     team.run_sync('find the api')
-    append_audit(team.store, 'approval_decision', {'approval_id': 'ap1', 'tool': 'write_file', 'decider': 'ana',
-                                                   'role': 'operator', 'decision': 'approved', 'reason': 'looks fine'},
-                 run_id=team.list_runs()[0].run_id, key='approval:ap1')  # fmt: skip
+    append_audit(
+        team.store,
+        'approval_decision',
+        {
+            'approval_id': 'ap1',
+            'tool': 'write_file',
+            'decider': 'ana',
+            'role': 'operator',
+            'decision': 'approved',
+            'reason': 'looks fine',
+        },
+        run_id=team.list_runs()[0].run_id,
+        key='approval:ap1',
+    )
     return team.store
 
 
@@ -65,9 +84,12 @@ def test_every_model_call_is_audited(store):
     assert sorted(r['agent_path'] for r in calls) == ['supervisor', 'supervisor', 'supervisor>research']
     first = next(r for r in calls if r['agent_path'] == 'supervisor>research')
     assert {k: first[k] for k in ('model_id', 'requested_model', 'returned_model', 'provider', 'specialist')} == {
-        'model_id': 'res-model', 'requested_model': 'res-model', 'returned_model': 'res-model', 'provider': 'function',
+        'model_id': 'res-model',
+        'requested_model': 'res-model',
+        'returned_model': 'res-model',
+        'provider': 'function',
         'specialist': 'research',
-    }  # fmt: skip
+    }
     assert first['input_tokens'] > 0 and first['output_tokens'] > 0 and first['duration_ms'] >= 0
     assert len(first['input_hash']) == 64 and len(first['output_hash']) == 64 and first['started_at'] > 0
     assert first['run_id'] == entries[0].run_id and first['call_key'].endswith('#model:1')
@@ -92,7 +114,9 @@ def _mutate(store: StateStore, how: str) -> None:
     with store.engine.begin() as c:
         if how == 'altered':
             row = c.execute(sa.select(audit.c.record).where(audit.c.seq == 2)).scalar_one()
-            c.execute(audit.update().where(audit.c.seq == 2).values(record=row.replace('"input_tokens":', '"input_tokens":1')))
+            c.execute(
+                audit.update().where(audit.c.seq == 2).values(record=row.replace('"input_tokens":', '"input_tokens":1'))
+            )
         elif how == 'removed':
             c.execute(audit.delete().where(audit.c.seq == 2))
         elif how == 'reordered':  # swap records 2 and 3, renumbering them to hide it
@@ -102,8 +126,16 @@ def _mutate(store: StateStore, how: str) -> None:
         elif how == 'rehashed':  # altered, with its own hash recomputed (the documented formula): the next one breaks
             r = c.execute(sa.select(audit).where(audit.c.seq == 2)).one()
             record = r.record.replace('"input_tokens":', '"input_tokens":1')
-            body = canonical_json({'seq': r.seq, 'kind': r.kind, 'run_id': r.run_id, 'idem_key': r.idem_key,
-                                   'created_at': r.created_at, 'record': record})  # fmt: skip
+            body = canonical_json(
+                {
+                    'seq': r.seq,
+                    'kind': r.kind,
+                    'run_id': r.run_id,
+                    'idem_key': r.idem_key,
+                    'created_at': r.created_at,
+                    'record': record,
+                }
+            )
             digest = hashlib.sha256((r.prev_hash + body).encode()).hexdigest()
             c.execute(audit.update().where(audit.c.seq == 2).values(record=record, hash=digest))
 
@@ -146,7 +178,7 @@ def test_appends_are_idempotent_and_safe_from_many_threads(state_dir):
                 append_audit(store, 'note', {'thread': n, 'i': i}, key=f'note:{n}:{i}')
                 if i % 5 == 0:  # a recovered run's hooks run again: the same key adds nothing
                     append_audit(store, 'note', {'thread': n, 'i': i}, key=f'note:{n}:{i}')
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
@@ -169,8 +201,12 @@ async def test_replayed_hooks_of_a_recovered_run_do_not_append_twice(state_dir):
 
     store = StateStore(state_dir)
     obs = AuditObserver(store)
-    deps = RunDeps(run_id='r1', team='t', project='p', data_class='internal', agent_path='supervisor', specialist='supervisor')
-    call = ModelCall(deps=deps, key='r1#model:1', model_id='m', model_name='m', system='function', messages=[], model_settings=None)
+    deps = RunDeps(
+        run_id='r1', team='t', project='p', data_class='internal', agent_path='supervisor', specialist='supervisor'
+    )
+    call = ModelCall(
+        deps=deps, key='r1#model:1', model_id='m', model_name='m', system='function', messages=[], model_settings=None
+    )
     for _ in range(2):
         await obs.after_model_call(call, text('hi'))
         flush_store(store)
@@ -193,12 +229,23 @@ def test_a_routed_call_is_audited_with_the_served_model_its_version_and_cost(sta
         return [delegate('analyst', 'size it', call_id='c1')] if not results else text(results[0])
 
     models = {
-        'cheap': {'model': ScriptedModel(lambda m: text('small'), name='cheap-llm'), 'version': '2024-07-18',
-                  'usd_per_m_input': 0.15, 'usd_per_m_output': 0.6, 'data_classes': ['internal']},
-        'boss': {'model': ScriptedModel(boss, name='boss-llm'), 'usd_per_m_input': 1, 'usd_per_m_output': 2,
-                 'data_classes': ['internal']},
-    }  # fmt: skip
-    router = ModelRouter(models, {'specialists': {'supervisor': {'preferred': 'boss'}, 'analyst': {'preferred': 'cheap'}}})
+        'cheap': {
+            'model': ScriptedModel(lambda m: text('small'), name='cheap-llm'),
+            'version': '2024-07-18',
+            'usd_per_m_input': 0.15,
+            'usd_per_m_output': 0.6,
+            'data_classes': ['internal'],
+        },
+        'boss': {
+            'model': ScriptedModel(boss, name='boss-llm'),
+            'usd_per_m_input': 1,
+            'usd_per_m_output': 2,
+            'data_classes': ['internal'],
+        },
+    }
+    router = ModelRouter(
+        models, {'specialists': {'supervisor': {'preferred': 'boss'}, 'analyst': {'preferred': 'cheap'}}}
+    )
     team = Team(Supervisor(), [Specialist('analyst', 'Analyse.')], router=router, name='audited-routed', durable=False)
     result = team.run_sync('go')
     [call] = [e.record for e in audit_entries(team.store) if e.record['agent_path'] == 'supervisor>analyst']

@@ -7,10 +7,10 @@ import pytest
 import sqlalchemy as sa
 
 from proctor import Budget, BudgetExceeded, Ledger, ModelRegistry, ModelRouter, Specialist, Supervisor, Team
+from proctor.models._budget import BudgetGuard
+from proctor.orchestrator import ModelCall, RunDeps, budget_status
 from proctor.state._schema import budget_reservations
 from proctor.state._store import StateStore
-from proctor.orchestrator import ModelCall, RunDeps, budget_status
-from proctor.models._budget import BudgetGuard
 from proctor.testing import ScriptedModel, delegate, fail, last_user_prompt, text, tool_results
 
 pytestmark = pytest.mark.anyio
@@ -18,8 +18,9 @@ ALL = ['public', 'internal', 'confidential', 'restricted']
 
 
 def boss() -> ScriptedModel:
-    return ScriptedModel(lambda m: text('done: ' + tool_results(m)[0]) if tool_results(m) else [delegate('worker', 'do it')],
-                         name='boss')  # fmt: skip
+    return ScriptedModel(
+        lambda m: text('done: ' + tool_results(m)[0]) if tool_results(m) else [delegate('worker', 'do it')], name='boss'
+    )
 
 
 def worker(name: str = 'worker', error: Exception | None = None) -> ScriptedModel:
@@ -33,14 +34,32 @@ def worker(name: str = 'worker', error: Exception | None = None) -> ScriptedMode
 
 def router(budgets, *, models=None, policy=None) -> ModelRouter:
     reg = {
-        'boss': {'model': boss(), 'usd_per_m_input': 10, 'usd_per_m_output': 10, 'max_output_tokens': 50, 'data_classes': ALL},
-        'pricey': {'model': worker('pricey'), 'usd_per_m_input': 10, 'usd_per_m_output': 10, 'max_output_tokens': 50,
-                   'data_classes': ALL},
-        'cheap': {'model': worker('cheap'), 'usd_per_m_input': 1, 'usd_per_m_output': 1, 'max_output_tokens': 50,
-                  'data_classes': ALL},
-    }  # fmt: skip
+        'boss': {
+            'model': boss(),
+            'usd_per_m_input': 10,
+            'usd_per_m_output': 10,
+            'max_output_tokens': 50,
+            'data_classes': ALL,
+        },
+        'pricey': {
+            'model': worker('pricey'),
+            'usd_per_m_input': 10,
+            'usd_per_m_output': 10,
+            'max_output_tokens': 50,
+            'data_classes': ALL,
+        },
+        'cheap': {
+            'model': worker('cheap'),
+            'usd_per_m_input': 1,
+            'usd_per_m_output': 1,
+            'max_output_tokens': 50,
+            'data_classes': ALL,
+        },
+    }
     reg.update(models or {})
-    pol = policy or {'specialists': {'supervisor': {'preferred': 'boss'}, 'worker': {'preferred': 'pricey', 'fallback': ['cheap']}}}
+    pol = policy or {
+        'specialists': {'supervisor': {'preferred': 'boss'}, 'worker': {'preferred': 'pricey', 'fallback': ['cheap']}}
+    }
     return ModelRouter(ModelRegistry(reg), pol, budgets=budgets)
 
 
@@ -61,7 +80,10 @@ async def test_reserve_then_settle_matches_the_ledger(state_dir):
     assert result.cost_usd == pytest.approx(spent)
     project = scope(team.store, 'project:p')
     assert project['spent_usd'] == pytest.approx(spent) and project['reserved_usd'] == 0
-    assert scope(team.store, f'run:{result.run_id}')['spent_tokens'] == result.usage.input_tokens + result.usage.output_tokens
+    assert (
+        scope(team.store, f'run:{result.run_id}')['spent_tokens']
+        == result.usage.input_tokens + result.usage.output_tokens
+    )
     with team.store.engine.connect() as c:
         assert {r[0] for r in c.execute(sa.select(budget_reservations.c.status))} == {'settled'}
 
@@ -85,7 +107,9 @@ async def test_past_the_limit_the_run_stops_naming_budget_limit_and_spend(state_
 
 
 async def test_a_failed_call_releases_its_reservation(state_dir):
-    r = router([Budget('team', '*', usd=1.0)], models={'pricey': {'model': worker('pricey', fail(400)), 'data_classes': ALL}})
+    r = router(
+        [Budget('team', '*', usd=1.0)], models={'pricey': {'model': worker('pricey', fail(400)), 'data_classes': ALL}}
+    )
     team = team_with(r, name='t400')
     with pytest.raises(Exception, match='status_code: 400'):
         await team.run('go', project='p')
@@ -101,11 +125,24 @@ async def test_hooks_are_idempotent_on_the_call_key(state_dir):
     from pydantic_ai.usage import RequestUsage
 
     store = StateStore(state_dir)
-    reg = ModelRegistry({'m': {'model': 'test', 'usd_per_m_input': 1000, 'usd_per_m_output': 1000, 'max_output_tokens': 10,
-                               'data_classes': ALL}})  # fmt: skip
+    reg = ModelRegistry(
+        {
+            'm': {
+                'model': 'test',
+                'usd_per_m_input': 1000,
+                'usd_per_m_output': 1000,
+                'max_output_tokens': 10,
+                'data_classes': ALL,
+            }
+        }
+    )
     guard = BudgetGuard([Budget('project', 'p', usd=1.0)], registry=reg, store=store)
-    deps = RunDeps(run_id='r1', team='t', project='p', data_class='internal', agent_path='supervisor', specialist='supervisor')
-    call = ModelCall(deps=deps, key='r1#model:1', model_id='m', model_name='m', system='', messages=[], model_settings=None)
+    deps = RunDeps(
+        run_id='r1', team='t', project='p', data_class='internal', agent_path='supervisor', specialist='supervisor'
+    )
+    call = ModelCall(
+        deps=deps, key='r1#model:1', model_id='m', model_name='m', system='', messages=[], model_settings=None
+    )
     response = ModelResponse(parts=[TextPart('x')], usage=RequestUsage(input_tokens=100, output_tokens=5))
     for _ in range(2):  # a recovered run re-runs both hooks for a recorded step
         await guard.before_model_call(call)
@@ -116,8 +153,10 @@ async def test_hooks_are_idempotent_on_the_call_key(state_dir):
 
 
 async def test_near_the_limit_the_router_degrades_to_a_cheaper_approved_model(state_dir):
-    policy = {'degrade_at': 0.08, 'specialists': {'supervisor': {'preferred': 'boss'},
-                                                 'worker': {'preferred': 'pricey', 'fallback': ['cheap']}}}  # fmt: skip
+    policy = {
+        'degrade_at': 0.08,
+        'specialists': {'supervisor': {'preferred': 'boss'}, 'worker': {'preferred': 'pricey', 'fallback': ['cheap']}},
+    }
     team = team_with(router([Budget('project', 'p', usd=0.01)], policy=policy), name='degrade')
     first = await team.run('go', project='p')
     assert first.delegations[0].model_id == 'pricey'
@@ -132,8 +171,9 @@ async def test_a_used_up_model_budget_routes_to_the_next_model(state_dir):
     team = team_with(router([Budget('model', 'pricey', usd=0.0001)]), name='modelcap')
     first = await team.run('go', project='p')
     assert first.output == 'done: cheap: do it'  # pricey cannot take even one call: the next approved model serves
-    worker_attempts = [(a['model_id'], a['status'], a['error']) for a in Ledger().attempts(first.run_id)
-                       if a['specialist'] == 'worker']  # fmt: skip
+    worker_attempts = [
+        (a['model_id'], a['status'], a['error']) for a in Ledger().attempts(first.run_id) if a['specialist'] == 'worker'
+    ]
     assert worker_attempts == [('pricey', 'skipped', 'model budget model:pricey used up'), ('cheap', 'ok', None)]
     assert [e.model_id for e in Ledger().entries(run_id=first.run_id, specialist='worker')] == ['cheap']
     second = await team.run('go', project='p')

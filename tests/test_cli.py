@@ -84,16 +84,27 @@ def test_resume_of_a_run_another_live_process_holds_is_refused(tmp_path):
     calls, gate, state = tmp_path / 'calls', tmp_path / 'gate', tmp_path / 'state'
     env = {**os.environ, 'RESUME_CALLS': str(calls), 'RESUME_GATE': str(gate), 'PROCTOR_STATE_DIR': str(state)}
     gate.touch()  # the coding model waits while the gate exists
-    holder = subprocess.Popen([sys.executable, str(team_file), 'ship it', 'run-held-1'], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        [sys.executable, str(team_file), 'ship it', 'run-held-1'],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (calls.exists() and 'coding' in calls.read_text().split()):
             assert holder.poll() is None and time.monotonic() < deadline, 'the run never reached its coding delegation'
             time.sleep(0.05)
 
-        out = subprocess.run([sys.executable, '-m', 'proctor', 'resume', 'run-held-1'], env=env, capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, '-m', 'proctor', 'resume', 'run-held-1'],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 1 and 'Traceback' not in out.stderr
         assert out.stderr.strip() == (
             f'error: run run-held-1 is running in process {holder.pid} on {socket.gethostname()} '
@@ -120,9 +131,9 @@ def test_who_holds_a_run_is_judged_by_heartbeat_or_process(state_dir):
 
     import sqlalchemy as sa
 
+    from proctor.state._heartbeats import Heartbeats
     from proctor.state._schema import workers
     from proctor.state._store import StateStore
-    from proctor.state._heartbeats import Heartbeats
 
     store = StateStore()
     store.migrate()
@@ -139,7 +150,10 @@ def test_who_holds_a_run_is_judged_by_heartbeat_or_process(state_dir):
 
     gone = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
     dead_pid = int(gone.stdout)
-    assert beats.executor_alive(f'proctor-{here}-{me}-abc12345') == (True, f'process {me} on {here} (executor proctor-{here}-{me}-abc12345)')
+    assert beats.executor_alive(f'proctor-{here}-{me}-abc12345') == (
+        True,
+        f'process {me} on {here} (executor proctor-{here}-{me}-abc12345)',
+    )
     assert beats.executor_alive(f'proctor-{here}-{dead_pid}-abc12345')[0] is False
     assert beats.executor_alive(f'proctor-elsewhere-{me}-abc12345')[0] is None  # another host: cannot tell
     assert beats.executor_alive(f'proctor-{me}-abc12345', same_machine=True)[0] is True  # older ids, SQLite
@@ -153,7 +167,9 @@ def _run_with_markup_in_its_text():
     from proctor.testing import ScriptedModel, delegate, text
 
     team = Team(
-        Supervisor(model=ScriptedModel([[delegate('research', 'look at [/] and [bold]x')], text('done [red]not red[/] [/]')])),
+        Supervisor(
+            model=ScriptedModel([[delegate('research', 'look at [/] and [bold]x')], text('done [red]not red[/] [/]')])
+        ),
         [Specialist('research', 'Research.', model=ScriptedModel(['found [/red] it']))],
         name='tags[/]',
         durable=False,
@@ -187,11 +203,20 @@ def test_recorded_text_that_looks_like_markup_is_printed_as_written(state_dir, c
 @pytest.mark.parametrize(
     'args',
     [
-        ['runs', 'list'], ['runs', 'show', 'r1'], ['resume', 'r1'], ['traces', 'list'], ['traces', 'show', 'r1'],
-        ['replay', 'r1'], ['usage'], ['models', 'attempts', 'r1'], ['approvals', 'list'], ['approvals', 'show', 'a1'],
-        ['workers'], ['audit', 'list'],
+        ['runs', 'list'],
+        ['runs', 'show', 'r1'],
+        ['resume', 'r1'],
+        ['traces', 'list'],
+        ['traces', 'show', 'r1'],
+        ['replay', 'r1'],
+        ['usage'],
+        ['models', 'attempts', 'r1'],
+        ['approvals', 'list'],
+        ['approvals', 'show', 'a1'],
+        ['workers'],
+        ['audit', 'list'],
     ],
-)  # fmt: skip
+)
 def test_read_commands_name_a_missing_state_dir_instead_of_showing_nothing(tmp_path, monkeypatch, capsys, args):
     """A mistyped state dir is an error naming it, not an empty listing (nor a new empty state dir)."""
     missing = tmp_path / 'no-such-state'
@@ -218,8 +243,12 @@ def test_run_list_rows_fit_the_terminal_and_stay_whole_in_a_pipe(state_dir, caps
     from proctor.testing import ScriptedModel, text
 
     task = 'Refactor the billing module so that invoices are generated per account and per month ' * 2
-    team = Team(Supervisor(model=ScriptedModel([text('ok')])), [Specialist('research', 'R.', model=ScriptedModel(['x']))],
-                name='fit', durable=False)  # fmt: skip
+    team = Team(
+        Supervisor(model=ScriptedModel([text('ok')])),
+        [Specialist('research', 'R.', model=ScriptedModel(['x']))],
+        name='fit',
+        durable=False,
+    )
     run = team.run_sync(task.strip(), project='billing')
 
     monkeypatch.delenv('COLUMNS', raising=False)
@@ -239,8 +268,12 @@ def test_usage_of_one_run_takes_a_prefix_and_names_an_unknown_run(state_dir, cap
     from proctor import Specialist, Supervisor, Team
     from proctor.testing import ScriptedModel, text
 
-    team = Team(Supervisor(model=ScriptedModel([text('ok')])), [Specialist('research', 'R.', model=ScriptedModel(['x']))],
-                name='u', durable=False)  # fmt: skip
+    team = Team(
+        Supervisor(model=ScriptedModel([text('ok')])),
+        [Specialist('research', 'R.', model=ScriptedModel(['x']))],
+        name='u',
+        durable=False,
+    )
     run = team.run_sync('count', project='p')
     main(['usage', '--run', run.run_id[:8], '--json'])
     assert json.loads(capsys.readouterr().out)['run'] == run.run_id
@@ -254,11 +287,17 @@ def test_help_shows_the_toml_tables_it_names():
     import os
 
     env = {**os.environ, 'COLUMNS': '200'}
-    token = subprocess.run([sys.executable, '-m', 'proctor', 'operator-token', '--help'], capture_output=True, text=True,
-                           env=env, timeout=60)  # fmt: skip
+    token = subprocess.run(
+        [sys.executable, '-m', 'proctor', 'operator-token', '--help'],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert token.returncode == 0 and 'and the [operators.NAME] table (hash only) for proctor.toml' in token.stdout
-    console = subprocess.run([sys.executable, '-m', 'proctor', 'console', '--help'], capture_output=True, text=True,
-                             env=env, timeout=60)  # fmt: skip
+    console = subprocess.run(
+        [sys.executable, '-m', 'proctor', 'console', '--help'], capture_output=True, text=True, env=env, timeout=60
+    )
     assert console.returncode == 0 and 'TOML file with the [operators.*] tables' in console.stdout
 
 
@@ -269,8 +308,12 @@ def test_trace_export_to_an_unreachable_collector_is_one_line(state_dir, capsys)
     from proctor import Specialist, Supervisor, Team
     from proctor.testing import ScriptedModel, text
 
-    team = Team(Supervisor(model=ScriptedModel([text('ok')])), [Specialist('research', 'R.', model=ScriptedModel(['x']))],
-                name='export', durable=False)  # fmt: skip
+    team = Team(
+        Supervisor(model=ScriptedModel([text('ok')])),
+        [Specialist('research', 'R.', model=ScriptedModel(['x']))],
+        name='export',
+        durable=False,
+    )
     run = team.run_sync('trace me', project='p')
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(('127.0.0.1', 0))

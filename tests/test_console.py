@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from proctor import Specialist, Supervisor, Team
-from proctor.state._schema import approvals, budget_usage, ledger
-from proctor.state._store import StateStore
 from proctor.console import Operator, create_app, hash_token, load_operators
 from proctor.exceptions import ConfigError
 from proctor.guardrails import ApprovalPolicy, ApprovalQueue, ApprovalRule
 from proctor.orchestrator import RunRecords
+from proctor.state._schema import approvals, budget_usage, ledger
+from proctor.state._store import StateStore
 from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results, turn_of
 from proctor.tools import read_file, write_file
 from proctor.tracing import audit_entries
@@ -58,9 +58,14 @@ def shop_team() -> Team:
 
     return Team(
         Supervisor(model=ScriptedModel(sup, name='fake-supervisor')),
-        [Specialist('research', 'Research.', model=worker('research')), Specialist('coding', 'Code.', model=worker('coding'))],
-        name='shop', durable=False, factory=f'{__file__}:shop_team',
-    )  # fmt: skip
+        [
+            Specialist('research', 'Research.', model=worker('research')),
+            Specialist('coding', 'Code.', model=worker('coding')),
+        ],
+        name='shop',
+        durable=False,
+        factory=f'{__file__}:shop_team',
+    )
 
 
 def writer_team(workspace: str) -> Team:
@@ -68,15 +73,23 @@ def writer_team(workspace: str) -> Team:
 
     def coder(messages):
         if turn_of(messages) == 0:
-            return tool_call('write_file', {'path': 'hello.py', 'content': 'def hello(name):\n    return f"Hello, {name}!"\n'})
+            return tool_call(
+                'write_file', {'path': 'hello.py', 'content': 'def hello(name):\n    return f"Hello, {name}!"\n'}
+            )
         return text('coding: ' + tool_results(messages)[-1])
 
     return Team(
-        Supervisor(model=ScriptedModel([[delegate('coding', 'update hello.py')], lambda m: text('done: ' + tool_results(m)[-1])])),
+        Supervisor(
+            model=ScriptedModel(
+                [[delegate('coding', 'update hello.py')], lambda m: text('done: ' + tool_results(m)[-1])]
+            )
+        ),
         [Specialist('coding', 'Code.', model=ScriptedModel(coder, name='fake-coding'), tools=[write_file, read_file])],
-        name='writer', workspace=workspace, durable=False,
+        name='writer',
+        workspace=workspace,
+        durable=False,
         guardrails=[ApprovalPolicy([ApprovalRule(tool='write_file', reason='writes to the workspace')])],
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -100,13 +113,28 @@ def workspace(tmp_path) -> Path:
     return ws
 
 
-def open_approval(store, run_id: str, approval_id: str, *, role: str = 'operator', expires_after_s: float | None = 600,
-                  tool: str = 'run_command', args: dict | None = None, data_class: str = 'internal'):  # fmt: skip
+def open_approval(
+    store,
+    run_id: str,
+    approval_id: str,
+    *,
+    role: str = 'operator',
+    expires_after_s: float | None = 600,
+    tool: str = 'run_command',
+    args: dict | None = None,
+    data_class: str = 'internal',
+):
     return ApprovalQueue(store).open(
-        approval_id=approval_id, run_id=run_id, agent_path='supervisor>coding', tool=tool,
-        args=args if args is not None else {'command': 'make deploy'}, data_class=data_class, required_role=role,
-        reason_required='policy: deploys need a human', expires_after_s=expires_after_s,
-    )  # fmt: skip
+        approval_id=approval_id,
+        run_id=run_id,
+        agent_path='supervisor>coding',
+        tool=tool,
+        args=args if args is not None else {'command': 'make deploy'},
+        data_class=data_class,
+        required_role=role,
+        reason_required='policy: deploys need a human',
+        expires_after_s=expires_after_s,
+    )
 
 
 @pytest.fixture
@@ -124,7 +152,9 @@ def sign_in(client: TestClient, token: str, next_path: str = '/approvals') -> st
     """Sign in through the form; returns the session's CSRF token (from the page's meta tag)."""
     page = client.get('/login')
     login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)
-    r = client.post('/login', data={'token': token, 'login_csrf': login_csrf, 'next': next_path}, follow_redirects=False)
+    r = client.post(
+        '/login', data={'token': token, 'login_csrf': login_csrf, 'next': next_path}, follow_redirects=False
+    )
     assert r.status_code == 303, r.text
     landing = client.get('/approvals')
     return re.search(r'<meta name="csrf-token" content="([^"]+)"', landing.text).group(1)
@@ -167,8 +197,11 @@ def test_bad_sign_in_attempts_are_refused(client):
 def test_sign_in_never_redirects_off_site(client):
     page = client.get('/login')
     login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)
-    r = client.post('/login', data={'token': 'alice-token', 'login_csrf': login_csrf, 'next': '//evil.example/x'},
-                    follow_redirects=False)  # fmt: skip
+    r = client.post(
+        '/login',
+        data={'token': 'alice-token', 'login_csrf': login_csrf, 'next': '//evil.example/x'},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers['location'] == '/approvals'
 
 
@@ -201,8 +234,15 @@ def test_forged_expired_or_revoked_sessions_count_as_signed_out(store, client):
 
 GET_ROUTES = ['/', '/approvals', '/approvals/pending.html', '/approvals/apr-1', '/runs', '/runs/r1', '/usage']
 API_ROUTES = ['/api/approvals', '/api/approvals/apr-1', '/api/runs', '/api/runs/r1', '/api/usage']
-POST_ROUTES = ['/logout', '/approvals/apr-1/approve', '/approvals/apr-1/reject', '/runs/r1/replay',
-               '/api/approvals/apr-1/approve', '/api/approvals/apr-1/reject', '/api/runs/r1/replay']  # fmt: skip
+POST_ROUTES = [
+    '/logout',
+    '/approvals/apr-1/approve',
+    '/approvals/apr-1/reject',
+    '/runs/r1/replay',
+    '/api/approvals/apr-1/approve',
+    '/api/approvals/apr-1/reject',
+    '/api/runs/r1/replay',
+]
 
 
 @pytest.mark.parametrize('path', GET_ROUTES)
@@ -241,15 +281,41 @@ def test_security_headers_and_static_assets_ship_with_the_package(client):
 
 def test_inbox_shows_what_an_operator_needs_to_decide(store, client, workspace):
     run_id = 'run-with-workspace'
-    RunRecords(store).create_run(run_id=run_id, team='t', project='web', data_class='confidential', task='t',
-                                 factory=None, workspace=str(workspace), durable=False)  # fmt: skip
+    RunRecords(store).create_run(
+        run_id=run_id,
+        team='t',
+        project='web',
+        data_class='confidential',
+        task='t',
+        factory=None,
+        workspace=str(workspace),
+        durable=False,
+    )
     with store.engine.begin() as c:
-        c.execute(ledger.insert().values(run_id=run_id, team='t', project='web', specialist='coding', agent_path='supervisor>coding',
-                                         model_id='m', input_tokens=1000, output_tokens=234, cost_usd=0.0125, created_at=time.time()))  # fmt: skip
+        c.execute(
+            ledger.insert().values(
+                run_id=run_id,
+                team='t',
+                project='web',
+                specialist='coding',
+                agent_path='supervisor>coding',
+                model_id='m',
+                input_tokens=1000,
+                output_tokens=234,
+                cost_usd=0.0125,
+                created_at=time.time(),
+            )
+        )
     open_approval(store, run_id, 'apr-old', expires_after_s=None)
     time.sleep(0.01)  # distinct creation times: the order is the thing under test
-    open_approval(store, run_id, 'apr-new', tool='write_file', data_class='confidential',
-                  args={'path': 'hello.py', 'content': 'def hello(name):\n    return f"Hello, {name}!"\n'})  # fmt: skip
+    open_approval(
+        store,
+        run_id,
+        'apr-new',
+        tool='write_file',
+        data_class='confidential',
+        args={'path': 'hello.py', 'content': 'def hello(name):\n    return f"Hello, {name}!"\n'},
+    )
     sign_in(client, 'alice-token')
 
     page = client.get('/approvals').text
@@ -273,8 +339,16 @@ def test_inbox_shows_what_an_operator_needs_to_decide(store, client, workspace):
 
 def test_a_write_outside_the_workspace_is_reported_not_read(store, client, workspace, tmp_path):
     (tmp_path / 'secret.txt').write_text('TOP SECRET')
-    RunRecords(store).create_run(run_id='r-esc', team='t', project='web', data_class='internal', task='t', factory=None,
-                                 workspace=str(workspace), durable=False)  # fmt: skip
+    RunRecords(store).create_run(
+        run_id='r-esc',
+        team='t',
+        project='web',
+        data_class='internal',
+        task='t',
+        factory=None,
+        workspace=str(workspace),
+        durable=False,
+    )
     open_approval(store, 'r-esc', 'apr-esc', tool='write_file', args={'path': '../secret.txt', 'content': 'x'})
     sign_in(client, 'alice-token')
     page = client.get('/approvals/apr-esc').text
@@ -295,11 +369,18 @@ def test_approve_with_a_reason_records_who_when_why_and_audits_it(store, shop_ru
     open_approval(store, shop_run.run_id, 'apr-1')
     csrf = sign_in(client, 'alice-token')
     before = time.time()
-    r = client.post('/approvals/apr-1/approve', data={'csrf_token': csrf, 'reason': 'looks safe'}, follow_redirects=False)
+    r = client.post(
+        '/approvals/apr-1/approve', data={'csrf_token': csrf, 'reason': 'looks safe'}, follow_redirects=False
+    )
     assert r.status_code == 303 and r.headers['location'] == '/approvals?decided=apr-1'
 
     row = approval_row(store, 'apr-1')
-    assert (row['status'], row['decider'], row['decider_role'], row['reason']) == ('approved', 'alice', 'operator', 'looks safe')
+    assert (row['status'], row['decider'], row['decider_role'], row['reason']) == (
+        'approved',
+        'alice',
+        'operator',
+        'looks safe',
+    )
     assert row['decided_at'] >= before
     [entry] = [e for e in audit_entries(store, run_id=shop_run.run_id) if e.kind == 'approval_decision']
     assert entry.record['approval_id'] == 'apr-1' and entry.record['decider'] == 'alice'
@@ -321,7 +402,9 @@ def test_reject_needs_a_reason_and_then_records_it(store, shop_run, client):
     r = client.post('/approvals/apr-1/reject', data={'csrf_token': csrf, 'reason': 'x' * 2001})
     assert r.status_code == 400 and 'over the limit' in r.text
 
-    r = client.post('/approvals/apr-1/reject', data={'csrf_token': csrf, 'reason': 'not on a Friday'}, follow_redirects=False)
+    r = client.post(
+        '/approvals/apr-1/reject', data={'csrf_token': csrf, 'reason': 'not on a Friday'}, follow_redirects=False
+    )
     assert r.status_code == 303
     row = approval_row(store, 'apr-1')
     assert (row['status'], row['decider'], row['reason']) == ('rejected', 'carol', 'not on a Friday')
@@ -416,7 +499,9 @@ async def test_a_paused_run_completes_when_approved_in_the_console(store, worksp
             assert (a['tool'], a['agent_path'], a['args']['path']) == ('write_file', 'supervisor>coding', 'hello.py')
             assert (await http.get(f'/api/runs/{a["run_id"]}')).json()['status'] == 'waiting'
             assert 'hi ' in (workspace / 'hello.py').read_text()  # nothing written before the decision
-            r = await http.post(f'/api/approvals/{a["approval_id"]}/approve', json={'reason': 'fine'}, headers={'X-CSRF-Token': csrf})
+            r = await http.post(
+                f'/api/approvals/{a["approval_id"]}/approve', json={'reason': 'fine'}, headers={'X-CSRF-Token': csrf}
+            )
             assert r.status_code == 200
     assert result['run'].status == 'succeeded'
     assert 'Hello, {name}!' in (workspace / 'hello.py').read_text()
@@ -426,12 +511,31 @@ async def test_a_paused_run_completes_when_approved_in_the_console(store, worksp
 
 
 def test_runs_list_with_filters(store, shop_run, client):
-    RunRecords(store).create_run(run_id='other-run', team='writer', project='docs', data_class='public', task='other',
-                                 factory=None, workspace=None, durable=False)  # fmt: skip
+    RunRecords(store).create_run(
+        run_id='other-run',
+        team='writer',
+        project='docs',
+        data_class='public',
+        task='other',
+        factory=None,
+        workspace=None,
+        durable=False,
+    )
     with store.engine.begin() as c:  # a running run's row is totalled at the end; until then the ledger tells
-        c.execute(ledger.insert().values(run_id='other-run', team='writer', project='docs', specialist='supervisor',
-                                         agent_path='supervisor', model_id='m', input_tokens=70, output_tokens=30,
-                                         cost_usd=0.25, created_at=time.time()))  # fmt: skip
+        c.execute(
+            ledger.insert().values(
+                run_id='other-run',
+                team='writer',
+                project='docs',
+                specialist='supervisor',
+                agent_path='supervisor',
+                model_id='m',
+                input_tokens=70,
+                output_tokens=30,
+                cost_usd=0.25,
+                created_at=time.time(),
+            )
+        )
     sign_in(client, 'bob-token')
     page = client.get('/runs').text
     assert f'href="/runs/{shop_run.run_id}"' in page and 'href="/runs/other-run"' in page
@@ -440,7 +544,11 @@ def test_runs_list_with_filters(store, shop_run, client):
     runs = client.get('/api/runs').json()['runs']
     assert [r['run_id'] for r in runs] == ['other-run', shop_run.run_id]  # newest first
     other = runs[0]
-    assert (other['status'], other['cost_usd'], other['input_tokens'] + other['output_tokens']) == ('running', 0.25, 100)
+    assert (other['status'], other['cost_usd'], other['input_tokens'] + other['output_tokens']) == (
+        'running',
+        0.25,
+        100,
+    )
     shop = runs[1]
     assert (shop['team'], shop['project'], shop['status']) == ('shop', 'web', 'succeeded')
     assert shop['input_tokens'] + shop['output_tokens'] > 0 and shop['duration_s'] > 0
@@ -451,15 +559,22 @@ def test_runs_list_with_filters(store, shop_run, client):
 
 def test_run_page_shows_the_trace_as_a_waterfall_with_parallel_delegations(store, shop_run, client):
     with store.engine.begin() as c:
-        c.execute(sa.text("INSERT INTO proctor_guard_events (run_id, agent_path, hook, guard, decision, reason, created_at) "
-                          "VALUES (:r, 'supervisor>coding', 'output', 'pii', 'redact', 'an email address', :t)"),
-                  {'r': shop_run.run_id, 't': time.time()})  # fmt: skip
+        c.execute(
+            sa.text(
+                'INSERT INTO proctor_guard_events (run_id, agent_path, hook, guard, decision, reason, created_at) '
+                "VALUES (:r, 'supervisor>coding', 'output', 'pii', 'redact', 'an email address', :t)"
+            ),
+            {'r': shop_run.run_id, 't': time.time()},
+        )
     open_approval(store, shop_run.run_id, 'apr-1')
     sign_in(client, 'bob-token')
     page = client.get(f'/runs/{shop_run.run_id}').text
 
-    rows = re.findall(r'<details class="wf-row cat-(\w+)[^"]*"[^>]*data-left="([\d.]+)" data-width="([\d.]+)">\s*<summary>\s*'
-                      r'<div class="wf-name" style="padding-left: ([\d.]+)em" title="([^"]+)"', page)  # fmt: skip
+    rows = re.findall(
+        r'<details class="wf-row cat-(\w+)[^"]*"[^>]*data-left="([\d.]+)" data-width="([\d.]+)">\s*<summary>\s*'
+        r'<div class="wf-name" style="padding-left: ([\d.]+)em" title="([^"]+)"',
+        page,
+    )
     names = [r[4] for r in rows]
     assert names[0] == 'team.run' and 'delegate research' in names and 'delegate coding' in names
     bars = {r[4]: (float(r[1]), float(r[1]) + float(r[2])) for r in rows if r[0] == 'delegate'}
@@ -485,8 +600,13 @@ def test_run_page_shows_the_trace_as_a_waterfall_with_parallel_delegations(store
 
 
 def test_a_run_without_stored_spans_is_drawn_from_its_records(store, client):
-    team = Team(Supervisor(model=ScriptedModel([[delegate('research', 'a')], text('ok')])),
-                [Specialist('research', 'R.', model=ScriptedModel(['found']))], name='untraced', durable=False, trace=False)  # fmt: skip
+    team = Team(
+        Supervisor(model=ScriptedModel([[delegate('research', 'a')], text('ok')])),
+        [Specialist('research', 'R.', model=ScriptedModel(['found']))],
+        name='untraced',
+        durable=False,
+        trace=False,
+    )
     run = team.run_sync('go')
     sign_in(client, 'bob-token')
     page = client.get(f'/runs/{run.run_id}').text
@@ -497,7 +617,7 @@ def test_a_run_without_stored_spans_is_drawn_from_its_records(store, client):
 def test_unknown_run_is_404(client):
     sign_in(client, 'bob-token')
     r = client.get('/runs/no-such-run')
-    assert r.status_code == 404 and "unknown run &#39;no-such-run&#39;" in r.text
+    assert r.status_code == 404 and 'unknown run &#39;no-such-run&#39;' in r.text
     assert client.get('/api/runs/no-such-run').json() == {'error': "unknown run 'no-such-run'"}
     csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', client.get('/runs').text).group(1)
     assert client.post('/runs/no-such-run/replay', data={'csrf_token': csrf}).status_code == 404
@@ -518,8 +638,12 @@ def test_replay_button_replays_with_no_live_calls_and_shows_the_match(store, sho
 
 
 def test_replay_of_a_run_it_cannot_rebuild_says_why(store, client):
-    team = Team(Supervisor(model=ScriptedModel(['hi'])), [Specialist('research', 'R.', model=ScriptedModel(['x']))],
-                name='nofactory', durable=False)  # fmt: skip
+    team = Team(
+        Supervisor(model=ScriptedModel(['hi'])),
+        [Specialist('research', 'R.', model=ScriptedModel(['x']))],
+        name='nofactory',
+        durable=False,
+    )
     run = team.run_sync('go')
     csrf = sign_in(client, 'bob-token')
     outcome = client.post(f'/api/runs/{run.run_id}/replay', headers={'X-CSRF-Token': csrf}).json()
@@ -541,12 +665,44 @@ def seed_ledger(store) -> None:
     ]
     with store.engine.begin() as c:
         for run_id, team, project, spec, model, tin, tout, cost, at in rows:
-            c.execute(ledger.insert().values(run_id=run_id, team=team, project=project, specialist=spec, agent_path=f'supervisor>{spec}',
-                                             model_id=model, input_tokens=tin, output_tokens=tout, cost_usd=cost, created_at=at))  # fmt: skip
-        c.execute(budget_usage.insert().values(scope='project:web', limit_usd=0.6, limit_tokens=None, spent_usd=0.53, spent_tokens=3930,
-                                               reserved_usd=0.0, reserved_tokens=0, updated_at=now))  # fmt: skip
-        c.execute(budget_usage.insert().values(scope='team:shop@2026-01', limit_usd=10.0, limit_tokens=None, spent_usd=0.82,
-                                               spent_tokens=4600, reserved_usd=0.0, reserved_tokens=0, updated_at=now))  # fmt: skip
+            c.execute(
+                ledger.insert().values(
+                    run_id=run_id,
+                    team=team,
+                    project=project,
+                    specialist=spec,
+                    agent_path=f'supervisor>{spec}',
+                    model_id=model,
+                    input_tokens=tin,
+                    output_tokens=tout,
+                    cost_usd=cost,
+                    created_at=at,
+                )
+            )
+        c.execute(
+            budget_usage.insert().values(
+                scope='project:web',
+                limit_usd=0.6,
+                limit_tokens=None,
+                spent_usd=0.53,
+                spent_tokens=3930,
+                reserved_usd=0.0,
+                reserved_tokens=0,
+                updated_at=now,
+            )
+        )
+        c.execute(
+            budget_usage.insert().values(
+                scope='team:shop@2026-01',
+                limit_usd=10.0,
+                limit_tokens=None,
+                spent_usd=0.82,
+                spent_tokens=4600,
+                reserved_usd=0.0,
+                reserved_tokens=0,
+                updated_at=now,
+            )
+        )
 
 
 def test_usage_by_each_dimension_over_time(store, client):
@@ -554,11 +710,16 @@ def test_usage_by_each_dimension_over_time(store, client):
     sign_in(client, 'bob-token')
     by_team = client.get('/api/usage?by=team&days=30').json()
     assert [(t['name'], round(t['cost_usd'], 2), t['calls'], t['runs']) for t in by_team['totals']] == [
-        ('shop', 0.82, 3, 2), ('support', 0.01, 1, 1)]  # fmt: skip
+        ('shop', 0.82, 3, 2),
+        ('support', 0.01, 1, 1),
+    ]
     assert by_team['series']['bucket_s'] == 86400
     assert round(sum(by_team['series']['values']['shop']), 2) == 0.82
     by_model = client.get('/api/usage?by=model_id&metric=tokens&days=7').json()
-    assert {t['name']: t['input_tokens'] + t['output_tokens'] for t in by_model['totals']} == {'big-model': 2500, 'small-model': 2430}
+    assert {t['name']: t['input_tokens'] + t['output_tokens'] for t in by_model['totals']} == {
+        'big-model': 2500,
+        'small-model': 2430,
+    }
     by_spec = client.get('/api/usage?by=specialist&days=1&project=docs').json()
     assert [(t['name'], t['input_tokens']) for t in by_spec['totals']] == [('coding', 800)]
     assert by_spec['series']['bucket_s'] == 3600
@@ -614,10 +775,19 @@ def test_operators_from_proctor_toml(tmp_path, store):
 @pytest.mark.parametrize(
     'body,message',
     [
-        ('[operators.eve]\ntoken_sha256 = "abc"\nroles = []\n', 'operators.eve.token_sha256: token_sha256 must be 64 hex'),
-        (f'[operators.eve]\ntoken_sha256 = "{"a" * 64}"\nroles = "admin"\n', 'operators.eve.roles: roles must be a list'),
+        (
+            '[operators.eve]\ntoken_sha256 = "abc"\nroles = []\n',
+            'operators.eve.token_sha256: token_sha256 must be 64 hex',
+        ),
+        (
+            f'[operators.eve]\ntoken_sha256 = "{"a" * 64}"\nroles = "admin"\n',
+            'operators.eve.roles: roles must be a list',
+        ),
         (f'[operators.eve]\ntoken = "{"a" * 64}"\n', "operators.eve: unknown keys ['token']"),
-        (f'[operators.a]\ntoken_sha256 = "{"a" * 64}"\n[operators.b]\ntoken_sha256 = "{"a" * 64}"\n', "operators 'a' and 'b' share a token"),
+        (
+            f'[operators.a]\ntoken_sha256 = "{"a" * 64}"\n[operators.b]\ntoken_sha256 = "{"a" * 64}"\n',
+            "operators 'a' and 'b' share a token",
+        ),
         ('[operators\n', 'invalid TOML'),
     ],
 )
@@ -651,7 +821,9 @@ def test_cli_console_binds_loopback_and_warns_for_other_hosts(tmp_path, monkeypa
     with pytest.raises(SystemExit) as e:
         main(['--state-dir', str(tmp_path / 'state'), 'console'])
     assert e.value.code == 1 and 'proctor.toml: file not found' in capsys.readouterr().err
-    (tmp_path / 'proctor.toml').write_text(f'[operators.gus]\ntoken_sha256 = "{hash_token("t")}"\nroles = ["operator"]\n')
+    (tmp_path / 'proctor.toml').write_text(
+        f'[operators.gus]\ntoken_sha256 = "{hash_token("t")}"\nroles = ["operator"]\n'
+    )
 
     main(['--state-dir', str(tmp_path / 'state'), 'console', '--port', '8765'])
     assert served[-1]['host'] == '127.0.0.1' and served[-1]['port'] == 8765
@@ -668,7 +840,10 @@ def test_cli_console_refuses_a_config_without_operators(tmp_path, capsys, cli_ma
     cfg.write_text('[models]\n')
     with pytest.raises(SystemExit):
         main(['--state-dir', str(tmp_path / 'state'), 'console', '--config', str(cfg)])
-    assert capsys.readouterr().err.strip() == f'error: {cfg}: no [operators.NAME] tables: nobody could sign in (proctor operator-token NAME)'
+    assert (
+        capsys.readouterr().err.strip()
+        == f'error: {cfg}: no [operators.NAME] tables: nobody could sign in (proctor operator-token NAME)'
+    )
 
 
 def test_json_errors_are_one_line(client):

@@ -14,11 +14,11 @@ import anyio
 import pytest
 
 from proctor import Specialist, Supervisor, Team
-from proctor.state._store import StateStore
 from proctor.console import Operator, create_app
 from proctor.guardrails import ApprovalPolicy, ApprovalRule
 from proctor.models._budget import Budget
 from proctor.models._router import ModelRouter
+from proctor.state._store import StateStore
 from proctor.testing import ScriptedModel, delegate, text, tool_call, tool_results, turn_of
 from proctor.tools import read_file, write_file
 
@@ -26,9 +26,14 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--no-first-run',
-]  # fmt: skip
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--no-first-run',
+]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / 'docs' / 'screenshots'
 NEW_HELLO = 'def hello(name: str) -> str:\n    """A friendlier greeting."""\n    return f"Hello, {name}!"\n'
 
@@ -60,8 +65,12 @@ def greeter_team(workspace: str) -> Team:
         return text('Updated hello.py: ' + tool_results(messages)[-1])
 
     def model(name: str, script, usd_in: float, usd_out: float) -> dict:
-        return {'model': ScriptedModel(script, name=name), 'usd_per_m_input': usd_in, 'usd_per_m_output': usd_out,
-                'data_classes': ['public', 'internal', 'confidential']}  # fmt: skip
+        return {
+            'model': ScriptedModel(script, name=name),
+            'usd_per_m_input': usd_in,
+            'usd_per_m_output': usd_out,
+            'data_classes': ['public', 'internal', 'confidential'],
+        }
 
     router = ModelRouter(
         {
@@ -73,11 +82,15 @@ def greeter_team(workspace: str) -> Team:
     )
     return Team(
         Supervisor(model='sonnet-sim'),
-        [Specialist('research', 'Research.', model='haiku-sim'),
-         Specialist('coding', 'Code.', model='coder-sim', tools=[write_file, read_file])],
-        name='greeter', workspace=workspace, router=router,
+        [
+            Specialist('research', 'Research.', model='haiku-sim'),
+            Specialist('coding', 'Code.', model='coder-sim', tools=[write_file, read_file]),
+        ],
+        name='greeter',
+        workspace=workspace,
+        router=router,
         guardrails=[ApprovalPolicy([ApprovalRule(tool='write_file', reason='changes a file in the workspace')])],
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -87,8 +100,11 @@ def console(state_dir):
 
     app = create_app(
         StateStore(state_dir),
-        operators=[Operator.with_token('alice', 'alice-token', ['operator']), Operator.with_token('bob', 'bob-token', ['reviewer'])],
-    )  # fmt: skip
+        operators=[
+            Operator.with_token('alice', 'alice-token', ['operator']),
+            Operator.with_token('bob', 'bob-token', ['reviewer']),
+        ],
+    )
     server = uvicorn.Server(uvicorn.Config(app, host='127.0.0.1', port=0, log_level='warning', lifespan='off'))
     started = threading.Event()
     thread = threading.Thread(target=server.run, daemon=True)
@@ -109,7 +125,9 @@ def console(state_dir):
 def browser(tmp_path):
     """Launches system Chromium with a fresh profile directory for each sign-in (`context(name)`)."""
     if not Path(CHROMIUM).exists():
-        pytest.fail(f'{CHROMIUM} is missing: install the Debian packages chromium and chromium-driver (make system-deps)')
+        pytest.fail(
+            f'{CHROMIUM} is missing: install the Debian packages chromium and chromium-driver (make system-deps)'
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -117,9 +135,13 @@ def browser(tmp_path):
 
         def context(name: str):
             ctx = pw.chromium.launch_persistent_context(
-                str(tmp_path / f'profile-{name}'), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                viewport={'width': 1280, 'height': 900}, device_scale_factor=1,
-            )  # fmt: skip
+                str(tmp_path / f'profile-{name}'),
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
+                headless=True,
+                viewport={'width': 1280, 'height': 900},
+                device_scale_factor=1,
+            )
             ctx.set_default_timeout(30_000)
             contexts.append(ctx)
             return ctx.pages[0] if ctx.pages else ctx.new_page()
@@ -158,7 +180,7 @@ def test_operator_approves_a_paused_run_and_a_reviewer_reads_its_trace(state_dir
     def run() -> None:
         try:
             outcome['result'] = anyio.run(lambda: team.run('Make the greeting friendlier', project='web'))
-        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as e:
             outcome['error'] = e
 
     runner = threading.Thread(target=run, daemon=True)

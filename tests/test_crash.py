@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from proctor.state._store import StateStore
 from proctor.guardrails import ApprovalQueue
 from proctor.state._records import RunRecords
+from proctor.state._store import StateStore
 
 pytestmark = pytest.mark.slow
 TEAM = Path(__file__).with_name('crash_team.py')
@@ -39,8 +39,13 @@ def wait_for(predicate, timeout: float = 90.0, what: str = 'condition'):
 class Harness:
     def __init__(self, tmp: Path) -> None:
         self.dir = tmp
-        self.env = {**os.environ, 'CRASH_DIR': str(tmp), 'PROCTOR_STATE_DIR': str(tmp / 'state'),
-                    'PROCTOR_OPERATOR': 'ops', 'PROCTOR_ROLES': 'operator'}  # fmt: skip
+        self.env = {
+            **os.environ,
+            'CRASH_DIR': str(tmp),
+            'PROCTOR_STATE_DIR': str(tmp / 'state'),
+            'PROCTOR_OPERATOR': 'ops',
+            'PROCTOR_ROLES': 'operator',
+        }
         self.queue = ApprovalQueue(StateStore(tmp / 'state'))
         self.proc: subprocess.Popen[str] | None = None
 
@@ -55,12 +60,24 @@ class Harness:
         (self.dir / name).unlink()
 
     def start(self, run_id: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(TEAM), run_id], env=self.env, cwd=self.dir, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, str(TEAM), run_id],
+            env=self.env,
+            cwd=self.dir,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     def resume(self, run_id: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, '-m', 'proctor', 'resume', run_id], env=self.env, cwd=self.dir,
-                                     text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', 'proctor', 'resume', run_id],
+            env=self.env,
+            cwd=self.dir,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     def kill(self) -> None:
         assert self.proc is not None and self.proc.poll() is None, 'the run ended before the kill'
@@ -80,16 +97,24 @@ class Harness:
         wait_for(lambda: f'paused:{name}' in self.lines('trace'), what=f'the run to pause at {name}')
 
     def pending(self, kind: str) -> object:
-        return wait_for(lambda: next((a for a in self.queue.list(status='pending') if a.kind == kind), None),
-                        what=f'a pending {kind} approval')  # fmt: skip
+        return wait_for(
+            lambda: next((a for a in self.queue.list(status='pending') if a.kind == kind), None),
+            what=f'a pending {kind} approval',
+        )
 
     def decide(self, a: object, how: str, reason: str = 'ok') -> None:
         """Decide as an operator from this (another) process."""
         getattr(self.queue, how)(a.approval_id, decider='ops', roles=['operator'], reason=reason)  # type: ignore[attr-defined]
 
     def cli(self, *args: str) -> str:
-        out = subprocess.run([sys.executable, '-m', 'proctor', *args], env=self.env, cwd=self.dir, capture_output=True,
-                             text=True, timeout=60)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, '-m', 'proctor', *args],
+            env=self.env,
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout
 
@@ -162,7 +187,9 @@ def test_kill_between_steps_resumes_without_repeating_the_finished_effect(h):
     assert h.lines('counter') == ['safe']
     h.resume('crash-between')
     a = h.pending('tool')
-    assert not [x for x in h.queue.list(run_id='crash-between') if x.kind == 'in_doubt']  # a finished effect is not in doubt
+    assert not [
+        x for x in h.queue.list(run_id='crash-between') if x.kind == 'in_doubt'
+    ]  # a finished effect is not in doubt
     h.decide(a, 'approve')
     assert h.finish() == DONE
     assert h.lines('counter') == ['safe', 'risky']

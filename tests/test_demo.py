@@ -23,15 +23,44 @@ RUN = 'abcdef0123456789'
 def _events() -> list[RunEvent]:
     return [
         RunEvent('run_started', RUN, 'supervisor', 'supervisor', subtask='Add farewell()', model_id='local:smollm2'),
-        RunEvent('delegation_started', RUN, 'supervisor>research', 'research', subtask='Read the README', model_id='m1'),
+        RunEvent(
+            'delegation_started', RUN, 'supervisor>research', 'research', subtask='Read the README', model_id='m1'
+        ),
         RunEvent('delegation_started', RUN, 'supervisor>coding', 'coding', subtask='Write farewell', model_id='m2'),
-        RunEvent('delegation_finished', RUN, 'supervisor>research', 'research', subtask='Read the README',
-                 model_id='m1', output='It asks for farewell.', input_tokens=120, output_tokens=30, elapsed_s=2.5),
-        RunEvent('delegation_failed', RUN, 'supervisor>coding', 'coding', subtask='Write farewell', model_id='m2',
-                 error='RunError: tests failed', elapsed_s=4.0),
-        RunEvent('run_finished', RUN, 'supervisor', 'supervisor', output='Done.', model_id='local:smollm2',
-                 input_tokens=300, output_tokens=50, elapsed_s=7.25),
-    ]  # fmt: skip
+        RunEvent(
+            'delegation_finished',
+            RUN,
+            'supervisor>research',
+            'research',
+            subtask='Read the README',
+            model_id='m1',
+            output='It asks for farewell.',
+            input_tokens=120,
+            output_tokens=30,
+            elapsed_s=2.5,
+        ),
+        RunEvent(
+            'delegation_failed',
+            RUN,
+            'supervisor>coding',
+            'coding',
+            subtask='Write farewell',
+            model_id='m2',
+            error='RunError: tests failed',
+            elapsed_s=4.0,
+        ),
+        RunEvent(
+            'run_finished',
+            RUN,
+            'supervisor',
+            'supervisor',
+            output='Done.',
+            model_id='local:smollm2',
+            input_tokens=300,
+            output_tokens=50,
+            elapsed_s=7.25,
+        ),
+    ]
 
 
 def _plain_tree() -> tuple[LiveTree, io.StringIO]:
@@ -66,8 +95,17 @@ def test_live_tree_counts_tokens_of_running_agents_then_takes_the_finish_totals(
     tree, _ = _plain_tree()
     for e in _events()[:3]:
         tree.on_event(e)
-    deps = RunDeps(run_id=RUN, team='t', project='p', data_class='internal', agent_path='supervisor>research', specialist='research')
-    call = ModelCall(deps=deps, key='k', model_id='m1', model_name='m1', system='local', messages=[], model_settings=None)
+    deps = RunDeps(
+        run_id=RUN,
+        team='t',
+        project='p',
+        data_class='internal',
+        agent_path='supervisor>research',
+        specialist='research',
+    )
+    call = ModelCall(
+        deps=deps, key='k', model_id='m1', model_name='m1', system='local', messages=[], model_settings=None
+    )
     response = ModelResponse(parts=[], usage=RequestUsage(input_tokens=40, output_tokens=9))
     import anyio
 
@@ -112,16 +150,23 @@ def test_live_tree_follows_a_real_team_run(state_dir):
     tree, out = _plain_tree()
     team = Team(
         Supervisor(model=ScriptedModel(supervisor, name='sup')),
-        [Specialist(n, f'You are {n}.', model=ScriptedModel([text(f'{n} ok')], name=n)) for n in ('research', 'coding')],
-        name='live-tree-team', durable=False, observers=[tree],
-    )  # fmt: skip
+        [
+            Specialist(n, f'You are {n}.', model=ScriptedModel([text(f'{n} ok')], name=n))
+            for n in ('research', 'coding')
+        ],
+        name='live-tree-team',
+        durable=False,
+        observers=[tree],
+    )
     result = team.run_sync('Ship it')
     lines = out.getvalue().splitlines()
     assert lines[0] == f'run {result.run_id[:8]} started: supervisor on sup; task: Ship it'
     assert sorted(ln.split(' in ')[0] for ln in lines[1:-1]) == [
-        '  supervisor>coding done', '  supervisor>coding started on coding: write',
-        '  supervisor>research done', '  supervisor>research started on research: look',
-    ]  # fmt: skip
+        '  supervisor>coding done',
+        '  supervisor>coding started on coding: write',
+        '  supervisor>research done',
+        '  supervisor>research started on research: look',
+    ]
     assert lines[-1].startswith(f'run {result.run_id[:8]} done in ')
 
 
@@ -165,13 +210,15 @@ def test_feature_team_demo_runs_end_to_end_on_the_embedded_model(tmp_path, monke
     assert feature_team.main(['--state-dir', str(state)]) == 0
 
     printed = capsys.readouterr().out
-    from proctor.state._store import StateStore
     from proctor.orchestrator import RunRecords
+    from proctor.state._store import StateStore
 
     runs = RunRecords(StateStore(state)).list()
     assert len(runs) == 1
     run = RunRecords(StateStore(state)).get(runs[0].run_id)
-    assert run.status == 'succeeded' and run.team == 'feature_team' and run.factory.endswith('feature_team.py:build_team')
+    assert (
+        run.status == 'succeeded' and run.team == 'feature_team' and run.factory.endswith('feature_team.py:build_team')
+    )
     assert [(d.specialist, d.status, d.model_id) for d in run.delegations] == [
         ('research', 'succeeded', 'local:smollm2'),
         ('coding', 'succeeded', 'local:smollm2'),

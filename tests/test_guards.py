@@ -24,8 +24,14 @@ from proctor.guardrails._config import guardrails_from, load_guardrails
 
 
 def ctx(hook='tool_output', *, tool='read_file', specialist='research', data_class='internal'):
-    return GuardContext(hook=hook, run_id='r1', agent_path=f'supervisor>{specialist}', specialist=specialist,
-                        data_class=data_class, tool=tool)  # fmt: skip
+    return GuardContext(
+        hook=hook,
+        run_id='r1',
+        agent_path=f'supervisor>{specialist}',
+        specialist=specialist,
+        data_class=data_class,
+        tool=tool,
+    )
 
 
 def kinds(text: str) -> list[str]:
@@ -211,7 +217,9 @@ def test_pipeline_chains_redactions_and_records_non_allow_decisions_once_per_key
         out = pipe.apply('tool_output', 'mail a@b.io', ctx(), store=store, key='r1#tool:c1')
     assert out.payload == 'mail [REDACTED:email]'
     with pytest.raises(GuardrailTripped, match="guardrail 'tool_policy' blocked the tool_call"):
-        GuardrailPipeline([ToolPolicy(deny={'*': ['rm']})]).apply('tool_call', {}, ctx('tool_call', tool='rm'), store=store)
+        GuardrailPipeline([ToolPolicy(deny={'*': ['rm']})]).apply(
+            'tool_call', {}, ctx('tool_call', tool='rm'), store=store
+        )
     with store.engine.connect() as c:
         rows = c.execute(sa.select(guard_events.c.guard, guard_events.c.decision)).all()
     assert sorted(rows) == [('pii', 'redact'), ('tool_policy', 'block')]
@@ -240,8 +248,12 @@ def test_approval_rules_match_tool_args_data_class_and_cost():
     d = pol.check({'path': 'x'}, c('read_file', 'restricted'))
     assert (d.action, d.escalate_to, d.expires_after_s) == ('approve', 'admin', 60)
     assert pol.check({}, c('run_tests')).action == 'approve'
-    assert ApprovalPolicy([ApprovalRule(tool='run_tests', min_cost_usd=1.0)], tool_costs={'run_tests': 0.75}).check(
-        {}, c('run_tests')).action == 'allow'  # fmt: skip
+    assert (
+        ApprovalPolicy([ApprovalRule(tool='run_tests', min_cost_usd=1.0)], tool_costs={'run_tests': 0.75})
+        .check({}, c('run_tests'))
+        .action
+        == 'allow'
+    )
     with pytest.raises(ConfigError, match='on_reject'):
         ApprovalRule(on_reject='explode')  # type: ignore[arg-type]
 
@@ -259,8 +271,13 @@ def test_guardrails_from_toml(tmp_path):
     )
     guards = load_guardrails(path)
     assert [type(g).__name__ for g in guards] == [
-        'InputSizeLimit', 'ToolPolicy', 'DataClassGuard', 'PIIGuard', 'InjectionGuard', 'ApprovalPolicy'
-    ]  # fmt: skip
+        'InputSizeLimit',
+        'ToolPolicy',
+        'DataClassGuard',
+        'PIIGuard',
+        'InjectionGuard',
+        'ApprovalPolicy',
+    ]
     assert guards[4].threshold == 3 and guards[5].rules[0].on_reject == 'stop_run'
     assert load_guardrails(tmp_path / 'absent.toml', missing_ok=True) == []
 
@@ -299,7 +316,11 @@ def test_missing_config_file_is_a_clear_error(tmp_path):
     'guard, data_class, message',
     [
         (ToolPolicy(deny={'coding': ['run_command']}), 'internal', "tool 'run_command' is denied to 'coding'"),
-        (DataClassGuard(tools={'run_command': 'internal'}), 'confidential', "tool 'run_command' is cleared up to 'internal'"),
+        (
+            DataClassGuard(tools={'run_command': 'internal'}),
+            'confidential',
+            "tool 'run_command' is cleared up to 'internal'",
+        ),
     ],
 )
 async def test_tool_guards_stop_a_team_run_before_the_tool_runs(state_dir, tmp_path, guard, data_class, message):

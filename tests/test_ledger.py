@@ -19,17 +19,39 @@ ALL = ['public', 'internal', 'confidential', 'restricted']
 
 
 def build(name: str = 'ledgered') -> Team:
-    boss = ScriptedModel(lambda m: text('done') if tool_results(m) else [delegate('research', 'look'), delegate('coding', 'write')])
+    boss = ScriptedModel(
+        lambda m: text('done') if tool_results(m) else [delegate('research', 'look'), delegate('coding', 'write')]
+    )
     models = {
         'boss': {'model': boss, 'usd_per_m_input': 2, 'usd_per_m_output': 8, 'version': 'b-1', 'data_classes': ALL},
-        'small': {'model': ScriptedModel(lambda m: text('small ' + last_user_prompt(m))), 'usd_per_m_input': 0.5,
-                  'usd_per_m_output': 1, 'data_classes': ALL},
-        'big': {'model': ScriptedModel(lambda m: text('big ' + last_user_prompt(m))), 'usd_per_m_input': 5,
-                'usd_per_m_output': 20, 'version': '2025-01', 'data_classes': ALL},
-    }  # fmt: skip
-    policy = {'specialists': {'supervisor': {'preferred': 'boss'}, 'research': {'preferred': 'small'}, 'coding': {'preferred': 'big'}}}
-    return Team(Supervisor(), [Specialist('research', 'Research.'), Specialist('coding', 'Code.')],
-                router=ModelRouter(models, policy), durable=False, name=name)  # fmt: skip
+        'small': {
+            'model': ScriptedModel(lambda m: text('small ' + last_user_prompt(m))),
+            'usd_per_m_input': 0.5,
+            'usd_per_m_output': 1,
+            'data_classes': ALL,
+        },
+        'big': {
+            'model': ScriptedModel(lambda m: text('big ' + last_user_prompt(m))),
+            'usd_per_m_input': 5,
+            'usd_per_m_output': 20,
+            'version': '2025-01',
+            'data_classes': ALL,
+        },
+    }
+    policy = {
+        'specialists': {
+            'supervisor': {'preferred': 'boss'},
+            'research': {'preferred': 'small'},
+            'coding': {'preferred': 'big'},
+        }
+    }
+    return Team(
+        Supervisor(),
+        [Specialist('research', 'Research.'), Specialist('coding', 'Code.')],
+        router=ModelRouter(models, policy),
+        durable=False,
+        name=name,
+    )
 
 
 async def test_sub_agent_spend_counts_toward_its_run_team_and_project(state_dir):
@@ -37,7 +59,11 @@ async def test_sub_agent_spend_counts_toward_its_run_team_and_project(state_dir)
     result = await team.run('ship it', project='apollo')
     rows = Ledger().entries(run_id=result.run_id)
     assert sorted((r.agent_path, r.model_id) for r in rows) == [
-        ('supervisor', 'boss'), ('supervisor', 'boss'), ('supervisor>coding', 'big'), ('supervisor>research', 'small')]
+        ('supervisor', 'boss'),
+        ('supervisor', 'boss'),
+        ('supervisor>coding', 'big'),
+        ('supervisor>research', 'small'),
+    ]
     assert {(r.team, r.project, r.data_class) for r in rows} == {('ledgered', 'apollo', 'internal')}
     assert {r.model_version for r in rows if r.model_id != 'small'} == {'b-1', '2025-01'}
     assert all(r.cost_usd > 0 and r.input_tokens > 0 and r.call_key for r in rows)
@@ -67,10 +93,23 @@ async def test_usage_groups_by_dimension_and_filters_by_time(state_dir):
 
 def test_record_is_idempotent_on_the_call_key(state_dir):
     led = Ledger()
-    entry = LedgerEntry(run_id='r', team='t', project='p', specialist='s', agent_path='supervisor', model_id='m',
-                        input_tokens=10, output_tokens=2, cost_usd=0.5, created_at=time.time(), call_key='r#model:1')  # fmt: skip
-    attempts = [{'seq': 0, 'model_id': 'x', 'tier': 0, 'status': 'failed', 'error': 'ModelHTTPError: 503', 'elapsed_ms': 1.0},
-                {'seq': 1, 'model_id': 'm', 'tier': 0, 'status': 'ok', 'error': None, 'elapsed_ms': 2.0}]  # fmt: skip
+    entry = LedgerEntry(
+        run_id='r',
+        team='t',
+        project='p',
+        specialist='s',
+        agent_path='supervisor',
+        model_id='m',
+        input_tokens=10,
+        output_tokens=2,
+        cost_usd=0.5,
+        created_at=time.time(),
+        call_key='r#model:1',
+    )
+    attempts = [
+        {'seq': 0, 'model_id': 'x', 'tier': 0, 'status': 'failed', 'error': 'ModelHTTPError: 503', 'elapsed_ms': 1.0},
+        {'seq': 1, 'model_id': 'm', 'tier': 0, 'status': 'ok', 'error': None, 'elapsed_ms': 2.0},
+    ]
     assert led.record(entry, attempts) is True
     assert led.record(entry, attempts) is False
     assert len(led.entries(run_id='r')) == 1
@@ -82,10 +121,12 @@ def test_an_old_database_gets_the_new_ledger_columns(tmp_path):
     db.mkdir()
     eng = sa.create_engine(f'sqlite:///{db / "proctor.db"}')
     with eng.begin() as c:
-        c.exec_driver_sql('CREATE TABLE proctor_ledger (id INTEGER PRIMARY KEY, run_id VARCHAR(64) NOT NULL, team VARCHAR(200) '
-                          'NOT NULL, project VARCHAR(200) NOT NULL, specialist VARCHAR(200) NOT NULL, agent_path VARCHAR(400) '
-                          'NOT NULL, model_id VARCHAR(200) NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER '
-                          'NOT NULL, cost_usd FLOAT NOT NULL, created_at FLOAT NOT NULL)')  # fmt: skip
+        c.exec_driver_sql(
+            'CREATE TABLE proctor_ledger (id INTEGER PRIMARY KEY, run_id VARCHAR(64) NOT NULL, team VARCHAR(200) '
+            'NOT NULL, project VARCHAR(200) NOT NULL, specialist VARCHAR(200) NOT NULL, agent_path VARCHAR(400) '
+            'NOT NULL, model_id VARCHAR(200) NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER '
+            'NOT NULL, cost_usd FLOAT NOT NULL, created_at FLOAT NOT NULL)'
+        )
         c.exec_driver_sql("INSERT INTO proctor_ledger VALUES (1, 'old', 't', 'p', 's', 'a', 'm', 1, 1, 0.25, 0)")
     eng.dispose()
     led = Ledger(db)
@@ -139,8 +180,12 @@ async def test_a_team_without_a_router_still_books_its_calls(state_dir, capsys):
     """Every run's model calls reach the ledger (unpriced without a registry), so `proctor usage` after
     the demo counts its tokens instead of showing nothing."""
     boss = ScriptedModel(lambda m: text('done') if tool_results(m) else [delegate('research', 'look')])
-    team = Team(Supervisor(model=boss), [Specialist('research', 'Research.', model=ScriptedModel(['found']))],
-                durable=False, name='plain')  # fmt: skip
+    team = Team(
+        Supervisor(model=boss),
+        [Specialist('research', 'Research.', model=ScriptedModel(['found']))],
+        durable=False,
+        name='plain',
+    )
     result = await team.run('look around', project='p')
     rows = Ledger().entries(run_id=result.run_id)
     assert sorted(r.agent_path for r in rows) == ['supervisor', 'supervisor', 'supervisor>research']

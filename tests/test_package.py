@@ -39,9 +39,22 @@ def test_editable_install_exposes_only_proctor_names(tmp_path):
 def test_regular_install_exposes_only_proctor_names(tmp_path):
     target = tmp_path / 'site'
     subprocess.run(
-        [sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation', '--target', str(target), str(ROOT)],
-        check=True, capture_output=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            '-m',
+            'pip',
+            'install',
+            '-q',
+            '--no-deps',
+            '--no-build-isolation',
+            '--target',
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     assert not (target / 'agents').exists() and (target / 'proctor' / 'agents' / '__init__.py').exists()
     assert (target / 'proctor' / 'py.typed').exists()
     assert (target / 'proctor' / 'examples' / 'workspace').is_dir()

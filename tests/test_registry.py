@@ -79,10 +79,18 @@ def test_a_good_file_loads_lazily_with_prices_tiers_and_budgets(tmp_path, monkey
     reg = cfg.registry
     assert reg.ids() == ['mini', 'sonnet', 'onprem']
     mini = reg.get('mini')
-    assert (mini.version, mini.tier, mini.expected_latency_ms, mini.cost(1_000_000, 1_000_000)) == ('2024-07-18', 'low', 500, 0.75)
+    assert (mini.version, mini.tier, mini.expected_latency_ms, mini.cost(1_000_000, 1_000_000)) == (
+        '2024-07-18',
+        'low',
+        500,
+        0.75,
+    )
     assert reg.get('sonnet').tier == 'medium' and reg.get('sonnet').expected_latency_ms == 2500
     assert cfg.policy.specialists['coding'].fallback == ('onprem',)
-    assert cfg.budgets == [Budget('project', 'acme', usd=5.0, period='month'), Budget('run', '*', tokens=100000, period='run')]
+    assert cfg.budgets == [
+        Budget('project', 'acme', usd=5.0, period='month'),
+        Budget('run', '*', tokens=100000, period='run'),
+    ]
     # Listing needs no API key: nothing is built until a team uses the model.
     assert [s['id'] for s in reg.summaries()] == ['mini', 'sonnet', 'onprem']
 
@@ -108,38 +116,87 @@ def test_bind_swaps_the_transport_and_keeps_prices(tmp_path):
     'text,key,reason',
     [
         ('[models.a]\ndata_classes = ["public"]\nmodel = openai:x\n', None, r'invalid TOML: .*at line 3, column'),
-        ('[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\ncolour = "red"\n', 'models.a.colour', 'unknown key'),
-        ('[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\nusd_per_m_input = -1\n', 'models.a.usd_per_m_input',
-         'greater than or equal to 0'),
+        (
+            '[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\ncolour = "red"\n',
+            'models.a.colour',
+            'unknown key',
+        ),
+        (
+            '[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\nusd_per_m_input = -1\n',
+            'models.a.usd_per_m_input',
+            'greater than or equal to 0',
+        ),
         ('[models.a]\nmodel = "openai:x"\n', 'models.a.data_classes', 'Field required'),
         ('[models.a]\nmodel = "openai:x"\ndata_classes = ["secret"]\n', 'models.a.data_classes[0]', "'public'"),
         ('[models.a]\nmodel = "nosuch:x"\ndata_classes = ["public"]\n', 'models.a.model', "unknown provider 'nosuch'"),
         ('[models.a]\nmodel = "local:llama9"\ndata_classes = ["public"]\n', 'models.a.model', 'unknown embedded model'),
         ('[models.a]\nmodel = "openai-compatible:llama"\ndata_classes = ["public"]\n', 'models.a', 'needs base_url'),
-        ('[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[policy.specialists.coding]\npreferred = "b"\n',
-         'policy.specialists.coding.preferred', r"unknown model 'b' \(known: a\)"),
-        ('[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[policy.specialists.coding]\nfavourite = "a"\n',
-         'policy.specialists.coding.favourite', 'unknown key'),
-        ('[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[[policy.rules]]\ndata_class = "confidential"\n',
-         'policy.rules[0]', r"no model is approved for data class 'confidential' under this rule \(a: not approved"),
-        ('[models.a]\nmodel = "openai:x"\ndata_classes = ["public", "confidential"]\nregion = "us"\n'
-         '[[policy.rules]]\ndata_class = "confidential"\nregions = ["eu"]\n', 'policy.rules[0]', r'a: region us not in'),
-        ('[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[policy.specialists.coding]\npreferred = "a"\n'
-         'data_classes = ["restricted"]\n', 'policy.specialists.coding',
-         r"no approved model for data class 'restricted' \(a: not approved for restricted"),
-        ('[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[budgets.model.b]\nusd = 1\n', 'budgets.model.b',
-         "unknown model 'b'"),
-        ('[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[budgets.project.p]\nperiod = "day"\n',
-         'budgets.project.p', 'needs usd'),
-        ('[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[budgets.project.p]\nusd = -2\n',
-         'budgets.project.p.usd', 'greater than or equal to 0'),
+        (
+            '[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[policy.specialists.coding]\npreferred = "b"\n',
+            'policy.specialists.coding.preferred',
+            r"unknown model 'b' \(known: a\)",
+        ),
+        (
+            '[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[policy.specialists.coding]\nfavourite = "a"\n',
+            'policy.specialists.coding.favourite',
+            'unknown key',
+        ),
+        (
+            '[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[[policy.rules]]\ndata_class = "confidential"\n',
+            'policy.rules[0]',
+            r"no model is approved for data class 'confidential' under this rule \(a: not approved",
+        ),
+        (
+            '[models.a]\nmodel = "openai:x"\ndata_classes = ["public", "confidential"]\nregion = "us"\n'
+            '[[policy.rules]]\ndata_class = "confidential"\nregions = ["eu"]\n',
+            'policy.rules[0]',
+            r'a: region us not in',
+        ),
+        (
+            '[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[policy.specialists.coding]\npreferred = "a"\n'
+            'data_classes = ["restricted"]\n',
+            'policy.specialists.coding',
+            r"no approved model for data class 'restricted' \(a: not approved for restricted",
+        ),
+        (
+            '[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[budgets.model.b]\nusd = 1\n',
+            'budgets.model.b',
+            "unknown model 'b'",
+        ),
+        (
+            '[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[budgets.project.p]\nperiod = "day"\n',
+            'budgets.project.p',
+            'needs usd',
+        ),
+        (
+            '[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\n[budgets.project.p]\nusd = -2\n',
+            'budgets.project.p.usd',
+            'greater than or equal to 0',
+        ),
         ('[model.a]\nmodel = "openai:x"\n', 'model', r'did you mean \[models\]'),
         ('[policy]\ndegrade_at = 0.5\n', 'models', r'no \[models.<id>\] tables'),
     ],
-    ids=['toml', 'unknown-key', 'negative-price', 'no-data-classes', 'bad-data-class', 'provider', 'local',
-         'base-url', 'unknown-preferred', 'policy-key', 'rule-no-model', 'rule-region', 'specialist-class',
-         'budget-model', 'budget-empty', 'budget-negative', 'section-typo', 'no-models'],
-)  # fmt: skip
+    ids=[
+        'toml',
+        'unknown-key',
+        'negative-price',
+        'no-data-classes',
+        'bad-data-class',
+        'provider',
+        'local',
+        'base-url',
+        'unknown-preferred',
+        'policy-key',
+        'rule-no-model',
+        'rule-region',
+        'specialist-class',
+        'budget-model',
+        'budget-empty',
+        'budget-negative',
+        'section-typo',
+        'no-models',
+    ],
+)
 def test_bad_files_name_file_key_and_reason(tmp_path, text, key, reason):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
@@ -192,9 +249,14 @@ def test_models_list_cli(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     assert 'openai-compatible:llama3.1' in out and 'confidential' in out
 
-    (tmp_path / 'bad.toml').write_text('[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\nusd_per_m_output = -3\n')
+    (tmp_path / 'bad.toml').write_text(
+        '[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\nusd_per_m_output = -3\n'
+    )
     code, out, err = run_cli(capsys, 'models', 'list', '--config', 'bad.toml')
-    assert (code, err.strip()) == (1, 'error: bad.toml: models.a.usd_per_m_output: Input should be greater than or equal to 0')
+    assert (code, err.strip()) == (
+        1,
+        'error: bad.toml: models.a.usd_per_m_output: Input should be greater than or equal to 0',
+    )
     (tmp_path / 'empty').mkdir()
     monkeypatch.chdir(tmp_path / 'empty')
     code, out, err = run_cli(capsys, 'models', 'list')
@@ -203,7 +265,8 @@ def test_models_list_cli(tmp_path, monkeypatch, capsys):
 
 def test_bad_config_from_the_real_command_is_one_line(tmp_path):
     (tmp_path / 'proctor.toml').write_text('[models.a]\nmodel = "openai:x"\ndata_classes = ["public"]\nspeed = 3\n')
-    out = subprocess.run([sys.executable, '-m', 'proctor', 'models', 'list'], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, '-m', 'proctor', 'models', 'list'], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert out.returncode == 1
     assert out.stderr.strip() == 'error: proctor.toml: models.a.speed: unknown key'

@@ -12,12 +12,12 @@ import pytest
 import sqlalchemy as sa
 
 from proctor import Specialist, Supervisor, Team
-from proctor.state._schema import recordings
 from proctor.cli._app import main as cli
 from proctor.exceptions import MissingRecording, ReplayDivergence
 from proctor.guardrails._protocol import Decision
-from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results, turn_of
 from proctor.orchestrator import replay, replay_sync
+from proctor.state._schema import recordings
+from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results, turn_of
 from proctor.tracing import Recording, flush_store
 
 HERE = Path(__file__).resolve()
@@ -44,6 +44,7 @@ def _cli_keeps_logging_alone(monkeypatch):
     # The CLI points structlog at the current stderr; under pytest that is a capture file closed after
     # the test, and loggers cached meanwhile would write to it in later tests.
     monkeypatch.setattr('proctor.cli._app._configure_logging', lambda log_json: None)
+
 
 class Redact:
     """Redacts `word` in every task and subtask."""
@@ -82,11 +83,20 @@ def build_team(*, word: str = 'secret', name: str = 'replayed') -> Team:
     return Team(
         Supervisor(model=ScriptedModel(supervisor, name='sup-model')),
         [
-            Specialist('research', 'Research.', model=ScriptedModel(research, name='res-model'), tools=[write_note, check_note]),
-            Specialist('coding', 'Code.', model=ScriptedModel(lambda m: text(f'code for {last_user_prompt(m)}'), name='cod-model')),
+            Specialist(
+                'research', 'Research.', model=ScriptedModel(research, name='res-model'), tools=[write_note, check_note]
+            ),
+            Specialist(
+                'coding',
+                'Code.',
+                model=ScriptedModel(lambda m: text(f'code for {last_user_prompt(m)}'), name='cod-model'),
+            ),
         ],
-        name=name, durable=False, guardrails=[Redact(word)], factory=f'{HERE}:build_team',
-    )  # fmt: skip
+        name=name,
+        durable=False,
+        guardrails=[Redact(word)],
+        factory=f'{HERE}:build_team',
+    )
 
 
 def calls(team: Team) -> dict[str, int]:
@@ -123,8 +133,13 @@ async def test_replay_makes_zero_live_calls_and_zero_side_effects(recorded):
 
 async def test_replay_of_a_durable_run(state_dir):
     team = build_team(name='replayed-durable')
-    team_d = Team(team.supervisor, list(team.specialists.values()), name='replayed-durable', durable=True,
-                  guardrails=team.guardrails)  # fmt: skip
+    team_d = Team(
+        team.supervisor,
+        list(team.specialists.values()),
+        name='replayed-durable',
+        durable=True,
+        guardrails=team.guardrails,
+    )
     result = await team_d.run('ship the secret client')
     before = calls(team_d)
     report = await replay(result.run_id, team=team_d)
@@ -142,7 +157,9 @@ async def test_a_changed_guardrail_is_a_divergence(recorded):
     assert by_step['supervisor#guard:1'].got == 'input redact-client: redact'
     assert 'run#output' not in by_step  # the recorded answers still led to the same output
     # and the replay says where a model was asked something else than when it gave its recorded answer
-    coding = next(d for d in report.input_changes if d.step.startswith('supervisor>coding:') and d.step.endswith('#model:1'))
+    coding = next(
+        d for d in report.input_changes if d.step.startswith('supervisor>coding:') and d.step.endswith('#model:1')
+    )
     assert (coding.expected, coding.got) == ('last message "write the client"', 'last message "write the ***"')
     with pytest.raises(ReplayDivergence, match='replay diverged at'):
         report.raise_for_divergence()
@@ -152,7 +169,9 @@ async def test_a_step_with_no_recording_fails_closed(recorded):
     team, result = recorded
     with team.store.engine.begin() as c:
         gone = c.execute(
-            sa.delete(recordings).where(recordings.c.run_id == result.run_id, recordings.c.step.like('supervisor>research:%#model:3'))
+            sa.delete(recordings).where(
+                recordings.c.run_id == result.run_id, recordings.c.step.like('supervisor>research:%#model:3')
+            )
         ).rowcount
     assert gone == 1
     before = calls(team)
@@ -166,9 +185,17 @@ async def test_a_step_with_no_recording_fails_closed(recorded):
 async def test_fork_continues_live_with_another_model_and_diffs(recorded):
     team, result = recorded
     rec = Recording.from_store(team.store, result.run_id)
-    fork_step = next(s.step for s in rec.steps if s.step.startswith('supervisor>research:') and s.step.endswith('#model:4'))
-    fresh = ScriptedModel(lambda m: [tool_call('write_note', {'note': 'second thoughts'})] if len(tool_results(m)) == 3
-                          else text('research redone'), name='fresh-model')  # fmt: skip
+    fork_step = next(
+        s.step for s in rec.steps if s.step.startswith('supervisor>research:') and s.step.endswith('#model:4')
+    )
+    fresh = ScriptedModel(
+        lambda m: (
+            [tool_call('write_note', {'note': 'second thoughts'})]
+            if len(tool_results(m)) == 3
+            else text('research redone')
+        ),
+        name='fresh-model',
+    )
     before = calls(team)
     report = await replay(result.run_id, team=team, fork_at=fork_step, models={'research': fresh})
     assert report.ok and report.fork_at == fork_step
@@ -221,12 +248,20 @@ async def test_cli_replay(recorded, capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert out['ok'] is True and out['live_model_calls'] == 0 and out['run_id'] == result.run_id
 
-    assert await anyio.to_thread.run_sync(lambda: run('replay', result.run_id[:8], '--fork-at', '1', '--model', 'coding=test')) == 0
+    assert (
+        await anyio.to_thread.run_sync(
+            lambda: run('replay', result.run_id[:8], '--fork-at', '1', '--model', 'coding=test')
+        )
+        == 0
+    )
     shown = capsys.readouterr().out
     assert 'fork at supervisor#model:1' in shown and 'tokens' in shown and 'cost' in shown
 
     assert run('replay', result.run_id, '--model', 'coding') == 1
-    assert capsys.readouterr().err.strip() == "error: --model 'coding' must look like SPECIALIST=MODEL_ID (e.g. coding=local:smollm2)"
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: --model 'coding' must look like SPECIALIST=MODEL_ID (e.g. coding=local:smollm2)"
+    )
 
     assert run('replay', result.run_id, '--save', str(tmp_path / 'r.json')) == 0
     assert 'saved the recording' in capsys.readouterr().out and (tmp_path / 'r.json').exists()
@@ -245,12 +280,28 @@ async def test_a_registry_routed_run_replays_and_a_fork_is_priced_by_the_registr
         return [delegate('analyst', 'size the market')] if not results else text(' | '.join(results))
 
     models = {
-        'cheap': {'model': worker('cheap'), 'usd_per_m_input': 0.15, 'usd_per_m_output': 0.6, 'data_classes': ['internal']},
-        'strong': {'model': worker('strong'), 'usd_per_m_input': 3, 'usd_per_m_output': 15, 'data_classes': ['internal']},
-        'boss': {'model': ScriptedModel(boss, name='boss-llm'), 'usd_per_m_input': 1, 'usd_per_m_output': 2,
-                 'data_classes': ['internal']},
-    }  # fmt: skip
-    router = ModelRouter(models, {'specialists': {'supervisor': {'preferred': 'boss'}, 'analyst': {'preferred': 'cheap'}}})
+        'cheap': {
+            'model': worker('cheap'),
+            'usd_per_m_input': 0.15,
+            'usd_per_m_output': 0.6,
+            'data_classes': ['internal'],
+        },
+        'strong': {
+            'model': worker('strong'),
+            'usd_per_m_input': 3,
+            'usd_per_m_output': 15,
+            'data_classes': ['internal'],
+        },
+        'boss': {
+            'model': ScriptedModel(boss, name='boss-llm'),
+            'usd_per_m_input': 1,
+            'usd_per_m_output': 2,
+            'data_classes': ['internal'],
+        },
+    }
+    router = ModelRouter(
+        models, {'specialists': {'supervisor': {'preferred': 'boss'}, 'analyst': {'preferred': 'cheap'}}}
+    )
     team = Team(Supervisor(), [Specialist('analyst', 'Analyse.')], router=router, name='replay-routed', durable=False)
     result = await team.run('go')
     assert result.output == 'cheap: size the market' and result.cost_usd > 0
@@ -290,15 +341,25 @@ async def test_output_functions_are_replayed_not_run_again(state_dir):
 
     team = Team(
         Supervisor(model=ScriptedModel(boss, name='boss')),
-        [Specialist('coding', 'Code.', model=ScriptedModel(coder, name='coder'), output_type=ToolOutput(apply_patch, name='apply_patch'))],
-        name='replay-output', durable=False,
-    )  # fmt: skip
+        [
+            Specialist(
+                'coding',
+                'Code.',
+                model=ScriptedModel(coder, name='coder'),
+                output_type=ToolOutput(apply_patch, name='apply_patch'),
+            )
+        ],
+        name='replay-output',
+        durable=False,
+    )
     APPLIED.clear()
     result = await team.run('go')
     assert result.output == 'applied good patch' and APPLIED == ['good patch']
     report = await replay(result.run_id, team=team)
     assert report.ok and report.output == 'applied good patch', report.summary()
-    assert APPLIED == ['good patch'] and report.live_model_calls == 0  # the retry and the result came from the recording
+    assert (
+        APPLIED == ['good patch'] and report.live_model_calls == 0
+    )  # the retry and the result came from the recording
 
 
 async def test_replay_restores_the_workspace_the_run_started_with(state_dir, tmp_path):
@@ -326,10 +387,19 @@ async def test_replay_restores_the_workspace_the_run_started_with(state_dir, tmp
 
     team = Team(
         Supervisor(model=ScriptedModel(boss, name='boss')),
-        [Specialist('writer', 'Write.', model=ScriptedModel(writer, name='w'), tools=[write_file],
-                    toolsets=[FileInInstructions([])])],
-        name='replay-workspace', durable=False, workspace=ws,
-    )  # fmt: skip
+        [
+            Specialist(
+                'writer',
+                'Write.',
+                model=ScriptedModel(writer, name='w'),
+                tools=[write_file],
+                toolsets=[FileInInstructions([])],
+            )
+        ],
+        name='replay-workspace',
+        durable=False,
+        workspace=ws,
+    )
     result = await team.run('go')
     assert result.output == 'updated' and (ws / 'notes.txt').read_text() == 'version 2'
     report = await replay(result.run_id, team=team)
@@ -359,8 +429,11 @@ async def test_a_run_with_an_approval_replays_without_asking_anyone(state_dir, t
     team = Team(
         Supervisor(model=ScriptedModel(boss, name='boss')),
         [Specialist('writer', 'Write.', model=ScriptedModel(writer, name='w'), tools=[write_file])],
-        name=f'replay-approval-{decision}', durable=False, workspace=ws, guardrails=[ApprovalPolicy([ApprovalRule(tool='write_file')])],
-    )  # fmt: skip
+        name=f'replay-approval-{decision}',
+        durable=False,
+        workspace=ws,
+        guardrails=[ApprovalPolicy([ApprovalRule(tool='write_file')])],
+    )
     queue = ApprovalQueue(team.store)
     result = await run_deciding_its_approval(team, queue, decision, timeout=30)
     assert ('wrote 5 characters' in result.output) == (decision == 'approve')
@@ -385,7 +458,9 @@ async def run_deciding_its_approval(team: Team, queue, decision: str, *, timeout
             while not (pending := await anyio.to_thread.run_sync(lambda: queue.list(status='pending'))):
                 await anyio.sleep(0.02)
         act = queue.approve if decision == 'approve' else queue.reject
-        await anyio.to_thread.run_sync(lambda: act(pending[0].approval_id, decider='alice', roles=['operator'], reason='ok'))
+        await anyio.to_thread.run_sync(
+            lambda: act(pending[0].approval_id, decider='alice', roles=['operator'], reason='ok')
+        )
     return out['r']
 
 
@@ -408,12 +483,17 @@ def build_approval_team(name: str = 'replay-approval-durable') -> Team:
     return Team(
         Supervisor(model=ScriptedModel(boss, name='boss')),
         [Specialist('writer', 'Write.', model=ScriptedModel(writer, name='w'), tools=[write_file])],
-        name=name, durable=True, workspace=os.environ['REPLAY_TEST_WS'], factory=f'{HERE}:build_approval_team',
+        name=name,
+        durable=True,
+        workspace=os.environ['REPLAY_TEST_WS'],
+        factory=f'{HERE}:build_approval_team',
         guardrails=[ApprovalPolicy([ApprovalRule(tool='write_file')])],
-    )  # fmt: skip
+    )
 
 
-async def test_proctor_replay_of_a_durable_run_approved_at_a_checkpoint_completes_without_waiting(state_dir, tmp_path, monkeypatch):
+async def test_proctor_replay_of_a_durable_run_approved_at_a_checkpoint_completes_without_waiting(
+    state_dir, tmp_path, monkeypatch
+):
     from proctor.guardrails import ApprovalQueue
 
     ws = tmp_path / 'ws'

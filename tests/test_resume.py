@@ -44,17 +44,26 @@ def test_killed_run_resumes_without_repeating_finished_model_calls(tmp_path):
     # The checkpoint is the run's recording: each response that asked for a delegation was stored
     # before the delegation started, the research delegation's answer when it finished.
     with sqlite3.connect(state / 'proctor.db') as db:
-        stored = {s for (s,) in db.execute("SELECT step FROM proctor_recordings WHERE run_id = 'run-kill-1' AND kind = 'model'")}
+        stored = {
+            s
+            for (s,) in db.execute("SELECT step FROM proctor_recordings WHERE run_id = 'run-kill-1' AND kind = 'model'")
+        }
     research = [s for s in stored if s.startswith('supervisor>research:')]
     assert stored - set(research) == {'supervisor#model:1', 'supervisor#model:2'} and len(research) == 1, stored
     assert research[0].endswith('#model:1')  # the coding call it was killed in is not there: it runs again
 
     shown = subprocess.run(
-        [sys.executable, '-m', 'proctor', 'runs', 'show', 'run-kill-1', '--json'], env=env, capture_output=True, text=True
+        [sys.executable, '-m', 'proctor', 'runs', 'show', 'run-kill-1', '--json'],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     rec = json.loads(shown.stdout)
     assert rec['status'] == 'running'
-    assert [(d['specialist'], d['status']) for d in rec['delegations']] == [('research', 'succeeded'), ('coding', 'running')]
+    assert [(d['specialist'], d['status']) for d in rec['delegations']] == [
+        ('research', 'succeeded'),
+        ('coding', 'running'),
+    ]
 
     gate.unlink()
     out = subprocess.run(
@@ -67,7 +76,9 @@ def test_killed_run_resumes_without_repeating_finished_model_calls(tmp_path):
     # Only the interrupted coding call and the supervisor's last turn ran again.
     assert calls.read_text().split() == before + ['coding', 'supervisor:2']
 
-    again = subprocess.run([sys.executable, '-m', 'proctor', 'resume', 'run-kill-1'], env=env, capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, '-m', 'proctor', 'resume', 'run-kill-1'], env=env, capture_output=True, text=True
+    )
     assert again.returncode == 0 and json.loads(again.stdout)['status'] == 'succeeded'
     assert calls.read_text().split() == before + ['coding', 'supervisor:2']  # a finished run is not re-run
 
@@ -101,9 +112,15 @@ async def test_resume_of_a_run_recorded_but_never_started_starts_it(state_dir):
     """The process died between writing the run's record and starting its workflow: resume starts it."""
     team, calls = _small_team()
     team.records.create_run(
-        run_id='run-early-1', team=team.name, project='p9', data_class='confidential', task='ship it',
-        factory=None, workspace=None, durable=True,
-    )  # fmt: skip
+        run_id='run-early-1',
+        team=team.name,
+        project='p9',
+        data_class='confidential',
+        task='ship it',
+        factory=None,
+        workspace=None,
+        durable=True,
+    )
 
     result = await team.resume('run-early-1')
 
@@ -145,4 +162,6 @@ def test_scripted_tool_call_ids_do_not_repeat_across_processes():
     here = [tool_call('t').tool_call_id for _ in range(3)] + [delegate('research', 'x').tool_call_id]
     assert len(set(other + here)) == 7
     assert all(re.fullmatch(r'call_[0-9a-f]{12}', i) for i in other + here)
-    assert tool_call('t', call_id='mine').tool_call_id == 'mine' and delegate('r', 'x', call_id='d1').tool_call_id == 'd1'
+    assert (
+        tool_call('t', call_id='mine').tool_call_id == 'mine' and delegate('r', 'x', call_id='d1').tool_call_id == 'd1'
+    )

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from proctor.state._store import StateStore
 from proctor.state._heartbeats import Heartbeats
 from proctor.state._queue import close_clients, submit_run, wait_for_run
 from proctor.state._records import RunRecords
+from proctor.state._store import StateStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'examples' / 'scale_out'))
-from local_servers import LocalPostgres  # noqa: E402
+from local_servers import LocalPostgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 TEAM = Path(__file__).with_name('scale_out_team.py')
@@ -69,10 +69,16 @@ class Cluster:
         self.dir = tmp
         self.url = url
         self.env = {
-            **os.environ, 'PROCTOR_DATABASE_URL': url, 'PROCTOR_STATE_DIR': str(tmp / 'state'),
-            'SCALE_CALLS': str(tmp / 'calls'), 'SCALE_EFFECTS': str(tmp / 'effects'), 'SCALE_GATE': str(tmp / 'gate'),
-            'SCALE_LATENCY': '0.02', 'PROCTOR_OPERATOR': 'ops', 'PROCTOR_ROLES': 'operator',
-        }  # fmt: skip
+            **os.environ,
+            'PROCTOR_DATABASE_URL': url,
+            'PROCTOR_STATE_DIR': str(tmp / 'state'),
+            'SCALE_CALLS': str(tmp / 'calls'),
+            'SCALE_EFFECTS': str(tmp / 'effects'),
+            'SCALE_GATE': str(tmp / 'gate'),
+            'SCALE_LATENCY': '0.02',
+            'PROCTOR_OPERATOR': 'ops',
+            'PROCTOR_ROLES': 'operator',
+        }
         self.store = StateStore(tmp / 'state', database_url=url)
         self.workers: list[subprocess.Popen[bytes]] = []
 
@@ -82,8 +88,11 @@ class Cluster:
         with open(self.dir / f'worker{n}.log', 'wb') as log:
             p = subprocess.Popen(
                 [sys.executable, '-m', 'proctor', 'worker', '--dead-after', '2', '--drain-timeout', '5', *args],
-                env=self.env, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                env=self.env,
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.workers.append(p)
         wait_for(lambda: self.alive() > alive_before or p.poll() is not None, what=f'worker {n} to start')
         assert p.poll() is None, self.log(n)
@@ -111,8 +120,14 @@ class Cluster:
         return [line.split() for line in p.read_text().splitlines()] if p.exists() else []
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, '-m', 'proctor', *args], env=self.env, cwd=self.dir, capture_output=True,
-                              text=True, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, '-m', 'proctor', *args],
+            env=self.env,
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
 
 def submit(tasks: list[str]) -> list[str]:
@@ -166,8 +181,13 @@ def test_sigkilled_worker_runs_are_taken_over_without_repeating_finished_steps(c
     tags = ['kill-0', 'kill-1', 'kill-2', 'gated-k']  # gated-k waits for an approval instead
     run_ids = submit(tags)
     approvals = ApprovalQueue(cluster.store)
-    wait_for(lambda: sum(agent == 'coding' for _, agent, _ in cluster.lines('calls')) == 4
-             and approvals.list(run_id=run_ids[3], status='pending'), what='3 runs at coding, 1 at its approval')  # fmt: skip
+    wait_for(
+        lambda: (
+            sum(agent == 'coding' for _, agent, _ in cluster.lines('calls')) == 4
+            and approvals.list(run_id=run_ids[3], status='pending')
+        ),
+        what='3 runs at coding, 1 at its approval',
+    )
     b = cluster.start_worker('--concurrency', '4')
     a.send_signal(signal.SIGKILL)
     a.wait()
@@ -186,10 +206,17 @@ def test_sigkilled_worker_runs_are_taken_over_without_repeating_finished_steps(c
         assert (rec.status, rec.output) == ('succeeded', expected[tag]), rec.error
 
     # Each side effect happened once: research's in the killed worker, the approved publish in the live one.
-    assert sorted(cluster.lines('effects')) == sorted([*([t, str(a.pid)] for t in tags), ['published:gated-k', str(b.pid)]])
-    after = cluster.lines('calls')[len(before):]
+    assert sorted(cluster.lines('effects')) == sorted(
+        [*([t, str(a.pid)] for t in tags), ['published:gated-k', str(b.pid)]]
+    )
+    after = cluster.lines('calls')[len(before) :]
     assert all(pid == str(b.pid) for _, _, pid in after)
-    assert Counter(agent for _, agent, _ in before) == {'supervisor:0': 4, 'research': 8, 'supervisor:1': 4, 'coding': 4}
+    assert Counter(agent for _, agent, _ in before) == {
+        'supervisor:0': 4,
+        'research': 8,
+        'supervisor:1': 4,
+        'coding': 4,
+    }
     # Only the interrupted coding turns and the supervisors' last turns ran again, in the live worker.
     assert Counter((tag, agent) for tag, agent, _ in after) == Counter(
         {(t, a_): 1 for t in tags for a_ in ('coding', 'supervisor:2')}
@@ -221,8 +248,15 @@ def test_approval_decided_from_a_third_process_resumes_the_run_a_worker_holds(cl
     assert queue.get(pending[0].approval_id).decider == 'ops'
 
     # A run whose team the worker cannot build fails, naming the factory (it does not wait forever).
-    ghost = submit_run(cluster.store, team='ghost', factory=f'{cluster.dir}/missing.py:build_team', task='boo',
-                       project='p', data_class='internal', run_id='ghost-run')  # fmt: skip
+    ghost = submit_run(
+        cluster.store,
+        team='ghost',
+        factory=f'{cluster.dir}/missing.py:build_team',
+        task='boo',
+        project='p',
+        data_class='internal',
+        run_id='ghost-run',
+    )
     rec = wait_for_run(cluster.store, ghost, timeout=60)
     assert rec.status == 'failed' and f"team factory file '{cluster.dir}/missing.py' does not exist" in rec.error
 
@@ -237,7 +271,9 @@ def test_exactly_one_live_worker_claims_a_dead_one(postgres, tmp_path):
     for name in ('dead', 'fresh', 'other-queue'):
         beats.register(name, queue='q' if name != 'other-queue' else 'gpu', concurrency=1)
     with store.engine.begin() as c:  # 'dead' and 'other-queue' last beat a minute ago
-        c.execute(workers.update().where(workers.c.executor_id != 'fresh').values(heartbeat_at=workers.c.heartbeat_at - 60))
+        c.execute(
+            workers.update().where(workers.c.executor_id != 'fresh').values(heartbeat_at=workers.c.heartbeat_at - 60)
+        )
     claims: list[list[str]] = []
     start = threading.Barrier(8)
 
@@ -255,20 +291,26 @@ def test_exactly_one_live_worker_claims_a_dead_one(postgres, tmp_path):
     # A claimer that dies before finishing loses its claim after dead_after; then another takes it.
     assert beats.claim_dead('late', queue='q', dead_after=30) == []
     with store.engine.begin() as c:
-        c.execute(workers.update().where(workers.c.executor_id == 'dead').values(recovered_at=workers.c.recovered_at - 60))
+        c.execute(
+            workers.update().where(workers.c.executor_id == 'dead').values(recovered_at=workers.c.recovered_at - 60)
+        )
     assert beats.claim_dead('late', queue='q', dead_after=30) == ['dead']
     beats.recovered('dead', claimer='late', workflows=3)
-    assert [(w.status, w.recovered_by, w.recovered_workflows) for w in beats.list(include_gone=True) if w.executor_id == 'dead'] == [
-        ('recovered', 'late', 3)
-    ]
+    assert [
+        (w.status, w.recovered_by, w.recovered_workflows)
+        for w in beats.list(include_gone=True)
+        if w.executor_id == 'dead'
+    ] == [('recovered', 'late', 3)]
     store.dispose()
 
 
 def test_schema_migrates_once_from_many_processes_at_once(postgres, tmp_path):
     url = postgres.create_database(f't_{uuid.uuid4().hex[:12]}')
     code = 'import sys; from proctor.state._store import StateStore; StateStore(sys.argv[1], database_url=sys.argv[2]).migrate()'
-    procs = [subprocess.Popen([sys.executable, '-c', code, str(tmp_path / f's{i}'), url], stderr=subprocess.PIPE)
-             for i in range(4)]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, '-c', code, str(tmp_path / f's{i}'), url], stderr=subprocess.PIPE)
+        for i in range(4)
+    ]
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
     store = StateStore(tmp_path / 'check', database_url=url)

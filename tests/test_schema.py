@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from proctor.exceptions import StateDirError
 from proctor.state._schema import schema_version
 from proctor.state._store import SCHEMA_VERSION, StateStore, add_missing_columns, upgrade_schema
-from proctor.exceptions import StateDirError
 
 # The ledger as the first release created it: no routing columns, no unique call key.
 OLD_LEDGER = """CREATE TABLE proctor_ledger (
@@ -21,8 +21,10 @@ OLD_LEDGER = """CREATE TABLE proctor_ledger (
     project VARCHAR(200) NOT NULL, specialist VARCHAR(200) NOT NULL, agent_path VARCHAR(400) NOT NULL,
     model_id VARCHAR(200) NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
     cost_usd FLOAT NOT NULL, created_at FLOAT NOT NULL)"""
-OLD_ROW = ("INSERT INTO proctor_ledger (run_id, team, project, specialist, agent_path, model_id, input_tokens, "
-           "output_tokens, cost_usd, created_at) VALUES ('r-old', 't', 'p', 's', 'supervisor', 'm', 10, 5, 0.25, 1.0)")  # fmt: skip
+OLD_ROW = (
+    'INSERT INTO proctor_ledger (run_id, team, project, specialist, agent_path, model_id, input_tokens, '
+    "output_tokens, cost_usd, created_at) VALUES ('r-old', 't', 'p', 's', 'supervisor', 'm', 10, 5, 0.25, 1.0)"
+)
 
 
 def make_old_database(url: str) -> None:
@@ -47,9 +49,21 @@ def assert_upgraded(store: StateStore) -> None:
         assert c.execute(sa.select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION]
     # The old row is kept; new rows use the new columns, and the unique call key holds.
     led = Ledger(store)
-    entry = LedgerEntry(run_id='r-new', team='t', project='p', specialist='s', agent_path='supervisor', model_id='m',
-                        input_tokens=1, output_tokens=1, cost_usd=0.5, created_at=time.time(), call_key='k1',
-                        data_class='internal', model_version='v1')  # fmt: skip
+    entry = LedgerEntry(
+        run_id='r-new',
+        team='t',
+        project='p',
+        specialist='s',
+        agent_path='supervisor',
+        model_id='m',
+        input_tokens=1,
+        output_tokens=1,
+        cost_usd=0.5,
+        created_at=time.time(),
+        call_key='k1',
+        data_class='internal',
+        model_version='v1',
+    )
     assert led.record(entry) is True and led.record(entry) is False
     rows = {(e.run_id, e.call_key, e.model_version) for e in led.entries()}
     assert rows == {('r-old', None, None), ('r-new', 'k1', 'v1')}
@@ -87,18 +101,27 @@ def test_new_columns_get_their_default_and_a_required_column_without_one_is_refu
     eng = sa.create_engine(f'sqlite:///{tmp_path / "x.db"}')
     old, new = sa.MetaData(), sa.MetaData()
     sa.Table('things', old, sa.Column('id', sa.Integer, primary_key=True))
-    sa.Table('things', new, sa.Column('id', sa.Integer, primary_key=True), sa.Column('note', sa.Text),
-             sa.Column('tries', sa.Integer, nullable=False, default=0),
-             sa.Column('state', sa.String(16), nullable=False, server_default='new'))  # fmt: skip
+    sa.Table(
+        'things',
+        new,
+        sa.Column('id', sa.Integer, primary_key=True),
+        sa.Column('note', sa.Text),
+        sa.Column('tries', sa.Integer, nullable=False, default=0),
+        sa.Column('state', sa.String(16), nullable=False, server_default='new'),
+    )
     broken = sa.MetaData()
-    sa.Table('things', broken, sa.Column('id', sa.Integer, primary_key=True), sa.Column('owner', sa.Text, nullable=False))
+    sa.Table(
+        'things', broken, sa.Column('id', sa.Integer, primary_key=True), sa.Column('owner', sa.Text, nullable=False)
+    )
     old.create_all(eng)
     with eng.begin() as c:
         c.exec_driver_sql('INSERT INTO things (id) VALUES (1)')
         assert add_missing_columns(c, new) == ['things.note', 'things.tries', 'things.state']
         assert add_missing_columns(c, new) == []
         assert c.exec_driver_sql('SELECT id, note, tries, state FROM things').all() == [(1, None, 0, 'new')]
-        with pytest.raises(StateDirError, match=r'cannot add column things\.owner .* must be nullable or have a default'):
+        with pytest.raises(
+            StateDirError, match=r'cannot add column things\.owner .* must be nullable or have a default'
+        ):
             add_missing_columns(c, broken)
     eng.dispose()
 

@@ -78,7 +78,11 @@ async def test_supervisor_delegates_and_answers_from_results(state_dir, durable)
         ('research', 'subtask-0', 'research:done:subtask-0', 'succeeded'),
         ('review', 'subtask-2', 'review:done:subtask-2', 'succeeded'),
     ]
-    assert {d.agent_path for d in result.delegations} == {'supervisor>research', 'supervisor>coding', 'supervisor>review'}
+    assert {d.agent_path for d in result.delegations} == {
+        'supervisor>research',
+        'supervisor>coding',
+        'supervisor>review',
+    }
     assert {d.model_id for d in result.delegations} == {'fake-research', 'fake-coding', 'fake-review'}
     # Sub-agent usage rolls up into the run: supervisor (2 requests) + 3 workers (1 each).
     assert result.usage.requests == 5
@@ -131,11 +135,18 @@ async def test_a_durable_team_without_recording_keeps_only_its_model_responses(s
     result = await team.run('Build feature X')
     assert result.output == expected(3)
     with team.store.engine.connect() as c:
-        rows = c.execute(sa.text('SELECT step, kind FROM proctor_recordings WHERE run_id = :r'), {'r': result.run_id}).all()
+        rows = c.execute(
+            sa.text('SELECT step, kind FROM proctor_recordings WHERE run_id = :r'), {'r': result.run_id}
+        ).all()
     steps = sorted(step.rpartition('#')[0].partition(':')[0] + '#' + step.rpartition('#')[2] for step, _ in rows)
     assert {kind for _, kind in rows} == {'model'}
-    assert steps == ['supervisor#model:1', 'supervisor#model:2', 'supervisor>coding#model:1',
-                     'supervisor>research#model:1', 'supervisor>review#model:1']  # fmt: skip
+    assert steps == [
+        'supervisor#model:1',
+        'supervisor#model:2',
+        'supervisor>coding#model:1',
+        'supervisor>research#model:1',
+        'supervisor>review#model:1',
+    ]
 
 
 async def test_run_sync_and_events(state_dir):
@@ -249,5 +260,7 @@ def test_a_known_model_without_its_api_key_is_reported_as_unavailable_not_unknow
     from proctor.orchestrator import build_model
 
     monkeypatch.delenv('OPENAI_API_KEY', raising=False)
-    with pytest.raises(ModelUnavailableError, match=r"model 'openai:gpt-4o-mini' is not available here: Set the `OPENAI_API_KEY`"):
+    with pytest.raises(
+        ModelUnavailableError, match=r"model 'openai:gpt-4o-mini' is not available here: Set the `OPENAI_API_KEY`"
+    ):
         build_model('openai:gpt-4o-mini')

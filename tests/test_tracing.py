@@ -21,12 +21,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from proctor import Specialist, Supervisor, Team
-from proctor.state._schema import runs, spans
-from proctor.state._store import StateStore
 from proctor.cli._app import main as cli
 from proctor.guardrails._protocol import Decision
-from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results
 from proctor.orchestrator import replay
+from proctor.state._schema import runs, spans
+from proctor.state._store import StateStore
+from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results
 from proctor.tracing import TraceStore, audit_entries, flush_store, trace_tree, verify_audit
 
 HERE = Path(__file__).resolve()
@@ -47,7 +47,9 @@ def lookup(topic: str) -> str:
     return f'notes on {topic}'
 
 
-def build_team(*, durable: bool = False, name: str = 'traced', gate: tuple[anyio.Event, anyio.Event] | None = None, **kw) -> Team:
+def build_team(
+    *, durable: bool = False, name: str = 'traced', gate: tuple[anyio.Event, anyio.Event] | None = None, **kw
+) -> Team:
     def supervisor(messages):
         results = tool_results(messages)
         if not results:
@@ -77,8 +79,11 @@ def build_team(*, durable: bool = False, name: str = 'traced', gate: tuple[anyio
             Specialist('research', 'Research.', model=ScriptedModel(research, name='res-model'), tools=[lookup]),
             Specialist('coding', 'Code.', model=ScriptedModel(coding, name='cod-model')),
         ],
-        name=name, durable=durable, guardrails=[NoSecrets()], **kw,
-    )  # fmt: skip
+        name=name,
+        durable=durable,
+        guardrails=[NoSecrets()],
+        **kw,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -86,6 +91,7 @@ def _cli_keeps_logging_alone(monkeypatch):
     # The CLI points structlog at the current stderr; under pytest that is a capture file closed after
     # the test, and loggers cached meanwhile would write to it in later tests.
     monkeypatch.setattr('proctor.cli._app._configure_logging', lambda log_json: None)
+
 
 @pytest.fixture
 def exporter():
@@ -122,38 +128,78 @@ async def test_one_trace_per_run_with_genai_and_proctor_attributes(state_dir, ex
     finished = exporter.get_finished_spans()
 
     assert len({s.context.trace_id for s in finished}) == 1
-    assert _sorted_tree(_tree(finished)) == _sorted_tree([
-        ('team.run', [
-            ('invoke_agent traced.supervisor', [
-                ('chat sup-model', []),
-                ('execute_tool delegate_to_research', [
-                    ('delegate research', [
-                        ('invoke_agent traced.research', [
-                            ('chat res-model', []), ('execute_tool lookup', []), ('chat res-model', []),
-                        ]),
-                    ]),
-                ]),
-                ('execute_tool delegate_to_coding', [
-                    ('delegate coding', [('invoke_agent traced.coding', [('chat cod-model', [])])]),
-                ]),
-                ('chat sup-model', []),
-            ]),
-        ]),
-    ])  # fmt: skip
+    assert _sorted_tree(_tree(finished)) == _sorted_tree(
+        [
+            (
+                'team.run',
+                [
+                    (
+                        'invoke_agent traced.supervisor',
+                        [
+                            ('chat sup-model', []),
+                            (
+                                'execute_tool delegate_to_research',
+                                [
+                                    (
+                                        'delegate research',
+                                        [
+                                            (
+                                                'invoke_agent traced.research',
+                                                [
+                                                    ('chat res-model', []),
+                                                    ('execute_tool lookup', []),
+                                                    ('chat res-model', []),
+                                                ],
+                                            ),
+                                        ],
+                                    ),
+                                ],
+                            ),
+                            (
+                                'execute_tool delegate_to_coding',
+                                [
+                                    ('delegate coding', [('invoke_agent traced.coding', [('chat cod-model', [])])]),
+                                ],
+                            ),
+                            ('chat sup-model', []),
+                        ],
+                    ),
+                ],
+            ),
+        ]
+    )
     by_name = {}
     for s in finished:
         by_name.setdefault(s.name, []).append(s)
     [root] = by_name['team.run']
-    assert {k: root.attributes[k] for k in ('proctor.run_id', 'proctor.team', 'proctor.project', 'proctor.data_class',
-                                            'proctor.model_id', 'proctor.resumed')} == {
-        'proctor.run_id': result.run_id, 'proctor.team': 'traced', 'proctor.project': 'shop',
-        'proctor.data_class': 'confidential', 'proctor.model_id': 'sup-model', 'proctor.resumed': False,
-    }  # fmt: skip
+    assert {
+        k: root.attributes[k]
+        for k in (
+            'proctor.run_id',
+            'proctor.team',
+            'proctor.project',
+            'proctor.data_class',
+            'proctor.model_id',
+            'proctor.resumed',
+        )
+    } == {
+        'proctor.run_id': result.run_id,
+        'proctor.team': 'traced',
+        'proctor.project': 'shop',
+        'proctor.data_class': 'confidential',
+        'proctor.model_id': 'sup-model',
+        'proctor.resumed': False,
+    }
     assert root.attributes['proctor.input_tokens'] > 0 and 'proctor.cost_usd' in root.attributes
     # The run's task was redacted before the root span existed: the decision still lands on it.
     [event] = [e for e in root.events if e.name == 'proctor.guardrail']
-    assert dict(event.attributes) == {'hook': 'input', 'guard': 'no-secrets', 'decision': 'redact',
-                                      'reason': 'secret word', 'agent_path': 'supervisor'}  # fmt: skip
+    assert dict(event.attributes) == {
+        'hook': 'input',
+        'guard': 'no-secrets',
+        'decision': 'redact',
+        'reason': 'secret word',
+        'agent_path': 'supervisor',
+    }
     [research] = by_name['delegate research']
     assert research.attributes['proctor.specialist'] == 'research'
     assert research.attributes['proctor.subtask'] == 'find the [redacted] api'
@@ -161,7 +207,9 @@ async def test_one_trace_per_run_with_genai_and_proctor_attributes(state_dir, ex
     assert research.attributes['proctor.route_reason'] == 'preferred model of the specialist'
     assert research.attributes['proctor.output_tokens'] > 0
     [tool_span] = by_name['execute_tool delegate_to_research']
-    assert [e.attributes['agent_path'] for e in tool_span.events if e.name == 'proctor.guardrail'] == ['supervisor>research']
+    assert [e.attributes['agent_path'] for e in tool_span.events if e.name == 'proctor.guardrail'] == [
+        'supervisor>research'
+    ]
     chat = by_name['chat res-model'][0]
     assert chat.attributes['gen_ai.operation.name'] == 'chat'
     assert chat.attributes['gen_ai.request.model'] == 'res-model'
@@ -229,7 +277,7 @@ async def test_one_provider_for_two_stores_keeps_each_run_in_its_own_store(tmp_p
 
 
 class _Collector(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = self.rfile.read(int(self.headers['Content-Length']))
         self.server.posts.append((self.path, body))  # type: ignore[attr-defined]
         self.server.got.set()  # type: ignore[attr-defined]
@@ -269,7 +317,9 @@ async def test_traces_export_resends_a_stored_run_to_a_collector(state_dir, coll
     team = build_team(name='export')
     result = await team.run('go')
     port = collector.server_address[1]
-    await anyio.to_thread.run_sync(lambda: cli(['traces', 'export', result.run_id, '--otlp', f'http://127.0.0.1:{port}']))
+    await anyio.to_thread.run_sync(
+        lambda: cli(['traces', 'export', result.run_id, '--otlp', f'http://127.0.0.1:{port}'])
+    )
     assert 'exported' in capsys.readouterr().out
     [(path, _)] = collector.posts
     assert path == '/v1/traces'
@@ -278,7 +328,9 @@ async def test_traces_export_resends_a_stored_run_to_a_collector(state_dir, coll
     assert sorted(s.name for s in sent) == sorted(s.name for s in stored)
     assert {s.trace_id.hex() for s in sent} == {team.get_run(result.run_id).trace_id}
     root = next(s for s in sent if s.name == 'team.run')
-    assert {a.key: a.value.string_value for a in root.attributes if a.key == 'proctor.run_id'} == {'proctor.run_id': result.run_id}
+    assert {a.key: a.value.string_value for a in root.attributes if a.key == 'proctor.run_id'} == {
+        'proctor.run_id': result.run_id
+    }
 
 
 def test_traces_export_bad_url_is_one_line_error(state_dir, capsys):
@@ -319,10 +371,13 @@ def build_gated_team() -> Team:
 
     return Team(
         Supervisor(model=ScriptedModel(supervisor, name='sup-model')),
-        [Specialist('research', 'Research.', model=ScriptedModel(lambda m: text('found'), name='res-model')),
-         Specialist('coding', 'Code.', model=ScriptedModel(coding, name='cod-model'))],
-        name='traced-resume', factory=f'{HERE}:build_gated_team',
-    )  # fmt: skip
+        [
+            Specialist('research', 'Research.', model=ScriptedModel(lambda m: text('found'), name='res-model')),
+            Specialist('coding', 'Code.', model=ScriptedModel(coding, name='cod-model')),
+        ],
+        name='traced-resume',
+        factory=f'{HERE}:build_gated_team',
+    )
 
 
 def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:
@@ -341,9 +396,13 @@ async def test_a_resumed_run_continues_its_trace(state_dir, tmp_path, monkeypatc
     monkeypatch.setenv('TRACE_GATE', str(gate))
     monkeypatch.setenv('TRACE_CODING_STARTED', str(started))
     run_id = 'resumed-trace-run'
-    code = ('from proctor.orchestrator._live import load_factory; '
-            f'load_factory({str(HERE) + ":build_gated_team"!r}).run_sync("go", run_id={run_id!r})')  # fmt: skip
-    proc = subprocess.Popen([sys.executable, '-c', code], env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    code = (
+        'from proctor.orchestrator._live import load_factory; '
+        f'load_factory({str(HERE) + ":build_gated_team"!r}).run_sync("go", run_id={run_id!r})'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, '-c', code], env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     store = StateStore(state_dir)
 
     def root_stored() -> bool:
@@ -351,12 +410,19 @@ async def test_a_resumed_run_continues_its_trace(state_dir, tmp_path, monkeypatc
             raise AssertionError(proc.stderr.read().decode()[-2000:])
         try:
             with store.engine.connect() as c:
-                return c.execute(sa.select(spans.c.span_id).where(spans.c.run_id == run_id, spans.c.name == 'team.run')).first() is not None
+                return (
+                    c.execute(
+                        sa.select(spans.c.span_id).where(spans.c.run_id == run_id, spans.c.name == 'team.run')
+                    ).first()
+                    is not None
+                )
         except sa.exc.OperationalError:
             return False
 
     try:
-        await anyio.to_thread.run_sync(lambda: _wait_for(lambda: started.exists() and root_stored(), 'the first process to reach coding'))
+        await anyio.to_thread.run_sync(
+            lambda: _wait_for(lambda: started.exists() and root_stored(), 'the first process to reach coding')
+        )
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -384,9 +450,16 @@ async def test_a_resumed_run_continues_its_trace(state_dir, tmp_path, monkeypatc
     assert [n.name for n in view.roots] == ['team.run'] and view.roots[0].duration_ms is None
     # Each model call is audited once: research finished in the first process (its workflow is not
     # run again), the recovered steps' hooks ran again without appending twice.
-    calls = sorted((e.record['agent_path'], e.record['call_key'].rpartition('#')[2]) for e in audit_entries(team.store, run_id=run_id))
-    assert calls == [('supervisor', 'model:1'), ('supervisor', 'model:2'), ('supervisor>coding', 'model:1'),
-                     ('supervisor>research', 'model:1')]  # fmt: skip
+    calls = sorted(
+        (e.record['agent_path'], e.record['call_key'].rpartition('#')[2])
+        for e in audit_entries(team.store, run_id=run_id)
+    )
+    assert calls == [
+        ('supervisor', 'model:1'),
+        ('supervisor', 'model:2'),
+        ('supervisor>coding', 'model:1'),
+        ('supervisor>research', 'model:1'),
+    ]
     assert verify_audit(team.store).ok
     report = await replay(run_id, team=team)  # and the run replays: every step was recorded once
     assert report.ok and report.live_model_calls == 0, report.summary()

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from proctor import Specialist, Supervisor, Team, Workspace, WorkspaceError
+from proctor import Supervisor, Team, Workspace, WorkspaceError
 from proctor.testing import ScriptedModel, delegate, text, tool_call, tool_results
 from proctor.tools._command import run_command
 
@@ -71,4 +71,4 @@ async def test_coding_specialist_writes_inside_and_is_told_when_it_escapes(ws, s
     result = await team.run('add f')
     assert (ws.root / 'src' / 'feature.py').read_text() == 'def f():\n    return 1\n'
     assert not (ws.root.parent / 'evil.py').exists()
-    assert "escapes the workspace" in result.output
+    assert 'escapes the workspace' in result.output

@@ -12,10 +12,10 @@ from typing import TypeVar
 
 from pydantic_ai import ModelRetry, RunContext
 
-from ..exceptions import WorkspaceError
 from ..core._deps import RunDeps
-from ._journal import side_effect_step
+from ..exceptions import WorkspaceError
 from ._command import run_command as _run_command
+from ._journal import side_effect_step
 from ._workspace import Workspace
 
 __all__ = ('list_files', 'read_file', 'search_files', 'write_file', 'run_command', 'run_tests', 'workspace_of')

@@ -37,7 +37,15 @@ from ..state._schema import journal
 from ..state._scope import current_scope
 from ..state._store import StateStore
 
-__all__ = ('side_effect_step', 'ToolJournal', 'EffectOutcome', 'journaled', 'run_effect', 'IN_DOUBT_ROLE', 'IN_DOUBT_EXPIRY_S')
+__all__ = (
+    'side_effect_step',
+    'ToolJournal',
+    'EffectOutcome',
+    'journaled',
+    'run_effect',
+    'IN_DOUBT_ROLE',
+    'IN_DOUBT_EXPIRY_S',
+)
 
 T = TypeVar('T')
 log = get_logger('proctor.journal')
@@ -68,14 +76,14 @@ def _decode(blob: str | None) -> Any:
     if blob.startswith('j:'):
         return json.loads(blob[2:])
     if blob.startswith('p:'):
-        return pickle.loads(base64.b64decode(blob[2:]))  # noqa: S301 - written by this journal only
+        return pickle.loads(base64.b64decode(blob[2:]))
     return blob
 
 
 def _encode_error(e: BaseException) -> str:
     try:
         return 'p:' + base64.b64encode(pickle.dumps(e)).decode()
-    except Exception:  # noqa: BLE001 - an unpicklable error is journaled as its text
+    except Exception:
         return 'j:' + json.dumps(f'{type(e).__name__}: {e}')
 
 
@@ -106,17 +114,28 @@ class ToolJournal:
             return c.execute(q).rowcount == 1
 
     def _begin(self, key: str, meta: dict[str, Any]) -> bool:
-        values = dict(key=key, run_id=meta['run_id'], agent_path=meta['agent_path'], tool=meta['tool'],
-                      args=json.dumps(meta['args'], default=str, sort_keys=True), status='started', started_at=time.time())  # fmt: skip
+        values = dict(
+            key=key,
+            run_id=meta['run_id'],
+            agent_path=meta['agent_path'],
+            tool=meta['tool'],
+            args=json.dumps(meta['args'], default=str, sort_keys=True),
+            status='started',
+            started_at=time.time(),
+        )
         with self.store.engine.begin() as c:
             if c.dialect.name == 'postgresql':
                 from sqlalchemy.dialects.postgresql import insert
             else:
                 from sqlalchemy.dialects.sqlite import insert
-            return c.execute(insert(journal).values(**values).on_conflict_do_nothing(index_elements=['key'])).rowcount == 1
+            return (
+                c.execute(insert(journal).values(**values).on_conflict_do_nothing(index_elements=['key'])).rowcount == 1
+            )
 
     def skip(self, key: str, reason: str) -> None:
-        self._update(key, ('in_doubt', 'started'), status='skipped', result='j:' + json.dumps(reason), finished_at=time.time())
+        self._update(
+            key, ('in_doubt', 'started'), status='skipped', result='j:' + json.dumps(reason), finished_at=time.time()
+        )
 
     def outcome(self, key: str) -> EffectOutcome | None:
         row = self.get(key)
@@ -125,7 +144,9 @@ class ToolJournal:
         status = 'in_doubt' if row['status'] == 'started' else row['status']
         return EffectOutcome(key, status, row['result'])
 
-    async def execute(self, key: str, meta: dict[str, Any], fn: Callable[[], Awaitable[Any]], *, rerun: bool) -> EffectOutcome:
+    async def execute(
+        self, key: str, meta: dict[str, Any], fn: Callable[[], Awaitable[Any]], *, rerun: bool
+    ) -> EffectOutcome:
         """Act once for `key`: run `fn` unless the journal says it already ran (or may have).
 
         `rerun`: an operator approved re-running this in-doubt effect.
@@ -153,12 +174,15 @@ class ToolJournal:
             self._update(key, ('started',), status='failed', result=_encode_error(e), finished_at=time.time())
             raise
         blob = _encode(result)
-        self._update(key, ('started',), status='done', result=blob, finished_at=time.time())  # committed before returning
+        self._update(
+            key, ('started',), status='done', result=blob, finished_at=time.time()
+        )  # committed before returning
         return EffectOutcome(key, 'done', blob)
 
 
-async def run_effect(name: str, fn: Callable[[], Awaitable[T]], *, key: str, meta: dict[str, Any], store: StateStore,
-                     deps: Any = None) -> T:  # fmt: skip
+async def run_effect(
+    name: str, fn: Callable[[], Awaitable[T]], *, key: str, meta: dict[str, Any], store: StateStore, deps: Any = None
+) -> T:
     """Run side effect `fn` exactly once under idempotency key `key` (see the module docstring)."""
     book = ToolJournal(store)
     durable = in_workflow()
@@ -190,19 +214,31 @@ async def run_effect(name: str, fn: Callable[[], Awaitable[T]], *, key: str, met
             rerun = True
             continue
         why = a.reason if a.status == 'rejected' else 'nobody decided before the approval expired'
-        reason = f'its outcome was unknown after a crash and the re-run was not approved (approval {a.approval_id}: {why})'
+        reason = (
+            f'its outcome was unknown after a crash and the re-run was not approved (approval {a.approval_id}: {why})'
+        )
         book.skip(key, reason)
         raise ToolCallDenied(f'The {meta["tool"]} call was skipped: {reason}. Check its effect before retrying it.')
 
 
 async def _ask_in_doubt(store: StateStore, key: str, meta: dict[str, Any], deps: Any, attempt: int) -> Any:
     req = ApprovalRequest(
-        key=key, run_id=meta['run_id'], agent_path=meta['agent_path'], tool=meta['tool'], args=meta['args'],
-        data_class=meta.get('data_class', 'internal'), role=IN_DOUBT_ROLE, kind='in_doubt', attempt=attempt,
-        reason=(f'in doubt: the process stopped while {meta["tool"]} was running, so it may or may not have taken '
-                'effect. Approve to run it again, reject to skip it.'),
-        expires_after_s=IN_DOUBT_EXPIRY_S, delegation_id=getattr(deps, 'delegation_id', None),
-    )  # fmt: skip
+        key=key,
+        run_id=meta['run_id'],
+        agent_path=meta['agent_path'],
+        tool=meta['tool'],
+        args=meta['args'],
+        data_class=meta.get('data_class', 'internal'),
+        role=IN_DOUBT_ROLE,
+        kind='in_doubt',
+        attempt=attempt,
+        reason=(
+            f'in doubt: the process stopped while {meta["tool"]} was running, so it may or may not have taken '
+            'effect. Approve to run it again, reject to skip it.'
+        ),
+        expires_after_s=IN_DOUBT_EXPIRY_S,
+        delegation_id=getattr(deps, 'delegation_id', None),
+    )
     return await ApprovalGate(store).decide(req)
 
 
@@ -214,8 +250,14 @@ async def journaled(ctx: Any, name: str, fn: Callable[[], Awaitable[T]]) -> T:
     call = current_tool_call.get()
     if call is None or call.tool_call_id != ctx.tool_call_id:
         d = ctx.deps
-        call = ToolCall(deps=d, key=f'{d.delegation_id or d.run_id}#tool:{ctx.tool_call_id}', tool=ctx.tool_name or name,
-                        tool_call_id=ctx.tool_call_id or '', args={}, step=ctx.run_step)  # fmt: skip
+        call = ToolCall(
+            deps=d,
+            key=f'{d.delegation_id or d.run_id}#tool:{ctx.tool_call_id}',
+            tool=ctx.tool_name or name,
+            tool_call_id=ctx.tool_call_id or '',
+            args={},
+            step=ctx.run_step,
+        )
     return await effect_of_call(call, name, fn)
 
 
@@ -224,10 +266,18 @@ async def effect_of_call(call: Any, name: str, fn: Callable[[], Awaitable[T]]) -
     d = call.deps
     scope = current_scope.get()
     if scope is None:
-        raise RunError(f'side effect {name!r} of tool {call.tool!r} ran outside a team run: no journal to keep it in',
-                       run_id=d.run_id)
+        raise RunError(
+            f'side effect {name!r} of tool {call.tool!r} ran outside a team run: no journal to keep it in',
+            run_id=d.run_id,
+        )
     store = scope.store
-    meta = {'run_id': d.run_id, 'agent_path': d.agent_path, 'tool': call.tool, 'args': call.args, 'data_class': d.data_class}
+    meta = {
+        'run_id': d.run_id,
+        'agent_path': d.agent_path,
+        'tool': call.tool,
+        'args': call.args,
+        'data_class': d.data_class,
+    }
     return await run_effect(name, fn, key=call.next_effect_key(), meta=meta, store=store, deps=d)
 
 

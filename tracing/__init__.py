@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ._compare import Divergence, ForkDiff
     from ._events import APPROVAL_DECIDED_EVENT, APPROVAL_REQUESTED_EVENT, GUARDRAIL_EVENT, add_event
     from ._live_tree import LiveTree
-    from ._recording import Recorder, RecordedStep, Recording
+    from ._recording import RecordedStep, Recorder, Recording
     from ._replay_model import ReplayModel, ReplayToolset
     from ._setup import flush_store, resolve_tracer_provider
     from ._store import StoredSpan, StoreSpanProcessor, TraceStore

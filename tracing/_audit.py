@@ -43,7 +43,7 @@ class AuditObserver(BufferedWriter, RunObserver):
         if cost is None:
             try:
                 cost = float(response.cost().total_price)
-            except Exception:  # noqa: BLE001 - a model pydantic-ai has no price for
+            except Exception:
                 cost = None
         return {
             'model_id': meta.get('model_id') or getattr(cc, 'model_id', None) or call.model_id,
@@ -55,21 +55,36 @@ class AuditObserver(BufferedWriter, RunObserver):
         d = call.deps
         elapsed = time.perf_counter() - call.started
         return {
-            'run_id': d.run_id, 'team': d.team, 'project': d.project, 'data_class': d.data_class,
-            'agent_path': d.agent_path, 'specialist': d.specialist, 'delegation_id': d.delegation_id,
-            'call_key': call.key, 'requested_model_id': call.model_id, 'requested_model': call.model_name,
+            'run_id': d.run_id,
+            'team': d.team,
+            'project': d.project,
+            'data_class': d.data_class,
+            'agent_path': d.agent_path,
+            'specialist': d.specialist,
+            'delegation_id': d.delegation_id,
+            'call_key': call.key,
+            'requested_model_id': call.model_id,
+            'requested_model': call.model_name,
             'provider': call.system or None,
             'input_hash': call.extra.get('input_hash') or messages_hash(list(call.messages)),
-            'started_at': round(time.time() - elapsed, 6), 'duration_ms': round(elapsed * 1000, 3),
-        }  # fmt: skip
+            'started_at': round(time.time() - elapsed, 6),
+            'duration_ms': round(elapsed * 1000, 3),
+        }
 
     async def after_model_call(self, call: ModelCall, response: ModelResponse) -> None:
-        record = self._base(call) | {
-            'returned_model': response.model_name, 'provider': response.provider_name or call.system or None,
-            'provider_response_id': response.provider_response_id, 'finish_reason': response.finish_reason,
-            'output_hash': messages_hash([response]),
-            'input_tokens': response.usage.input_tokens, 'output_tokens': response.usage.output_tokens,
-        } | self._served(call, response)  # fmt: skip
+        record = (
+            self._base(call)
+            | {
+                'returned_model': response.model_name,
+                'provider': response.provider_name or call.system or None,
+                'provider_response_id': response.provider_response_id,
+                'finish_reason': response.finish_reason,
+                'output_hash': messages_hash([response]),
+                'input_tokens': response.usage.input_tokens,
+                'output_tokens': response.usage.output_tokens,
+            }
+            | self._served(call, response)
+        )
         self._buf.append(('model_call', record, call.deps.run_id, f'model:{call.key}'))
 
     async def on_model_error(self, call: ModelCall, error: BaseException) -> None:

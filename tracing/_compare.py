@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic_ai.messages import ToolCallPart
 
-from ._recording import Recording, RecordedStep
+from ._recording import RecordedStep, Recording
 
 __all__ = ('Divergence', 'ForkDiff', 'divergences', 'input_changes', 'fork_diff')
 
@@ -91,8 +91,13 @@ def divergences(expected: Recording, got: Recording) -> list[Divergence]:
             out.append(Divergence(s.step, 'a model request', '(none: the replay stopped before it)'))
     out.extend(_guard_divergences(expected.guard_decisions, got.guard_decisions))
     if expected.status != got.status:
-        out.append(Divergence('run#status', f'{expected.status}{": " + _short(expected.error) if expected.error else ""}',
-                              f'{got.status}{": " + _short(got.error) if got.error else ""}'))  # fmt: skip
+        out.append(
+            Divergence(
+                'run#status',
+                f'{expected.status}{": " + _short(expected.error) if expected.error else ""}',
+                f'{got.status}{": " + _short(got.error) if got.error else ""}',
+            )
+        )
     elif _short(expected.output, 10_000) != _short(got.output, 10_000):
         out.append(Divergence('run#output', _short(expected.output), _short(got.output)))
     return out
@@ -114,8 +119,13 @@ def input_changes(expected: Recording, got: Recording) -> list[Divergence]:
             seen.add(s.scope)
             tail_a, tail_b = s.payload.get('input_tail', ''), g.payload.get('input_tail', '')
             if tail_a == tail_b:
-                out.append(Divergence(s.step, 'the recorded instructions and history',
-                                      f'other instructions or history (same last message "{_short(tail_a, 80)}")'))  # fmt: skip
+                out.append(
+                    Divergence(
+                        s.step,
+                        'the recorded instructions and history',
+                        f'other instructions or history (same last message "{_short(tail_a, 80)}")',
+                    )
+                )
             else:
                 out.append(Divergence(s.step, f'last message "{tail_a}"', f'last message "{tail_b}"'))
     return out
@@ -134,9 +144,14 @@ def _guard_divergences(expected: list[dict[str, Any]], got: list[dict[str, Any]]
         ea, gb = a.get(path, []), b.get(path, [])
         if ea == gb or Counter(ea) == Counter(gb):  # same decisions; parallel branches may interleave
             continue
-        i = next(i for i in range(max(len(ea), len(gb))) if (ea[i:i + 1] or None) != (gb[i:i + 1] or None))
-        out.append(Divergence(f'{path}#guard:{i + 1}', ea[i] if i < len(ea) else '(no decision)',
-                              gb[i] if i < len(gb) else '(no decision)'))  # fmt: skip
+        i = next(i for i in range(max(len(ea), len(gb))) if (ea[i : i + 1] or None) != (gb[i : i + 1] or None))
+        out.append(
+            Divergence(
+                f'{path}#guard:{i + 1}',
+                ea[i] if i < len(ea) else '(no decision)',
+                gb[i] if i < len(gb) else '(no decision)',
+            )
+        )
     return out
 
 
@@ -180,7 +195,12 @@ def _calls(rec: Recording) -> Counter[str]:
 
 
 def fork_diff(
-    original: Recording, fork: Recording, *, fork_at: str, live_steps: list[str], cost_of: Callable[[RecordedStep], float | None]
+    original: Recording,
+    fork: Recording,
+    *,
+    fork_at: str,
+    live_steps: list[str],
+    cost_of: Callable[[RecordedStep], float | None],
 ) -> ForkDiff:
     """`cost_of(step)` prices one model step of the fork (None: the model has no known price)."""
     a, b = _calls(original), _calls(fork)
@@ -193,9 +213,17 @@ def fork_diff(
             else:
                 cost += c
     return ForkDiff(
-        fork_at=fork_at, original_output=original.output, fork_output=fork.output, original_status=original.status,
-        fork_status=fork.status, tool_calls_removed=sorted((a - b).elements()), tool_calls_added=sorted((b - a).elements()),
+        fork_at=fork_at,
+        original_output=original.output,
+        fork_output=fork.output,
+        original_status=original.status,
+        fork_status=fork.status,
+        tool_calls_removed=sorted((a - b).elements()),
+        tool_calls_added=sorted((b - a).elements()),
         original_tokens=_tokens(original),
-        fork_tokens=_tokens(fork), original_cost_usd=original.cost_usd, fork_cost_usd=cost, live_steps=live_steps,
+        fork_tokens=_tokens(fork),
+        original_cost_usd=original.cost_usd,
+        fork_cost_usd=cost,
+        live_steps=live_steps,
         unpriced_models=sorted(unpriced),
-    )  # fmt: skip
+    )

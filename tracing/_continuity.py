@@ -26,7 +26,6 @@ from ._store import ROOT_SPAN_NAME, register_trace
 __all__ = ('trace_parent', 'anchor_run', 'ROOT_SPAN_NAME')
 
 
-
 def trace_parent(provider: Any, store: StateStore, run_id: str) -> Context | None:
     """The context of run `run_id`'s first root span, if an earlier execution stored one; else None (blocking)."""
     proc = store_processor(provider, store)
@@ -46,7 +45,9 @@ def trace_parent(provider: Any, store: StateStore, run_id: str) -> Context | Non
         found = (row.trace_id, row.span_id)
     trace_id = int(found[0], 16)
     register_trace(trace_id, store, run_id)
-    ctx = trace.SpanContext(trace_id, int(found[1], 16), is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+    ctx = trace.SpanContext(
+        trace_id, int(found[1], 16), is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)
+    )
     return trace.set_span_in_context(trace.NonRecordingSpan(ctx))
 
 

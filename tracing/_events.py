@@ -16,7 +16,14 @@ from opentelemetry import trace
 
 from ..exceptions import GuardrailTripped
 
-__all__ = ('add_event', 'apply_guardrails', 'take_events_before_root', 'GUARDRAIL_EVENT', 'APPROVAL_REQUESTED_EVENT', 'APPROVAL_DECIDED_EVENT')
+__all__ = (
+    'add_event',
+    'apply_guardrails',
+    'take_events_before_root',
+    'GUARDRAIL_EVENT',
+    'APPROVAL_REQUESTED_EVENT',
+    'APPROVAL_DECIDED_EVENT',
+)
 
 GUARDRAIL_EVENT = 'proctor.guardrail'
 APPROVAL_REQUESTED_EVENT = 'proctor.approval.requested'
@@ -38,7 +45,9 @@ def add_event(name: str, attributes: Mapping[str, Any] | None = None) -> None:
 
 
 # Decisions taken on a run's task before its root span exists, attached to the root span when it starts.
-_before_root: ContextVar[tuple[str, list[dict[str, Any]]] | None] = ContextVar('proctor_events_before_root', default=None)
+_before_root: ContextVar[tuple[str, list[dict[str, Any]]] | None] = ContextVar(
+    'proctor_events_before_root', default=None
+)
 
 
 def _guard_event(ctx: Any, attrs: dict[str, Any]) -> None:

@@ -70,7 +70,9 @@ class LiveTree(RunObserver):
     and `  <agent_path> started|done|failed ...`, one line per event, flushed as it happens.
     """
 
-    def __init__(self, console: Console | None = None, *, live: bool | None = None, refresh_per_second: float = 4) -> None:
+    def __init__(
+        self, console: Console | None = None, *, live: bool | None = None, refresh_per_second: float = 4
+    ) -> None:
         self.console = console or Console()
         self.live = self.console.is_terminal if live is None else live
         self.refresh_per_second = refresh_per_second
@@ -96,9 +98,13 @@ class LiveTree(RunObserver):
     def _start_live(self) -> None:
         if self.live and self._live is None:
             self._live = Live(
-                console=self.console, get_renderable=self.render, refresh_per_second=self.refresh_per_second,
-                transient=False, redirect_stdout=False, redirect_stderr=False,
-            )  # fmt: skip
+                console=self.console,
+                get_renderable=self.render,
+                refresh_per_second=self.refresh_per_second,
+                transient=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
             self._live.start()
 
     # ------------------------------------------------------------ observer hooks

@@ -30,19 +30,33 @@ from typing import Any
 
 import anyio.to_thread
 import sqlalchemy as sa
+from pydantic import BaseModel
 from pydantic_ai.exceptions import ApprovalRequired, CallDeferred, ModelRetry, ToolRetryError
 from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest, ModelResponse
-from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from ..state._schema import guard_events, recordings
-from ..state._store import StateStore
-from ..exceptions import UserError
 from ..core._deps import RunDeps
 from ..core._events import ModelCall, OutputCall, RunEvent, RunObserver, ToolCall
+from ..exceptions import UserError
+from ..state._schema import guard_events, recordings
+from ..state._store import StateStore
 from ..state._writer import BufferedWriter, flusher
 
-__all__ = ('Recorder', 'ResponseRecorder', 'Recording', 'RecordedStep', 'snapshot_workspace', 'restore_workspace', 'WORKSPACE_STEP', 'step_scope', 'step_id', 'tool_step_id', 'messages_hash', 'input_tail', 'DELEGATE_PREFIX')
+__all__ = (
+    'Recorder',
+    'ResponseRecorder',
+    'Recording',
+    'RecordedStep',
+    'snapshot_workspace',
+    'restore_workspace',
+    'WORKSPACE_STEP',
+    'step_scope',
+    'step_id',
+    'tool_step_id',
+    'messages_hash',
+    'input_tail',
+    'DELEGATE_PREFIX',
+)
 
 DELEGATE_PREFIX = 'delegate_to_'
 
@@ -102,14 +116,24 @@ def _insert_rows(c: sa.Connection, rows: list[tuple[str, str, str, dict[str, Any
     # seq: the next number of the run, taken inside the statement (under the write lock). Plain
     # DB-API executemany: one prepared statement for every row.
     mark = '?' if c.dialect.paramstyle == 'qmark' else '%s'
-    sql = (f'INSERT INTO {recordings.name} (run_id, step, seq, kind, payload, created_at) '
-           f'SELECT {mark}, {mark}, COALESCE(MAX(seq), 0) + 1, {mark}, {mark}, {mark} FROM {recordings.name} WHERE run_id = {mark} '
-           'ON CONFLICT (run_id, step) DO NOTHING')  # fmt: skip
-    c.exec_driver_sql(sql, [(run_id, step, kind, json.dumps(payload, default=str), at, run_id) for run_id, step, kind, payload, at in rows])
+    sql = (
+        f'INSERT INTO {recordings.name} (run_id, step, seq, kind, payload, created_at) '
+        f'SELECT {mark}, {mark}, COALESCE(MAX(seq), 0) + 1, {mark}, {mark}, {mark} FROM {recordings.name} WHERE run_id = {mark} '
+        'ON CONFLICT (run_id, step) DO NOTHING'
+    )
+    c.exec_driver_sql(
+        sql,
+        [
+            (run_id, step, kind, json.dumps(payload, default=str), at, run_id)
+            for run_id, step, kind, payload, at in rows
+        ],
+    )
 
 
 WORKSPACE_STEP = 'workspace#start'
-_SKIP_DIRS = frozenset({'.git', '.venv', 'venv', 'node_modules', '__pycache__', '.proctor', '.mypy_cache', '.pytest_cache'})
+_SKIP_DIRS = frozenset(
+    {'.git', '.venv', 'venv', 'node_modules', '__pycache__', '.proctor', '.mypy_cache', '.pytest_cache'}
+)
 
 
 def snapshot_workspace(root: Path, *, max_files: int = 500, max_bytes: int = 2_000_000) -> dict[str, Any] | None:
@@ -197,22 +221,43 @@ class Recorder(_RecordingWriter, RunObserver):
     async def after_model_call(self, call: ModelCall, response: ModelResponse) -> None:
         # The input's hash (shared with the audit log) lets replay notice a model asked something new.
         digest = call.extra.setdefault('input_hash', messages_hash(list(call.messages)))
-        self._write(call.deps, step_id(call.deps, call.key), 'model', {
-            'model_id': call.model_id, 'model_name': call.model_name, 'response': dump_response(response),
-            'input_hash': digest, 'input_tail': input_tail(call.messages),
-        })  # fmt: skip
+        self._write(
+            call.deps,
+            step_id(call.deps, call.key),
+            'model',
+            {
+                'model_id': call.model_id,
+                'model_name': call.model_name,
+                'response': dump_response(response),
+                'input_hash': digest,
+                'input_tail': input_tail(call.messages),
+            },
+        )
 
     async def on_model_error(self, call: ModelCall, error: BaseException) -> None:
-        self._write(call.deps, step_id(call.deps, call.key), 'model_error', {
-            'model_id': call.model_id, 'error': f'{type(error).__name__}: {error}'[:2000],
-        })  # fmt: skip
+        self._write(
+            call.deps,
+            step_id(call.deps, call.key),
+            'model_error',
+            {
+                'model_id': call.model_id,
+                'error': f'{type(error).__name__}: {error}'[:2000],
+            },
+        )
 
     async def after_tool_call(self, call: ToolCall, result: Any) -> Any:
         kind = 'delegate' if call.tool.startswith(DELEGATE_PREFIX) else 'tool'
-        self._write(call.deps, tool_step_id(call), kind, {
-            'tool': call.tool, 'tool_call_id': call.tool_call_id, 'args': to_jsonable_python(call.args, fallback=str),
-            'result': to_jsonable_python(result, fallback=str),
-        })  # fmt: skip
+        self._write(
+            call.deps,
+            tool_step_id(call),
+            kind,
+            {
+                'tool': call.tool,
+                'tool_call_id': call.tool_call_id,
+                'args': to_jsonable_python(call.args, fallback=str),
+                'result': to_jsonable_python(result, fallback=str),
+            },
+        )
         return result
 
     async def on_tool_error(self, call: ToolCall, error: BaseException) -> None:
@@ -222,10 +267,19 @@ class Recorder(_RecordingWriter, RunObserver):
         # A tool's `ModelRetry` reaches observers wrapped in a `ToolRetryError`: keep the tool's message.
         cause = error.__cause__ if isinstance(error, ToolRetryError) else error
         retry = isinstance(cause, ModelRetry)
-        self._write(call.deps, tool_step_id(call), 'tool_error', {
-            'tool': call.tool, 'tool_call_id': call.tool_call_id, 'args': to_jsonable_python(call.args, fallback=str),
-            'error_type': type(cause).__name__, 'message': (cause.message if retry else str(error))[:4000], 'retry': retry,
-        })  # fmt: skip
+        self._write(
+            call.deps,
+            tool_step_id(call),
+            'tool_error',
+            {
+                'tool': call.tool,
+                'tool_call_id': call.tool_call_id,
+                'args': to_jsonable_python(call.args, fallback=str),
+                'error_type': type(cause).__name__,
+                'message': (cause.message if retry else str(error))[:4000],
+                'retry': retry,
+            },
+        )
 
     async def process_output(self, call: OutputCall, proceed: Callable[[], Awaitable[Any]]) -> Any:
         step = step_id(call.deps, call.key)
@@ -234,15 +288,25 @@ class Recorder(_RecordingWriter, RunObserver):
         except Exception as e:
             cause = e.__cause__ if isinstance(e, ToolRetryError) else e
             if isinstance(cause, ModelRetry):
-                self._write(call.deps, step, 'output_retry', {'function': call.function, 'message': cause.message[:4000]})
+                self._write(
+                    call.deps, step, 'output_retry', {'function': call.function, 'message': cause.message[:4000]}
+                )
             elif not type(e).__module__.startswith('dbos'):
-                self._write(call.deps, step, 'output_error', {'function': call.function,
-                                                              'message': f'{type(e).__name__}: {e}'[:4000]})  # fmt: skip
+                self._write(
+                    call.deps,
+                    step,
+                    'output_error',
+                    {'function': call.function, 'message': f'{type(e).__name__}: {e}'[:4000]},
+                )
             raise
         # A pydantic model is rebuilt on replay from its class, so the replayed output is the same type.
         kind = f'{type(output).__module__}:{type(output).__qualname__}' if isinstance(output, BaseModel) else None
-        self._write(call.deps, step, 'output', {'function': call.function, 'type': kind,
-                                                'value': to_jsonable_python(output, fallback=str)})  # fmt: skip
+        self._write(
+            call.deps,
+            step,
+            'output',
+            {'function': call.function, 'type': kind, 'value': to_jsonable_python(output, fallback=str)},
+        )
         return output
 
 
@@ -276,7 +340,7 @@ class RecordedStep:
                 for part in qual.split('.'):
                     cls = getattr(cls, part)
                 return cls.model_validate(value)
-            except Exception:  # noqa: BLE001 - a class defined in a function, or gone: the plain value
+            except Exception:
                 return value
         return value
 
@@ -314,25 +378,53 @@ class Recording:
         rec = RunRecords(store).get(run_id)
         with store.engine.connect() as c:
             rows = c.execute(
-                sa.select(recordings).where(recordings.c.run_id == rec.run_id).order_by(recordings.c.seq, recordings.c.created_at)
+                sa.select(recordings)
+                .where(recordings.c.run_id == rec.run_id)
+                .order_by(recordings.c.seq, recordings.c.created_at)
             ).mappings()
             steps = [RecordedStep(r['step'], r['seq'], r['kind'], json.loads(r['payload'])) for r in rows]
             g = guard_events.c
             guards = [
-                {'agent_path': r.agent_path, 'hook': r.hook, 'guard': r.guard, 'decision': r.decision, 'reason': r.reason}
+                {
+                    'agent_path': r.agent_path,
+                    'hook': r.hook,
+                    'guard': r.guard,
+                    'decision': r.decision,
+                    'reason': r.reason,
+                }
                 for r in c.execute(sa.select(guard_events).where(g.run_id == rec.run_id).order_by(g.id))
             ]
         return cls(
-            run_id=rec.run_id, team=rec.team, project=rec.project, data_class=rec.data_class, task=rec.task,
-            status=rec.status, factory=rec.factory, workspace=rec.workspace, output=rec.output, error=rec.error,
-            input_tokens=rec.input_tokens, output_tokens=rec.output_tokens, cost_usd=rec.cost_usd, steps=steps,
+            run_id=rec.run_id,
+            team=rec.team,
+            project=rec.project,
+            data_class=rec.data_class,
+            task=rec.task,
+            status=rec.status,
+            factory=rec.factory,
+            workspace=rec.workspace,
+            output=rec.output,
+            error=rec.error,
+            input_tokens=rec.input_tokens,
+            output_tokens=rec.output_tokens,
+            cost_usd=rec.cost_usd,
+            steps=steps,
             guard_decisions=guards,
-            delegations=[{
-                'scope': d.delegation_id[len(rec.run_id) + 1:], 'specialist': d.specialist, 'subtask': d.subtask,
-                'model_id': d.model_id, 'status': d.status, 'output': d.output, 'input_tokens': d.input_tokens,
-                'output_tokens': d.output_tokens, 'cost_usd': d.cost_usd,
-            } for d in rec.delegations],
-        )  # fmt: skip
+            delegations=[
+                {
+                    'scope': d.delegation_id[len(rec.run_id) + 1 :],
+                    'specialist': d.specialist,
+                    'subtask': d.subtask,
+                    'model_id': d.model_id,
+                    'status': d.status,
+                    'output': d.output,
+                    'input_tokens': d.input_tokens,
+                    'output_tokens': d.output_tokens,
+                    'cost_usd': d.cost_usd,
+                }
+                for d in rec.delegations
+            ],
+        )
 
     @classmethod
     async def aload(cls, store: StateStore, run_id: str) -> Recording:

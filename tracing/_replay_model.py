@@ -16,12 +16,22 @@ from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.toolsets.wrapper import WrapperToolset
 
-from ..exceptions import MissingRecording, RunError
 from ..core._events import ModelCall, OutputCall, RunObserver
+from ..exceptions import MissingRecording, RunError
 from ..models._routing import Route
 from ._recording import DELEGATE_PREFIX, RecordedStep, Recording, step_id, step_scope
 
-__all__ = ('ReplayGate', 'ReplayModel', 'ReplayToolset', 'ReplaySession', 'Fork', 'StepMarker', 'ReplayRouter', 'replay_spec', 'Redo')
+__all__ = (
+    'ReplayGate',
+    'ReplayModel',
+    'ReplayToolset',
+    'ReplaySession',
+    'Fork',
+    'StepMarker',
+    'ReplayRouter',
+    'replay_spec',
+    'Redo',
+)
 
 #: Repeats a tool's effect on the replay's workspace: (workspace, the call's args, its recorded result).
 Redo = Callable[[str, dict[str, Any], Any], None]
@@ -70,7 +80,9 @@ class ReplaySession:
                 return index >= f.index
             if scope in self.live_scopes or (rec is None and scope not in self.scopes):
                 return True  # a delegation a live step started
-            above = f.scope != scope and (scope == 'supervisor' or _agent_path(f.scope).startswith(_agent_path(scope) + '>'))
+            above = f.scope != scope and (
+                scope == 'supervisor' or _agent_path(f.scope).startswith(_agent_path(scope) + '>')
+            )
             if above and (rec is None or rec.seq > f.step.seq):
                 return True
         if rec is None or rec.kind not in ('model', 'model_error'):
@@ -85,7 +97,9 @@ class ReplaySession:
                 self.call_source[f'{scope}#tool:{part.tool_call_id}@{n}'] = 'live' if live else 'replayed'
                 if live and part.tool_name.startswith(DELEGATE_PREFIX):
                     # its scope may reuse a recorded call id (scripted models count from 1): still live
-                    self.live_scopes.add(f'{_agent_path(scope)}>{part.tool_name[len(DELEGATE_PREFIX):]}:{part.tool_call_id}')
+                    self.live_scopes.add(
+                        f'{_agent_path(scope)}>{part.tool_name[len(DELEGATE_PREFIX) :]}:{part.tool_call_id}'
+                    )
 
 
 class ReplayModel(WrapperModel):
@@ -142,8 +156,10 @@ class ReplayToolset(WrapperToolset[Any]):
         if rec.kind == 'tool_error':
             if rec.payload.get('retry'):
                 raise ModelRetry(rec.payload.get('message') or '')
-            raise RunError(f'recorded tool failure at step {step}: {rec.payload.get("error_type")}: '
-                           f'{rec.payload.get("message")}', run_id=s.rec.run_id)  # fmt: skip
+            raise RunError(
+                f'recorded tool failure at step {step}: {rec.payload.get("error_type")}: {rec.payload.get("message")}',
+                run_id=s.rec.run_id,
+            )
         result = rec.payload.get('result')
         redo = self._redo_of(name)
         if redo is not None and ctx.deps.workspace:
@@ -161,8 +177,13 @@ class ReplayGate:
     already says what the decision led to (the result, the denial the model was told, or the stop)."""
 
     async def decide(self, req: Any) -> Any:
-        return SimpleNamespace(status='approved', approval_id=f'replay:{req.key}', pending=False, decider='replay',
-                               reason='replayed from the recording')  # fmt: skip
+        return SimpleNamespace(
+            status='approved',
+            approval_id=f'replay:{req.key}',
+            pending=False,
+            decider='replay',
+            reason='replayed from the recording',
+        )
 
 
 class StepMarker(RunObserver):
@@ -204,13 +225,18 @@ class ReplayRouter:
 
     def route(self, spec: Any, *, data_class: str, project: str, team: str) -> Route:
         m, r = self.models[spec.name], self.routes[spec.name]
-        return Route(model_id=m.proctor_id, model=None, reason=r.reason, usd_per_m_input=r.usd_per_m_input,
-                     usd_per_m_output=r.usd_per_m_output)  # fmt: skip
+        return Route(
+            model_id=m.proctor_id,
+            model=None,
+            reason=r.reason,
+            usd_per_m_input=r.usd_per_m_input,
+            usd_per_m_output=r.usd_per_m_output,
+        )
 
 
 def replay_spec(spec: Any, session: ReplaySession) -> Any:
-    toolsets = [ReplayToolset(FunctionToolset(list(spec.tools), max_retries=spec.retries), session)] if spec.tools else []
+    toolsets = (
+        [ReplayToolset(FunctionToolset(list(spec.tools), max_retries=spec.retries), session)] if spec.tools else []
+    )
     toolsets += [ReplayToolset(ts, session) for ts in spec.toolsets]
     return replace(spec, tools=(), toolsets=tuple(toolsets))
-
-

@@ -27,10 +27,17 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from .._log import get_logger
 from ..state._store import StateStore
-from ._store import StoreSpanProcessor
 from ..state._writer import flusher
+from ._store import StoreSpanProcessor
 
-__all__ = ('instrumentation_settings', 'resolve_tracer_provider', 'store_processor', 'flush_store', 'settle', 'otlp_endpoint')
+__all__ = (
+    'instrumentation_settings',
+    'resolve_tracer_provider',
+    'store_processor',
+    'flush_store',
+    'settle',
+    'otlp_endpoint',
+)
 
 log = get_logger('proctor.tracing')
 
@@ -93,9 +100,13 @@ def instrumentation_settings(tracer_provider: Any) -> Any:
 def resolve_tracer_provider(tracer_provider: Any, store: StateStore) -> Any:
     """The provider a team on `store` traces to (see the module docstring); the store is always on it."""
     if tracer_provider is not None:
-        if store_processor(tracer_provider, store) is None and not isinstance(tracer_provider, trace.NoOpTracerProvider):
-            log.warning('tracer provider is not an OpenTelemetry SDK TracerProvider: the local trace store gets no spans',
-                        provider=type(tracer_provider).__name__)  # fmt: skip
+        if store_processor(tracer_provider, store) is None and not isinstance(
+            tracer_provider, trace.NoOpTracerProvider
+        ):
+            log.warning(
+                'tracer provider is not an OpenTelemetry SDK TracerProvider: the local trace store gets no spans',
+                provider=type(tracer_provider).__name__,
+            )
         return tracer_provider
     global_provider = trace.get_tracer_provider()
     if isinstance(global_provider, TracerProvider):

@@ -31,7 +31,16 @@ from ..state._schema import runs, spans
 from ..state._store import StateStore
 from ..state._writer import BufferedWriter, flusher
 
-__all__ = ('ROOT_SPAN_NAME', 'StoreSpanProcessor', 'StoredSpan', 'TraceStore', 'register_trace', 'span_row', 'spans_by_parent', 'write_span_rows')
+__all__ = (
+    'ROOT_SPAN_NAME',
+    'StoreSpanProcessor',
+    'StoredSpan',
+    'TraceStore',
+    'register_trace',
+    'span_row',
+    'spans_by_parent',
+    'write_span_rows',
+)
 
 log = get_logger('proctor.tracing')
 
@@ -90,19 +99,44 @@ def span_row(span: ReadableSpan, run_id: str | None) -> dict[str, Any]:
         'end_ns': span.end_time,
         'status': status.status_code.name,
         'attributes': _dumps(attrs),
-        'events': _dumps([{'name': e.name, 'time_ns': e.timestamp, 'attributes': dict(e.attributes or {})} for e in events])
-        if events else '[]',
-        'links': _dumps([
-            {'trace_id': _hex(lk.context.trace_id, 32), 'span_id': _hex(lk.context.span_id, 16), 'attributes': dict(lk.attributes or {})}
-            for lk in links
-        ]) if links else '[]',  # fmt: skip
+        'events': _dumps(
+            [{'name': e.name, 'time_ns': e.timestamp, 'attributes': dict(e.attributes or {})} for e in events]
+        )
+        if events
+        else '[]',
+        'links': _dumps(
+            [
+                {
+                    'trace_id': _hex(lk.context.trace_id, 32),
+                    'span_id': _hex(lk.context.span_id, 16),
+                    'attributes': dict(lk.attributes or {}),
+                }
+                for lk in links
+            ]
+        )
+        if links
+        else '[]',
         'resource': _resource(span.resource),
         'scope': span.instrumentation_scope.name if span.instrumentation_scope else None,
     }
 
 
-_COLUMNS = ('span_id', 'trace_id', 'parent_id', 'run_id', 'name', 'kind', 'start_ns', 'end_ns', 'status', 'attributes',
-            'events', 'links', 'resource', 'scope')  # fmt: skip
+_COLUMNS = (
+    'span_id',
+    'trace_id',
+    'parent_id',
+    'run_id',
+    'name',
+    'kind',
+    'start_ns',
+    'end_ns',
+    'status',
+    'attributes',
+    'events',
+    'links',
+    'resource',
+    'scope',
+)
 
 
 def _upsert_sql(eng: sa.Engine, *, update: bool) -> str:
@@ -114,7 +148,9 @@ def _upsert_sql(eng: sa.Engine, *, update: bool) -> str:
     return sql + 'UPDATE SET ' + ', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])
 
 
-def write_span_rows(store: StateStore, rows: Sequence[dict[str, Any]], *, opened: Sequence[dict[str, Any]] = ()) -> None:
+def write_span_rows(
+    store: StateStore, rows: Sequence[dict[str, Any]], *, opened: Sequence[dict[str, Any]] = ()
+) -> None:
     """Upsert ended spans' rows (replacing placeholders); `opened` placeholder rows never overwrite."""
     if not rows and not opened:
         return
@@ -123,7 +159,11 @@ def write_span_rows(store: StateStore, rows: Sequence[dict[str, Any]], *, opened
         _write_span_rows_in(c, rows, opened)
 
 
-_SET_TRACE_ID = runs.update().where(runs.c.run_id == sa.bindparam('r'), runs.c.trace_id.is_(None)).values(trace_id=sa.bindparam('t'))
+_SET_TRACE_ID = (
+    runs.update()
+    .where(runs.c.run_id == sa.bindparam('r'), runs.c.trace_id.is_(None))
+    .values(trace_id=sa.bindparam('t'))
+)
 
 
 def _write_span_rows_in(c: sa.Connection, rows: Sequence[dict[str, Any]], opened: Sequence[dict[str, Any]]) -> None:
@@ -223,7 +263,9 @@ class StoredSpan:
         """The span as the OpenTelemetry SDK hands it to exporters (for re-export)."""
 
         def ctx(trace_id: str, span_id: str) -> SpanContext:
-            return SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+            return SpanContext(
+                int(trace_id, 16), int(span_id, 16), is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+            )
 
         attrs = {k: tuple(v) if isinstance(v, list) else v for k, v in self.attributes.items()}
         description = attrs.pop('otel.status_description', None)
@@ -291,7 +333,9 @@ class TraceStore:
             info = {
                 r['run_id']: r
                 for r in c.execute(
-                    sa.select(runs.c.run_id, runs.c.team, runs.c.project, runs.c.status, runs.c.task).where(runs.c.run_id.in_(ids))
+                    sa.select(runs.c.run_id, runs.c.team, runs.c.project, runs.c.status, runs.c.task).where(
+                        runs.c.run_id.in_(ids)
+                    )
                 ).mappings()
             }
         for r in rows:
@@ -316,4 +360,3 @@ def spans_by_parent(stored: Iterable[StoredSpan]) -> dict[str | None, list[Store
     for kids in out.values():
         kids.sort(key=lambda s: (s.start_ns, s.span_id))
     return out
-

@@ -11,8 +11,14 @@ from ._store import StoredSpan, TraceStore, spans_by_parent
 
 __all__ = ('TraceNode', 'TraceView', 'trace_tree', 'span_category')
 
-_CATEGORIES = (('team.run', 'run'), ('delegate', 'delegate'), ('invoke_agent', 'agent'), ('chat', 'model'),
-               ('execute_tool', 'tool'), ('running tool', 'tool'))  # fmt: skip
+_CATEGORIES = (
+    ('team.run', 'run'),
+    ('delegate', 'delegate'),
+    ('invoke_agent', 'agent'),
+    ('chat', 'model'),
+    ('execute_tool', 'tool'),
+    ('running tool', 'tool'),
+)
 
 
 def span_category(name: str) -> str:
@@ -29,21 +35,43 @@ def _short(value: Any, n: int = 120) -> str:
 def _details(s: StoredSpan, cat: str) -> dict[str, Any]:
     a = s.attributes
     if cat in ('run', 'delegate'):
-        keys = {'team': 'proctor.team', 'project': 'proctor.project', 'data_class': 'proctor.data_class',
-                'specialist': 'proctor.specialist', 'model': 'proctor.model_id', 'route_reason': 'proctor.route_reason',
-                'subtask': 'proctor.subtask', 'input_tokens': 'proctor.input_tokens',
-                'output_tokens': 'proctor.output_tokens', 'cost_usd': 'proctor.cost_usd', 'resumed': 'proctor.resumed'}  # fmt: skip
+        keys = {
+            'team': 'proctor.team',
+            'project': 'proctor.project',
+            'data_class': 'proctor.data_class',
+            'specialist': 'proctor.specialist',
+            'model': 'proctor.model_id',
+            'route_reason': 'proctor.route_reason',
+            'subtask': 'proctor.subtask',
+            'input_tokens': 'proctor.input_tokens',
+            'output_tokens': 'proctor.output_tokens',
+            'cost_usd': 'proctor.cost_usd',
+            'resumed': 'proctor.resumed',
+        }
     elif cat == 'agent':
-        keys = {'agent': 'gen_ai.agent.name', 'model': 'model_name', 'input_tokens': 'gen_ai.aggregated_usage.input_tokens',
-                'output_tokens': 'gen_ai.aggregated_usage.output_tokens'}  # fmt: skip
+        keys = {
+            'agent': 'gen_ai.agent.name',
+            'model': 'model_name',
+            'input_tokens': 'gen_ai.aggregated_usage.input_tokens',
+            'output_tokens': 'gen_ai.aggregated_usage.output_tokens',
+        }
     elif cat == 'model':
-        keys = {'model': 'gen_ai.request.model', 'response_model': 'gen_ai.response.model',
-                'provider': 'gen_ai.provider.name', 'input_tokens': 'gen_ai.usage.input_tokens',
-                'output_tokens': 'gen_ai.usage.output_tokens', 'finish_reasons': 'gen_ai.response.finish_reasons',
-                'cost_usd': 'operation.cost'}  # fmt: skip
+        keys = {
+            'model': 'gen_ai.request.model',
+            'response_model': 'gen_ai.response.model',
+            'provider': 'gen_ai.provider.name',
+            'input_tokens': 'gen_ai.usage.input_tokens',
+            'output_tokens': 'gen_ai.usage.output_tokens',
+            'finish_reasons': 'gen_ai.response.finish_reasons',
+            'cost_usd': 'operation.cost',
+        }
     elif cat == 'tool':
-        keys = {'tool': 'gen_ai.tool.name', 'call_id': 'gen_ai.tool.call.id', 'args': 'gen_ai.tool.call.arguments',
-                'result': 'gen_ai.tool.call.result'}  # fmt: skip
+        keys = {
+            'tool': 'gen_ai.tool.name',
+            'call_id': 'gen_ai.tool.call.id',
+            'args': 'gen_ai.tool.call.arguments',
+            'result': 'gen_ai.tool.call.result',
+        }
     else:
         keys = {}
     out = {k: a[v] for k, v in keys.items() if a.get(v) is not None and a.get(v) != ''}
@@ -88,11 +116,20 @@ class TraceView:
     def to_json(self, *, attributes: bool = False) -> dict[str, Any]:
         r = self.run
         return {
-            'run_id': r.run_id, 'team': r.team, 'project': r.project, 'data_class': r.data_class, 'status': r.status,
-            'task': r.task, 'duration_s': r.duration_s, 'input_tokens': r.input_tokens, 'output_tokens': r.output_tokens,
-            'cost_usd': r.cost_usd, 'trace_id': self.trace_id, 'spans': self.span_count,
+            'run_id': r.run_id,
+            'team': r.team,
+            'project': r.project,
+            'data_class': r.data_class,
+            'status': r.status,
+            'task': r.task,
+            'duration_s': r.duration_s,
+            'input_tokens': r.input_tokens,
+            'output_tokens': r.output_tokens,
+            'cost_usd': r.cost_usd,
+            'trace_id': self.trace_id,
+            'spans': self.span_count,
             'tree': [n.to_json(attributes=attributes) for n in self.roots],
-        }  # fmt: skip
+        }
 
 
 def trace_tree(store: StateStore, run_id: str) -> TraceView:
@@ -109,22 +146,34 @@ def trace_tree(store: StateStore, run_id: str) -> TraceView:
     orphans = {s.span_id for s in tops if s.parent_id is not None}
     if first_root is not None and orphans:
         kids[None] = [s for s in tops if s.span_id not in orphans]
-        kids[first_root.span_id] = sorted(kids.get(first_root.span_id, []) + [s for s in tops if s.span_id in orphans],
-                                          key=lambda s: (s.start_ns, s.span_id))  # fmt: skip
+        kids[first_root.span_id] = sorted(
+            kids.get(first_root.span_id, []) + [s for s in tops if s.span_id in orphans],
+            key=lambda s: (s.start_ns, s.span_id),
+        )
 
     def node(s: StoredSpan) -> TraceNode:
         cat = span_category(s.name)
         events = [
-            {'name': e['name'], 'at_ms': round(((e.get('time_ns') or t0) - t0) / 1e6, 3),
-             'attributes': {k: _short(v, 300) for k, v in (e.get('attributes') or {}).items()}}
+            {
+                'name': e['name'],
+                'at_ms': round(((e.get('time_ns') or t0) - t0) / 1e6, 3),
+                'attributes': {k: _short(v, 300) for k, v in (e.get('attributes') or {}).items()},
+            }
             for e in s.events
-        ]  # fmt: skip
+        ]
         return TraceNode(
-            span_id=s.span_id, name=s.name, category=cat, start_ms=round((s.start_ns - t0) / 1e6, 3),
-            duration_ms=None if s.duration_ms is None else round(s.duration_ms, 3), status=s.status or 'UNSET',
+            span_id=s.span_id,
+            name=s.name,
+            category=cat,
+            start_ms=round((s.start_ns - t0) / 1e6, 3),
+            duration_ms=None if s.duration_ms is None else round(s.duration_ms, 3),
+            status=s.status or 'UNSET',
             details=_details(s, cat) | ({'parent': 'not stored (its process stopped)'} if s.span_id in orphans else {}),
-            events=events, children=[node(c) for c in kids.get(s.span_id, [])],
+            events=events,
+            children=[node(c) for c in kids.get(s.span_id, [])],
             attributes=s.attributes,
-        )  # fmt: skip
+        )
 
-    return TraceView(run=run, trace_id=run.trace_id, roots=[node(s) for s in kids.get(None, [])], span_count=len(stored))
+    return TraceView(
+        run=run, trace_id=run.trace_id, roots=[node(s) for s in kids.get(None, [])], span_count=len(stored)
+    )

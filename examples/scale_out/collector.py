@@ -14,7 +14,7 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def _attrs(kvs) -> dict:  # noqa: ANN001
+def _attrs(kvs) -> dict:
     out = {}
     for kv in kvs:
         v = kv.value
@@ -34,7 +34,7 @@ def main() -> None:
     )
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
             enc = (self.headers.get('Content-Encoding') or '').lower()
             if enc == 'gzip':
@@ -51,8 +51,13 @@ def main() -> None:
                     resource = _attrs(rs.resource.attributes)
                     for ss in rs.scope_spans:
                         for span in ss.spans:
-                            line = {'trace_id': span.trace_id.hex(), 'name': span.name, 'attributes': _attrs(span.attributes),
-                                    'service': resource.get('service.name'), 'pid': resource.get('process.pid')}  # fmt: skip
+                            line = {
+                                'trace_id': span.trace_id.hex(),
+                                'name': span.name,
+                                'attributes': _attrs(span.attributes),
+                                'service': resource.get('service.name'),
+                                'pid': resource.get('process.pid'),
+                            }
                             f.write(json.dumps(line, default=str) + '\n')
             payload = ExportTraceServiceResponse().SerializeToString()
             self.send_response(200)

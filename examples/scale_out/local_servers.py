@@ -47,8 +47,15 @@ class LocalPostgres:
     `durable=False` (the default) turns fsync off: fine for tests and demos, never for real data.
     """
 
-    def __init__(self, *, port: int | None = None, user: str | None = None, durable: bool = False,
-                 max_connections: int = 400, ready_timeout: float = 60.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        user: str | None = None,
+        durable: bool = False,
+        max_connections: int = 400,
+        ready_timeout: float = 60.0,
+    ) -> None:
         self.bin = postgres_bin_dir()
         self.port = port or free_port()
         self.role = 'proctor'  # the cluster's superuser (trust auth on loopback only)
@@ -89,28 +96,50 @@ class LocalPostgres:
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         kw = self._as_user()
         out = subprocess.run(
-            [str(self.bin / 'initdb'), '-D', str(self.data_dir), '-U', self.role, '-A', 'trust', '-E', 'UTF8',
-             '--no-sync', '--no-instructions'],
-            cwd=self.dir, capture_output=True, text=True, **kw,
-        )  # fmt: skip
+            [
+                str(self.bin / 'initdb'),
+                '-D',
+                str(self.data_dir),
+                '-U',
+                self.role,
+                '-A',
+                'trust',
+                '-E',
+                'UTF8',
+                '--no-sync',
+                '--no-instructions',
+            ],
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            **kw,
+        )
         if out.returncode != 0:
             self._cleanup()
             raise RuntimeError(f'initdb failed ({out.returncode}): {out.stderr.strip()[-2000:]}')
         settings = {
-            'listen_addresses': '127.0.0.1', 'port': str(self.port), 'unix_socket_directories': str(self.dir),
-            'max_connections': str(self.max_connections), 'shared_buffers': '64MB',
-        }  # fmt: skip
+            'listen_addresses': '127.0.0.1',
+            'port': str(self.port),
+            'unix_socket_directories': str(self.dir),
+            'max_connections': str(self.max_connections),
+            'shared_buffers': '64MB',
+        }
         if not self.durable:
             settings.update(fsync='off', synchronous_commit='off', full_page_writes='off')
         args = [str(self.bin / 'postgres'), '-D', str(self.data_dir)]
         for k, v in settings.items():
             args += ['-c', f'{k}={v}']
-        log = open(self.log_path, 'ab')  # noqa: SIM115 - the server owns it until stop()
+        log = open(self.log_path, 'ab')
         try:
             self.proc = subprocess.Popen(
-                args, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, **kw,
-            )  # fmt: skip
+                args,
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                **kw,
+            )
         finally:
             log.close()
         self._wait_ready()
@@ -169,12 +198,18 @@ class LocalPostgres:
 class LocalChroma(ChromaServer):
     """`chroma run` on 127.0.0.1:`port` with its data in `path` (a temp dir by default, removed on stop)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, port: int | None = None,
-                 ready_timeout: float = 60.0) -> None:  # fmt: skip
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, port: int | None = None, ready_timeout: float = 60.0
+    ) -> None:
         self._own_dir = path is None
         self.dir = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix='proctor-chroma-'))
-        super().__init__(self.dir / 'data', log_path=self.dir / 'chroma.log', port=port,
-                         ready_timeout=ready_timeout, stop_timeout=15.0)  # fmt: skip
+        super().__init__(
+            self.dir / 'data',
+            log_path=self.dir / 'chroma.log',
+            port=port,
+            ready_timeout=ready_timeout,
+            stop_timeout=15.0,
+        )
 
     def stop(self) -> None:
         super().stop()

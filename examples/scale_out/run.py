@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 from local_servers import LocalChroma, LocalPostgres, free_port  # noqa: E402
 
 
-def wait_for(predicate, timeout: float, what: str):  # noqa: ANN001, ANN201
+def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -78,28 +78,55 @@ def main() -> None:
         print(f'postgres   {url}  (pid {pg.proc.pid})')
         print(f'chroma     {chroma.url}  (pid {chroma.proc.pid})')
         otlp_port, spans = free_port(), tmp / 'spans.jsonl'
-        procs.append(subprocess.Popen([sys.executable, str(HERE / 'collector.py'), '--port', str(otlp_port), '--out', str(spans)]))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(HERE / 'collector.py'), '--port', str(otlp_port), '--out', str(spans)]
+            )
+        )
         wait_for(lambda: port_open(otlp_port), 30, 'the collector')
         print(f'collector  http://127.0.0.1:{otlp_port}  (pid {procs[-1].pid})')
 
         # What each machine would export; a client needs the database (and memory) URL too.
-        os.environ.update({'PROCTOR_DATABASE_URL': url, 'PROCTOR_STATE_DIR': str(tmp / 'state'),
-                           'PROCTOR_CHROMA_URL': chroma.url, 'ANONYMIZED_TELEMETRY': 'False', 'HF_HUB_OFFLINE': '1'})  # fmt: skip
-        from proctor.state._store import StateStore
+        os.environ.update(
+            {
+                'PROCTOR_DATABASE_URL': url,
+                'PROCTOR_STATE_DIR': str(tmp / 'state'),
+                'PROCTOR_CHROMA_URL': chroma.url,
+                'ANONYMIZED_TELEMETRY': 'False',
+                'HF_HUB_OFFLINE': '1',
+            }
+        )
         from proctor.state._heartbeats import Heartbeats
+        from proctor.state._store import StateStore
 
         store = StateStore()
         try:
             for i in range(args.workers):
-                log = open(tmp / f'worker{i}.log', 'wb')  # noqa: SIM115 - the worker owns it
-                procs.append(subprocess.Popen(
-                    [sys.executable, '-m', 'proctor', 'worker', '--concurrency', '2',
-                     '--chroma-url', chroma.url, '--otlp-endpoint', f'http://127.0.0.1:{otlp_port}',
-                     '--team', f'{HERE / "team.py"}:build_team'],
-                    stdout=log, stderr=subprocess.STDOUT,
-                ))  # fmt: skip
+                log = open(tmp / f'worker{i}.log', 'wb')
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            '-m',
+                            'proctor',
+                            'worker',
+                            '--concurrency',
+                            '2',
+                            '--chroma-url',
+                            chroma.url,
+                            '--otlp-endpoint',
+                            f'http://127.0.0.1:{otlp_port}',
+                            '--team',
+                            f'{HERE / "team.py"}:build_team',
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
                 log.close()
-            wait_for(lambda: sum(w.status == 'alive' for w in Heartbeats(store).list()) == args.workers, 120, 'the workers')
+            wait_for(
+                lambda: sum(w.status == 'alive' for w in Heartbeats(store).list()) == args.workers, 120, 'the workers'
+            )
             for w in Heartbeats(store).list():
                 print(f'worker     {w.executor_id}  (pid {w.pid}, {w.concurrency} at once)')
 
@@ -129,8 +156,10 @@ def main() -> None:
             except SystemExit:
                 pass
             lines = [json.loads(x) for x in spans.read_text().splitlines()] if spans.exists() else []
-            print(f'collector received {len(lines)} spans in {len({s["trace_id"] for s in lines})} traces, '
-                  f'{len(traced() & {first, *ids})} of {1 + len(ids)} runs')  # fmt: skip
+            print(
+                f'collector received {len(lines)} spans in {len({s["trace_id"] for s in lines})} traces, '
+                f'{len(traced() & {first, *ids})} of {1 + len(ids)} runs'
+            )
         finally:
             for p in reversed(procs):
                 stop(p)  # workers first (SIGTERM: finish held runs, leave), then the collector
@@ -144,7 +173,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _wait(team, run_id: str) -> str:  # noqa: ANN001
+def _wait(team, run_id: str) -> str:
     import anyio
 
     return str(anyio.run(lambda: team.wait(run_id, timeout=180)).output)

@@ -21,7 +21,7 @@ from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, too
 HERE = Path(__file__).resolve()
 
 
-def _task(messages) -> str:  # noqa: ANN001
+def _task(messages) -> str:
     for m in messages:
         if isinstance(m, ModelRequest):
             for p in m.parts:
@@ -33,13 +33,13 @@ def _task(messages) -> str:  # noqa: ANN001
 def build_team() -> Team:
     memory = ChromaMemory.from_env()
 
-    def supervisor(messages):  # noqa: ANN001, ANN202
+    def supervisor(messages):
         results = tool_results(messages)
         if not results:
             return [delegate('research', _task(messages))]
         return text(results[0])
 
-    def research(messages):  # noqa: ANN001, ANN202
+    def research(messages):
         kind, _, body = last_user_prompt(messages).partition(':')
         done = tool_results(messages)
         if not done:
@@ -51,8 +51,14 @@ def build_team() -> Team:
 
     return Team(
         Supervisor(model=ScriptedModel(supervisor, name='scripted-supervisor', latency=0.05)),
-        [Specialist('research', 'Remember and recall facts.', model=ScriptedModel(research, name='scripted-research', latency=0.05),
-                    toolsets=[memory.tools()])],  # fmt: skip
+        [
+            Specialist(
+                'research',
+                'Remember and recall facts.',
+                model=ScriptedModel(research, name='scripted-research', latency=0.05),
+                toolsets=[memory.tools()],
+            )
+        ],
         name='scale-demo',
         factory=f'{HERE}:build_team',
     )

@@ -5,4 +5,4 @@ from __future__ import annotations
 
 def greet(name: str) -> str:
     """Say hello to `name`."""
-    return f"Hello, {name}!"
+    return f'Hello, {name}!'

@@ -2,8 +2,8 @@ import greeter
 
 
 def test_greet():
-    assert greeter.greet("Ada") == "Hello, Ada!"
+    assert greeter.greet('Ada') == 'Hello, Ada!'
 
 
 def test_farewell():
-    assert greeter.farewell("Ada") == "Goodbye, Ada!"
+    assert greeter.farewell('Ada') == 'Goodbye, Ada!'
