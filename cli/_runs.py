@@ -19,7 +19,9 @@ def _when(ts: float | None) -> str:
 
 
 def _dur(s: float | None) -> str:
-    return '-' if s is None else f'{s:.1f}s'
+    from ..core._format import human_duration
+
+    return human_duration(s, missing='-')
 
 
 def _short(value: Any, n: int = 60) -> str:
@@ -97,17 +99,22 @@ def show_run(
 
     from ._output import console
 
+    so_far = ' so far' if r.finished_at is None else ''
     tree = Tree(
         f'[bold]{r.run_id}[/] {e(r.team)}/{e(r.project)} \\[{e(r.data_class)}] [bold]{e(r.status)}[/] '
-        f'{_dur(r.duration_s)} tokens {r.input_tokens}+{r.output_tokens} ${r.cost_usd:.4f}'
+        f'{_dur(r.duration_s)} tokens {r.input_tokens}+{r.output_tokens} in {r.requests} requests '
+        f'${r.cost_usd:.4f}{so_far}'
     )
     tree.add(f'task: {e(_short(r.task, 200))}')
+    if r.model_id or r.preferred_model:
+        tree.add(f'supervisor: {e(r.route)}')
     for d in r.delegations:
-        tree.add(
+        branch = tree.add(
             f'{e(d.agent_path)} \\[{e(d.status)}] model={e(str(d.model_id))} tokens {d.input_tokens}+{d.output_tokens} '
             f'{_dur(None if d.finished_at is None else d.finished_at - d.started_at)}: {e(_short(d.subtask, 60))} → '
             f'{e(_short(d.output if d.error is None else d.error, 80))}'
         )
+        branch.add(f'route: {e(d.route)}')
     if r.error:
         tree.add(f'[red]error: {e(_short(r.error, 300))}[/]')
     if r.output is not None:

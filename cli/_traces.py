@@ -26,9 +26,9 @@ def _short(value: Any, n: int = 80) -> str:
 
 
 def _ms(ms: float | None) -> str:
-    if ms is None:
-        return 'open'
-    return f'{ms / 1000:.2f}s' if ms >= 1000 else f'{ms:.1f}ms'
+    from ..core._format import human_duration
+
+    return 'open' if ms is None else human_duration(ms / 1000)
 
 
 def _echo_json(value: Any) -> None:
@@ -133,8 +133,11 @@ def _event_label(e: dict[str, Any]) -> str:
     a = e['attributes']
     name = e['name']
     if name == 'proctor.guardrail':
-        return f'[red]⚑ guardrail[/] {escape(str(a.get("hook")))} {escape(str(a.get("guard")))}: {escape(str(a.get("decision")))} — {escape(_short(a.get("reason", ""), 100))}'
+        decision = 'needs approval' if a.get('decision') == 'approve' else str(a.get('decision'))
+        return f'[red]⚑ guardrail[/] {escape(str(a.get("hook")))} {escape(str(a.get("guard")))}: {escape(decision)} — {escape(_short(a.get("reason", ""), 100))}'
     if name.startswith('proctor.approval'):
+        # a pending approval is waiting for an operator: it never reads as a decision
+        a = {**a, 'status': 'waiting for operator'} if a.get('status') == 'pending' else a
         what = ' '.join(f'{k}={escape(_short(v, 40))}' for k, v in a.items())
         return f'[blue]⏸ {escape(name.removeprefix("proctor."))}[/] {what}'
     if name == 'exception':
@@ -161,7 +164,7 @@ def show_trace(
         _echo_json(view.to_json(attributes=attributes))
         return
     r = view.run
-    dur = '-' if r.duration_s is None else f'{r.duration_s:.2f}s'
+    dur = '-' if r.duration_s is None else _ms(r.duration_s * 1000)
     tree = Tree(
         f'[bold]run {r.run_id}[/] {escape(r.team)}/{escape(r.project)} {escape(f"[{r.data_class}]")} [bold]{escape(r.status)}[/] {dur} '
         f'tokens {r.input_tokens}+{r.output_tokens} ${r.cost_usd:.6f}  trace {view.trace_id or "-"}'
@@ -253,6 +256,8 @@ def _print_report(report: Any) -> None:
     )
     if report.error:
         con.print(f'[red]error: {escape(_short(report.error, 300))}[/]')
+    for n in report.notes:
+        con.print(f'[yellow]note[/]: {escape(n)}')
     if report.diff is None:
         if not report.divergences:
             con.print('[green]no divergence: same delegations, tool calls, guardrail decisions and output[/]')

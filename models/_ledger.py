@@ -22,6 +22,7 @@ from pydantic_ai.messages import ModelResponse
 from .._log import get_logger
 from ..core._events import ModelCall, RunObserver
 from ..exceptions import UserError
+from ..state._records import settle_usage
 from ..state._schema import ledger, model_attempts
 from ..state._scope import current_scope
 from ..state._store import StateStore
@@ -205,9 +206,12 @@ class Ledger:
         with self.engine.begin() as c:
             if entry.call_key is None:
                 c.execute(ledger.insert().values(**asdict(entry)))
+                settle_usage(c, [entry.run_id])
                 return True
             new = c.execute(_INSERT_ENTRY, _entry_row(entry)).rowcount > 0
             self._attempts(c, entry.call_key, entry.run_id, entry.agent_path, entry.specialist, attempts)
+            if new:  # the run's (and delegation's) row carries its spend from the call on
+                settle_usage(c, [entry.run_id])
         return new
 
     def record_attempts(
@@ -351,6 +355,7 @@ class _LedgerBuffer(BufferedWriter):
         conn.execute(_INSERT_ENTRY, [_entry_row(e) for e, _ in items])
         for e, attempts in items:
             Ledger._attempts(conn, e.call_key, e.run_id, e.agent_path, e.specialist, attempts)
+        settle_usage(conn, [e.run_id for e, _ in items])  # the runs' rows, in the same transaction
 
 
 _buffers: dict[str, _LedgerBuffer] = {}  # one per store and process

@@ -10,10 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..exceptions import UnknownRunError
-from ._schema import delegations, runs
+from ._schema import delegations, ledger, model_attempts, runs
 from ._store import StateStore
 
-__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords')
+__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords', 'settle_usage', 'apply_ledger', 'route_line')
 
 
 @dataclass
@@ -35,6 +35,32 @@ class DelegationRecord:
     output_tokens: int
     requests: int
     cost_usd: float
+    # Derived from the ledger's attempts when read (`RunRecords.get`): the model the route put first,
+    # and why another one served (None: it served on its first choice, or nothing was asked yet).
+    preferred_model: str | None = None
+    fallback: str | None = None
+
+    @property
+    def route(self) -> str:
+        """One line: preferred → served model, the fallback's reason, and the route's reason."""
+        return route_line(self.preferred_model, self.model_id, self.fallback, self.route_reason)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, 'route': self.route}
+
+
+def route_line(preferred: str | None, served: str | None, fallback: str | None, reason: str | None) -> str:
+    """`sonnet → gpt4o (fell back: sonnet failed: ModelHTTPError 503 …) · plan: …` — which model
+    served, the one it fell back from and why, then the router's reason."""
+    if preferred and served and preferred != served:
+        head = f'{preferred} → {served}'
+    else:
+        head = served or preferred or '?'
+    if fallback:
+        head += f' (fell back: {fallback})'
+    elif preferred and served == preferred:
+        head += ' (first choice)'
+    return f'{head} · plan: {reason}' if reason else head
 
 
 @dataclass
@@ -58,15 +84,25 @@ class RunRecord:
     trace_id: str | None
     durable: bool
     delegations: list[DelegationRecord] = field(default_factory=list)
+    # The supervisor's model (from the ledger, when read with delegations): served, preferred, why it fell back.
+    model_id: str | None = None
+    preferred_model: str | None = None
+    fallback: str | None = None
 
     @property
     def duration_s(self) -> float | None:
         return None if self.finished_at is None else self.finished_at - self.started_at
 
+    @property
+    def route(self) -> str:
+        """The supervisor's model: preferred → served, and why it fell back."""
+        return route_line(self.preferred_model, self.model_id, self.fallback, None)
+
     def to_json(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != 'delegations'}
         d['duration_s'] = self.duration_s
-        d['delegations'] = [x.__dict__ for x in self.delegations]
+        d['route'] = self.route
+        d['delegations'] = [x.to_json() for x in self.delegations]
         return d
 
 
@@ -142,6 +178,104 @@ _RUN_FINISH_WITH_DELEGATIONS = (
         cost_usd=_b('cost') + _delegation_sum(delegations.c.cost_usd, 0.0),
     )
 )
+# One account per run: the ledger holds every answered model call (a failed run's and a waiting
+# run's too), so a run's and each delegation's tokens, requests and cost are its ledger rows' sums.
+# `settle_usage` writes those sums onto the rows in the transaction that wrote the ledger rows (and
+# when a run or delegation finishes); a run or delegation with no ledger row keeps what it was given.
+_L = ledger.c
+
+
+def _ledger_sums(where: Any) -> dict[str, Any]:
+    def total(col: Any, zero: Any) -> Any:
+        return sa.select(sa.func.coalesce(sa.func.sum(col), zero)).where(where).scalar_subquery()
+
+    return {
+        'input_tokens': total(_L.input_tokens, 0),
+        'output_tokens': total(_L.output_tokens, 0),
+        'requests': sa.select(sa.func.count()).where(where).scalar_subquery(),
+        'cost_usd': total(_L.cost_usd, 0.0),
+    }
+
+
+_OF_RUN = _L.run_id == runs.c.run_id
+# A delegation's calls are keyed `<delegation id>#model:<n>` (`orchestrator._observers`).
+_OF_DELEGATION = sa.and_(
+    _L.run_id == delegations.c.run_id,
+    sa.func.substr(_L.call_key, 1, sa.func.length(delegations.c.delegation_id) + 1)
+    == delegations.c.delegation_id + '#',
+)
+_SETTLE_RUNS = (
+    runs.update()
+    .where(runs.c.run_id.in_(_b('rids', expanding=True)), sa.exists(sa.select(_L.id).where(_OF_RUN)))
+    .values(**_ledger_sums(_OF_RUN))
+)
+_SETTLE_DELEGATIONS = (
+    delegations.update()
+    .where(delegations.c.run_id.in_(_b('rids', expanding=True)), sa.exists(sa.select(_L.id).where(_OF_DELEGATION)))
+    .values(**_ledger_sums(_OF_DELEGATION))
+)
+
+
+def settle_usage(conn: sa.Connection, run_ids: Any) -> None:
+    """Make the rows of `run_ids` (and their delegations) carry their ledger rows' sums, in `conn`'s
+    transaction: the ledger's writers call it with the rows they add, and a finishing run with its own."""
+    rids = sorted({r for r in run_ids if r})
+    if rids:
+        conn.execute(_SETTLE_RUNS, {'rids': rids})
+        conn.execute(_SETTLE_DELEGATIONS, {'rids': rids})
+
+
+def apply_ledger(conn: sa.Connection, recs: Any) -> None:
+    """Read-side of the one account: each run's tokens, requests and cost as its ledger rows sum
+    (one grouped query), for rows the ledger's writers did not settle (a row written by other code,
+    a store from before `settle_usage`). A run with no ledger row keeps its own figures."""
+    by_id = {r.run_id: r for r in recs}
+    if not by_id:
+        return
+    q = (
+        sa.select(
+            _L.run_id,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(_L.input_tokens), 0),
+            sa.func.coalesce(sa.func.sum(_L.output_tokens), 0),
+            sa.func.coalesce(sa.func.sum(_L.cost_usd), 0.0),
+        )
+        .where(_L.run_id.in_(list(by_id)))
+        .group_by(_L.run_id)
+    )
+    for rid, n, tin, tout, cost in conn.execute(q):
+        r = by_id[rid]
+        r.requests, r.input_tokens, r.output_tokens, r.cost_usd = int(n), int(tin), int(tout), float(cost)
+
+
+def _fallbacks(attempts: list[Any]) -> tuple[str | None, str | None, str | None]:
+    """(first choice, served model, why it fell back) of one agent run's calls, from their attempts."""
+    calls: dict[str, list[Any]] = {}
+    for a in attempts:
+        calls.setdefault(a['call_key'], []).append(a)
+    preferred = served = why = None
+    n_fallbacks = 0
+    for tries in calls.values():
+        tries.sort(key=lambda a: a['seq'])
+        first = next((a for a in tries if a['tier'] == 0), tries[0])
+        preferred = preferred or first['model_id']
+        ok = next((a for a in tries if a['status'] == 'ok'), None)
+        served = ok['model_id'] if ok is not None else served
+        failed = [a for a in tries if a['status'] != 'ok']
+        if failed:
+            n_fallbacks += 1
+            if why is None:
+                causes = '; '.join(
+                    f'{a["model_id"]} {a["status"]}'
+                    + (f': {" ".join(str(a["error"]).split())[:160]}' if a['error'] else '')
+                    for a in failed
+                )
+                why = causes + (f', so {ok["model_id"]} served' if ok is not None else ', and no model answered')
+    if why is not None and n_fallbacks > 1:
+        why += f' ({n_fallbacks} of {len(calls)} calls fell back)'
+    return preferred, served, why
+
+
 _RUN_TRACE = runs.update().where(runs.c.run_id == _b('rid'), runs.c.trace_id.is_(None)).values(trace_id=_b('tid'))
 _DELEGATION_FINISH = (
     delegations.update()
@@ -160,6 +294,7 @@ _DELEGATION_FINISH = (
         ),  # the serving model, when known
     )
 )
+_RUN_OF_DELEGATION = sa.select(delegations.c.run_id).where(delegations.c.delegation_id == _b('did'))
 _GET_RUN = sa.select(runs).where(runs.c.run_id == _b('rid'))
 _GET_DELEGATIONS = sa.select(delegations).where(delegations.c.run_id == _b('rid')).order_by(delegations.c.seq)
 _DELEGATION_SEQ = sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == _b('rid'))
@@ -242,6 +377,7 @@ class RunRecords:
         }
         with self.store.engine.begin() as c:
             c.execute(_RUN_FINISH_WITH_DELEGATIONS if add_delegations else _RUN_FINISH, params)
+            settle_usage(c, [run_id])  # the ledger's account wins where it has one
 
     def set_trace_id(self, run_id: str, trace_id: str) -> None:
         with self.store.engine.begin() as c:
@@ -319,6 +455,8 @@ class RunRecords:
         }
         with self.store.engine.begin() as c:
             c.execute(_DELEGATION_FINISH, params)
+            run_id = c.execute(_RUN_OF_DELEGATION, {'did': delegation_id}).scalar()
+            settle_usage(c, [run_id])
 
     def get(self, run_id: str, *, with_delegations: bool = True) -> RunRecord:
         with self.store.engine.connect() as c:
@@ -330,10 +468,52 @@ class RunRecords:
                     raise UnknownRunError(run_id)
                 row = rows[0]
             rec = self._run(row)
-            if with_delegations:
+            if not with_delegations:
+                apply_ledger(c, [rec])
+            else:
                 drows = c.execute(_GET_DELEGATIONS, {'rid': rec.run_id}).mappings()
                 rec.delegations = [self._delegation(d) for d in drows]
+                self._routes(c, rec)
             return rec
+
+    @staticmethod
+    def _routes(c: sa.Connection, rec: RunRecord) -> None:
+        """Each agent's first-choice model, serving model and fallback reason, from the ledger's attempts."""
+        m = model_attempts.c
+        rows = c.execute(
+            sa.select(m.call_key, m.seq, m.model_id, m.tier, m.status, m.error).where(m.run_id == rec.run_id)
+        ).mappings()
+        by_scope: dict[str, list[Any]] = {}
+        for a in rows:
+            by_scope.setdefault(str(a['call_key']).rpartition('#')[0], []).append(a)
+        calls = c.execute(
+            sa.select(_L.call_key, _L.model_id, _L.input_tokens, _L.output_tokens, _L.cost_usd)
+            .where(_L.run_id == rec.run_id)
+            .order_by(_L.created_at, _L.id)
+        ).all()
+        served_by_scope: dict[str, str] = {}
+        spent: dict[str, list[Any]] = {}  # scope -> [requests, tokens in, tokens out, cost]
+        for key, mid, tin, tout, cost in calls:
+            scope = str(key).rpartition('#')[0] if key else rec.run_id
+            served_by_scope[scope] = mid
+            acc = spent.setdefault(scope, [0, 0, 0, 0.0])
+            acc[0], acc[1], acc[2], acc[3] = acc[0] + 1, acc[1] + tin, acc[2] + tout, acc[3] + cost
+        if calls:
+            rec.requests = sum(a[0] for a in spent.values())
+            rec.input_tokens = sum(a[1] for a in spent.values())
+            rec.output_tokens = sum(a[2] for a in spent.values())
+            rec.cost_usd = float(sum(a[3] for a in spent.values()))
+        for d in rec.delegations:
+            if d.delegation_id in spent:
+                d.requests, d.input_tokens, d.output_tokens, d.cost_usd = spent[d.delegation_id]
+        preferred, served, why = _fallbacks(by_scope.get(rec.run_id, []))
+        rec.model_id = served_by_scope.get(rec.run_id) or served
+        rec.preferred_model, rec.fallback = preferred or rec.model_id, why
+        for d in rec.delegations:
+            preferred, served, why = _fallbacks(by_scope.get(d.delegation_id, []))
+            if served and d.status not in ('succeeded',):
+                d.model_id = served_by_scope.get(d.delegation_id) or served
+            d.preferred_model, d.fallback = preferred or d.model_id, why
 
     def list(self, *, limit: int = 50, status: str | None = None, team: str | None = None) -> list[RunRecord]:
         q = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
@@ -342,7 +522,9 @@ class RunRecords:
         if team:
             q = q.where(runs.c.team == team)
         with self.store.engine.connect() as c:
-            return [self._run(r) for r in c.execute(q).mappings()]
+            recs = [self._run(r) for r in c.execute(q).mappings()]
+            apply_ledger(c, recs)
+            return recs
 
     @staticmethod
     def _run(row: Any) -> RunRecord:

@@ -125,7 +125,8 @@ async def test_replay_makes_zero_live_calls_and_zero_side_effects(recorded):
     assert report.divergences == [] and report.status == 'succeeded' and report.output == result.output
     assert report.input_changes == []  # every model was asked exactly what it was asked in the run
     assert (report.replayed_model_calls, report.live_model_calls) == (sum(before.values()), 0) == (7, 0)
-    assert (report.replayed_tool_calls, report.live_tool_calls) == (3, 0)
+    # 3 tool calls and the 2 delegations (each a recorded tool call of the supervisor)
+    assert (report.replayed_tool_calls, report.live_tool_calls) == (5, 0)
     assert calls(team) == before  # no scripted model was asked anything
     assert SIDE_EFFECTS == ['look up the *** api']  # the tool did not run again
     assert report.steps[0] == 'supervisor#model:1'
@@ -523,6 +524,6 @@ async def test_proctor_replay_of_a_durable_run_approved_at_a_checkpoint_complete
     assert code == 0, printed
     report = json.loads(printed)
     assert report['ok'] is True and report['status'] == 'succeeded' and report['output'] == result.output
-    assert report['live_model_calls'] == 0 and report['replayed_tool_calls'] == 1
+    assert report['live_model_calls'] == 0 and report['replayed_tool_calls'] == 2  # the write and its delegation
     assert not (ws / 'notes.md').exists()  # the approved write is replayed from its recording, not done again
     assert [a.status for a in queue.list()] == ['approved']  # and nobody was asked again

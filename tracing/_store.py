@@ -45,6 +45,7 @@ __all__ = (
 log = get_logger('proctor.tracing')
 
 ROOT_SPAN_NAME = 'team.run'
+_STORED_OPEN = ('invoke_agent', 'agent run', 'delegate ')  # spans stored while still open (besides the root)
 _MAX_TRACES = 10_000
 _registry: OrderedDict[int, tuple[str, str]] = OrderedDict()  # trace id -> (store url, run id)
 _registry_lock = threading.Lock()
@@ -202,6 +203,15 @@ class StoreSpanProcessor(BufferedWriter, SpanProcessor):
     def start(self, span: ReadableSpan, run_id: str) -> None:
         """Store `span` while it is still open (its full row replaces this one when it ends)."""
         self._open.append(span_row(span, run_id))
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        # An agent's (and a delegation's) span is stored while open too, as the root is: a run waiting
+        # for an operator shows its waiting agents running, with their model and tool spans under them.
+        if not span.name.startswith(_STORED_OPEN):
+            return
+        reg = _registry.get(span.get_span_context().trace_id)
+        if reg is not None and reg[0] == self.store.url:
+            self._open.append(span_row(span, reg[1]))
 
     def on_end(self, span: ReadableSpan) -> None:
         reg = _registry.get(span.get_span_context().trace_id)
