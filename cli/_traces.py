@@ -77,10 +77,12 @@ def list_traces(
 _STYLE = {'run': 'bold', 'delegate': 'bold magenta', 'agent': 'cyan', 'model': 'green', 'tool': 'yellow'}
 
 
-def _label(n: TraceNode) -> str:
+def _label(n: TraceNode, routes: dict[str, str] | None = None) -> str:
     from rich.markup import escape
 
     d = n.details
+    # the route as the run's records have it (served model, fallback and why), for a delegation or the run
+    route = (routes or {}).get(str(n.attributes.get('proctor.delegation_id') or n.category))
     parts = [
         f'[{_STYLE.get(n.category, "")}]{escape(n.name)}[/]',
         _ms(n.duration_ms) if n.duration_ms is not None else '[red]open[/]',
@@ -91,11 +93,14 @@ def _label(n: TraceNode) -> str:
             parts.append(
                 'supervisor:'
             )  # the run span's model and usage are its supervisor's own; the header has the run's total
-        parts += [
-            f'model={escape(str(d.get("model", "-")))}',
-            f'({escape(_short(d.get("route_reason", ""), 50))})',
-            tokens,
-        ]
+        if route:
+            parts += [f'route: {escape(_short(route, 160))}', tokens]
+        else:
+            parts += [
+                f'model={escape(str(d.get("model", "-")))}',
+                f'({escape(_short(d.get("route_reason", ""), 50))})',
+                tokens,
+            ]
         if 'cost_usd' in d:
             parts.append(f'${d["cost_usd"]:.6f}')
         if n.category == 'delegate':
@@ -156,13 +161,19 @@ def show_trace(
     from rich.markup import escape
     from rich.tree import Tree
 
+    from ..state._records import RunRecords
     from ..tracing._view import trace_tree
     from ._output import console
 
-    view = trace_tree(state_from_ctx(ctx), run_id)
+    store = state_from_ctx(ctx)
+    view = trace_tree(store, run_id)
     if as_json:
         _echo_json(view.to_json(attributes=attributes))
         return
+    rec = RunRecords(store).get(view.run.run_id)
+    routes = {d.delegation_id: d.route for d in rec.delegations}
+    if rec.model_id or rec.preferred_model:
+        routes['run'] = rec.route
     r = view.run
     dur = '-' if r.duration_s is None else _ms(r.duration_s * 1000)
     tree = Tree(
@@ -173,7 +184,7 @@ def show_trace(
         tree.add('[dim](no spans stored for this run: it ran with trace=False, or was sampled out)[/]')
 
     def add(parent: Tree, n: TraceNode) -> None:
-        branch = parent.add(_label(n))
+        branch = parent.add(_label(n, routes))
         for e in n.events:
             branch.add(_event_label(e))
         for c in n.children:

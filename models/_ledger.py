@@ -22,7 +22,7 @@ from pydantic_ai.messages import ModelResponse
 from .._log import get_logger
 from ..core._events import ModelCall, RunObserver
 from ..exceptions import UserError
-from ..state._records import settle_usage
+from ..state._records import add_call, settle_usage
 from ..state._schema import ledger, model_attempts
 from ..state._scope import current_scope
 from ..state._store import StateStore
@@ -211,7 +211,7 @@ class Ledger:
             new = c.execute(_INSERT_ENTRY, _entry_row(entry)).rowcount > 0
             self._attempts(c, entry.call_key, entry.run_id, entry.agent_path, entry.specialist, attempts)
             if new:  # the run's (and delegation's) row carries its spend from the call on
-                settle_usage(c, [entry.run_id])
+                add_call(c, entry.run_id, entry.call_key, entry.input_tokens, entry.output_tokens, entry.cost_usd)
         return new
 
     def record_attempts(

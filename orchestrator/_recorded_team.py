@@ -55,11 +55,11 @@ class _RecordedRouter:
         self.model_ids = model_ids
 
     def candidates(self, spec: Any) -> dict[str, Model]:
-        mid = self.model_ids.get(spec.name, spec.name)
+        mid = str(self.model_ids.get(spec.name, spec.name))
         return {mid: _no_live(spec.name, mid)}
 
     def route(self, spec: Any, *, data_class: str, project: str, team: str) -> Route:
-        mid = self.model_ids.get(spec.name, spec.name)
+        mid = str(self.model_ids.get(spec.name, spec.name))
         return Route(model_id=mid, model=_no_live(spec.name, mid), reason='as recorded')
 
     def observers(self) -> list[Any]:

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from pydantic_ai.models import Model
@@ -231,9 +231,9 @@ async def replay(
         if rec.factory:
             team = await anyio.to_thread.run_sync(load_factory, rec.factory)
         else:  # a run started from a script: the recording is enough for a replay, or says what it lacks
-            team = recorded_team(rec)  # type: ignore[assignment]
-            notes = list(team.notes)  # type: ignore[union-attr]
-    assert team is not None
+            recorded = recorded_team(rec)
+            notes = list(recorded.notes)
+            team = cast(Team, recorded)  # it has what replay reads of a team
     agents = {a.name: a for a in [team.supervisor, *team.specialists.values()]}
     for name in models or {}:
         if name not in agents:

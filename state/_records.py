@@ -13,7 +13,7 @@ from ..exceptions import UnknownRunError
 from ._schema import delegations, ledger, model_attempts, runs
 from ._store import StateStore
 
-__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords', 'settle_usage', 'apply_ledger', 'route_line')
+__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords', 'settle_usage', 'add_call', 'apply_ledger', 'route_line')
 
 
 @dataclass
@@ -214,6 +214,32 @@ _SETTLE_DELEGATIONS = (
     .where(delegations.c.run_id.in_(_b('rids', expanding=True)), sa.exists(sa.select(_L.id).where(_OF_DELEGATION)))
     .values(**_ledger_sums(_OF_DELEGATION))
 )
+
+
+def _bump(table: sa.Table) -> Any:
+    c = table.c
+    return {
+        'input_tokens': c.input_tokens + _b('tin'),
+        'output_tokens': c.output_tokens + _b('tout'),
+        'requests': c.requests + 1,
+        'cost_usd': c.cost_usd + _b('cost'),
+    }
+
+
+_BUMP_RUN = runs.update().where(runs.c.run_id == _b('rid')).values(**_bump(runs))
+_BUMP_DELEGATION = delegations.update().where(delegations.c.delegation_id == _b('did')).values(**_bump(delegations))
+
+
+def add_call(
+    conn: sa.Connection, run_id: str, call_key: str, input_tokens: int, output_tokens: int, cost: float
+) -> None:
+    """Add one new ledger row's call to its run's and delegation's rows, in `conn`'s transaction (the
+    ledger's direct writer: each call is written before its agent run ends, so before `finish_*`
+    settles the totals; two indexed updates, where `settle_usage` sums the run's rows again)."""
+    p = {'rid': run_id, 'did': call_key.rpartition('#')[0], 'tin': input_tokens, 'tout': output_tokens, 'cost': cost}
+    conn.execute(_BUMP_RUN, p)
+    if p['did'] != run_id:
+        conn.execute(_BUMP_DELEGATION, p)
 
 
 def settle_usage(conn: sa.Connection, run_ids: Any) -> None:

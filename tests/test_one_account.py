@@ -285,3 +285,20 @@ def test_a_run_resumed_after_kill_9(tmp_path, monkeypatch, capsys):
     # the supervisor twice, coding three times, research once: each counted once, though two processes ran it
     after = assert_one_account(state_dir, 'crash-account', capsys, requests=6)
     assert after['runs show --json'][1] > before['runs show --json'][1]
+
+
+def test_durations_read_as_a_person_would():
+    from proctor.cli._traces import _ms
+    from proctor.console._waterfall import _label
+    from proctor.core._format import human_duration
+
+    assert _label(290266.9) == _ms(290266.9) == human_duration(290.2669) == '4 min 50 s'  # not 290266.9 ms
+    assert [human_duration(s) for s in (0.0042, 0.85, 12.34, 60, 7500, 200000)] == [
+        '4.2 ms',
+        '850 ms',
+        '12.3 s',
+        '1 min',
+        '2 h 5 min',
+        '2 d 7 h',
+    ]
+    assert human_duration(None) == '–' and human_duration(None, missing='-') == '-'
