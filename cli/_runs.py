@@ -24,6 +24,15 @@ def _dur(s: float | None) -> str:
     return human_duration(s, missing='-')
 
 
+def _run_dur(r: Any) -> str:
+    """A finished run's duration; a running or waiting one's time so far (`4 min 50 s so far`)."""
+    if r.finished_at is None and r.status in ('running', 'waiting'):
+        import time
+
+        return f'{_dur(time.time() - r.started_at)} so far'
+    return _dur(r.duration_s)
+
+
 def _short(value: Any, n: int = 60) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     text = ' '.join(str(text).split())
@@ -58,7 +67,7 @@ def list_runs(
                 r.project,
                 r.status,
                 _when(r.started_at),
-                _dur(r.duration_s),
+                _run_dur(r),
                 str(r.input_tokens + r.output_tokens),
                 f'{r.cost_usd:.4f}',
                 _short(r.task, 200),
@@ -99,10 +108,10 @@ def show_run(
 
     from ._output import console
 
-    so_far = ' so far' if r.finished_at is None else ''
+    so_far = ' so far' if r.finished_at is None else ''  # a running or waiting run: what it spent until now
     tree = Tree(
         f'[bold]{r.run_id}[/] {e(r.team)}/{e(r.project)} \\[{e(r.data_class)}] [bold]{e(r.status)}[/] '
-        f'{_dur(r.duration_s)} tokens {r.input_tokens}+{r.output_tokens} in {r.requests} requests '
+        f'{_run_dur(r)} tokens {r.input_tokens}+{r.output_tokens} in {r.requests} requests '
         f'${r.cost_usd:.4f}{so_far}'
     )
     tree.add(f'task: {e(_short(r.task, 200))}')
