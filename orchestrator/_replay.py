@@ -48,7 +48,7 @@ from ..tracing._compare import Divergence, ForkDiff, divergences, fork_diff, inp
 from ..tracing._recording import WORKSPACE_STEP, RecordedStep, Recording, restore_workspace
 from ..tracing._replay_model import Fork, ReplayGate, ReplayModel, ReplayRouter, ReplaySession, StepMarker, replay_spec
 from ._live import load_factory, teams
-from ._recorded_team import recorded_team
+from ._recorded_team import RecordedTeam, recorded_team
 from ._team import Team
 
 __all__ = ('replay', 'replay_sync', 'ReplayReport')
@@ -234,6 +234,7 @@ async def replay(
             recorded = recorded_team(rec)
             notes = list(recorded.notes)
             team = cast(Team, recorded)  # it has what replay reads of a team
+    assert isinstance(team, (Team, RecordedTeam))  # load_factory returns only registered teams
     agents = {a.name: a for a in [team.supervisor, *team.specialists.values()]}
     for name in models or {}:
         if name not in agents:
@@ -270,7 +271,8 @@ async def replay(
     if team.workspace is not None:  # a copy: instructions may read it, a fork's live tools may write it
         workspace = scratch / 'workspace'
         ignore = shutil.ignore_patterns('.git', '.venv', 'node_modules', '__pycache__', '.proctor')
-        await anyio.to_thread.run_sync(lambda: shutil.copytree(team.workspace.root, workspace, ignore=ignore))
+        source = team.workspace.root
+        await anyio.to_thread.run_sync(lambda: shutil.copytree(source, workspace, ignore=ignore))
         snapshot = next((s for s in rec.steps if s.step == WORKSPACE_STEP), None)
         if snapshot is not None:  # the files as the run found them, not as it left them
             await anyio.to_thread.run_sync(restore_workspace, snapshot.payload, workspace)
@@ -294,7 +296,7 @@ async def replay(
     )
     for o in clone.observers:  # approval checkpoints (the guardrails' observer) do not wait in a replay
         if hasattr(o, 'gate'):
-            o.gate = ReplayGate()
+            setattr(o, 'gate', ReplayGate())  # noqa: B010 - any observer with a gate, not one class
     try:
         status, output, error, replay_run_id = 'succeeded', None, None, None
         try:
