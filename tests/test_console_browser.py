@@ -217,6 +217,7 @@ def test_operator_approves_a_paused_run_and_a_reviewer_reads_its_trace(state_dir
     expect(review.locator('#guardrails')).not_to_contain_text(re.compile(r'\bapprove\b'))
     # the waiting coding agent's span is kept open, drawn as running
     expect(review.locator('details.wf-row.open-span[data-category=agent]').first).to_contain_text('running · ')
+    review.screenshot(path=str(SCREENSHOTS / 'waiting.png'), full_page=True)
 
     card.locator('button.reject').click()  # no reason yet: the page says so and nothing is sent
     assert card.locator('textarea[name=reason]').evaluate('t => t.validationMessage') == 'A rejection needs a reason.'
