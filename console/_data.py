@@ -35,7 +35,7 @@ class ConsoleData:
         self, *, limit: int = 100, status: str | None = None, team: str | None = None, project: str | None = None
     ) -> list[RunRecord]:
         """Runs newest first, with their tokens, requests and cost as the ledger has them so far (settled
-        onto each run's row with every ledger write: `state._records.settle_usage`)."""
+        onto each run's row with every ledger write: `state._records.add_call`)."""
         q = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
         for col, value in (('status', status), ('team', team), ('project', project)):
             if value:

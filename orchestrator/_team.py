@@ -217,6 +217,10 @@ class Team(Generic[OutputT]):
         router_observers = getattr(self.router, 'observers', None)
         if router_observers is not None:
             self.observers[:0] = [o for o in router_observers() if not any(o is x for x in observers)]
+        # Its calls reach its ledger: the ledger's writers keep each run's and delegation's usage (one account).
+        self.records.usage_from_ledger = record and any(
+            isinstance(o, LedgerObserver) and (o.store is None or o.store.url == self.store.url) for o in self.observers
+        )
         self.trace = trace
         self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None
         self.tracer = otel_trace.get_tracer(

@@ -19,8 +19,8 @@ __all__ = (
     'RunRecords',
     'RunStatus',
     'DelegationStatus',
-    'settle_usage',
     'add_call',
+    'add_calls',
     'apply_ledger',
     'route_line',
 )
@@ -194,41 +194,12 @@ _RUN_FINISH_WITH_DELEGATIONS = (
     )
 )
 # One account per run: the ledger holds every answered model call (a failed run's and a waiting
-# run's too), so a run's and each delegation's tokens, requests and cost are its ledger rows' sums.
-# `settle_usage` writes those sums onto the rows in the transaction that wrote the ledger rows (and
-# when a run or delegation finishes); a run or delegation with no ledger row keeps what it was given.
+# run's too), and a run's and each delegation's tokens, requests and cost are its ledger rows' sums.
+# The ledger's writers add each new row's call to its run's and delegation's rows in the transaction
+# that writes the row (`add_call`), so the rows carry what was spent so far at any moment; a team whose
+# calls reach its ledger (`RunRecords.usage_from_ledger`) leaves the figures alone as its agent runs
+# finish. Reads sum the ledger again (`apply_ledger`, `RunRecords.get`), for rows written otherwise.
 _L = ledger.c
-
-
-def _ledger_sums(where: Any) -> dict[str, Any]:
-    def total(col: Any, zero: Any) -> Any:
-        return sa.select(sa.func.coalesce(sa.func.sum(col), zero)).where(where).scalar_subquery()
-
-    return {
-        'input_tokens': total(_L.input_tokens, 0),
-        'output_tokens': total(_L.output_tokens, 0),
-        'requests': sa.select(sa.func.count()).where(where).scalar_subquery(),
-        'cost_usd': total(_L.cost_usd, 0.0),
-    }
-
-
-_OF_RUN = _L.run_id == runs.c.run_id
-# A delegation's calls are keyed `<delegation id>#model:<n>` (`orchestrator._observers`).
-_OF_DELEGATION = sa.and_(
-    _L.run_id == delegations.c.run_id,
-    sa.func.substr(_L.call_key, 1, sa.func.length(delegations.c.delegation_id) + 1)
-    == delegations.c.delegation_id + '#',
-)
-_SETTLE_RUNS = (
-    runs.update()
-    .where(runs.c.run_id.in_(_b('rids', expanding=True)), sa.exists(sa.select(_L.id).where(_OF_RUN)))
-    .values(**_ledger_sums(_OF_RUN))
-)
-_SETTLE_DELEGATIONS = (
-    delegations.update()
-    .where(delegations.c.run_id.in_(_b('rids', expanding=True)), sa.exists(sa.select(_L.id).where(_OF_DELEGATION)))
-    .values(**_ledger_sums(_OF_DELEGATION))
-)
 
 
 def _bump(table: sa.Table) -> Any:
@@ -248,28 +219,28 @@ _BUMP_DELEGATION = delegations.update().where(delegations.c.delegation_id == _b(
 def add_call(
     conn: sa.Connection, run_id: str, call_key: str, input_tokens: int, output_tokens: int, cost: float
 ) -> None:
-    """Add one new ledger row's call to its run's and delegation's rows, in `conn`'s transaction (the
-    ledger's direct writer: each call is written before its agent run ends, so before `finish_*`
-    settles the totals; two indexed updates, where `settle_usage` sums the run's rows again)."""
-    p = {'rid': run_id, 'did': call_key.rpartition('#')[0], 'tin': input_tokens, 'tout': output_tokens, 'cost': cost}
-    conn.execute(_BUMP_RUN, p)
-    if p['did'] != run_id:
-        conn.execute(_BUMP_DELEGATION, p)
+    """Add one new ledger row's call to its run's and delegation's rows, in `conn`'s transaction
+    (two indexed updates). Call it only for a row the transaction inserted (the ledger is idempotent)."""
+    add_calls(conn, [(run_id, call_key, input_tokens, output_tokens, cost)])
 
 
-def settle_usage(conn: sa.Connection, run_ids: Any) -> None:
-    """Make the rows of `run_ids` (and their delegations) carry their ledger rows' sums, in `conn`'s
-    transaction: the ledger's writers call it with the rows they add, and a finishing run with its own."""
-    rids = sorted({r for r in run_ids if r})
-    if rids:
-        conn.execute(_SETTLE_RUNS, {'rids': rids})
-        conn.execute(_SETTLE_DELEGATIONS, {'rids': rids})
+def add_calls(conn: sa.Connection, calls: Any) -> None:
+    """`add_call` for many new rows: (run id, call key, tokens in, tokens out, cost) each."""
+    params = [
+        {'rid': rid, 'did': (key or rid).rpartition('#')[0] or rid, 'tin': tin, 'tout': tout, 'cost': cost}
+        for rid, key, tin, tout, cost in calls
+    ]
+    if params:
+        conn.execute(_BUMP_RUN, params)
+        mine = [p for p in params if p['did'] != p['rid']]  # a delegation's call (the supervisor's has no row)
+        if mine:
+            conn.execute(_BUMP_DELEGATION, mine)
 
 
 def apply_ledger(conn: sa.Connection, recs: Any) -> None:
     """Read-side of the one account: each run's tokens, requests and cost as its ledger rows sum
     (one grouped query), for rows the ledger's writers did not settle (a row written by other code,
-    a store from before `settle_usage`). A run with no ledger row keeps its own figures."""
+    a store from before `add_call`). A run with no ledger row keeps its own figures."""
     by_id = {r.run_id: r for r in recs}
     if not by_id:
         return
@@ -335,7 +306,23 @@ _DELEGATION_FINISH = (
         ),  # the serving model, when known
     )
 )
-_RUN_OF_DELEGATION = sa.select(delegations.c.run_id).where(delegations.c.delegation_id == _b('did'))
+# The same, for a team whose calls reach its ledger: the ledger's writers keep the usage (`add_call`).
+_RUN_DONE = (
+    runs.update()
+    .where(runs.c.run_id == _b('rid'))
+    .values(status='succeeded', output=_b('out'), finished_at=_b('fin'), error=None)
+)
+_DELEGATION_DONE = (
+    delegations.update()
+    .where(delegations.c.delegation_id == _b('did'))
+    .values(
+        status=_b('status'),
+        output=_b('out'),
+        error=_b('err'),
+        finished_at=_b('fin'),
+        model_id=sa.func.coalesce(_b('mid', type_=delegations.c.model_id.type), delegations.c.model_id),
+    )
+)
 _GET_RUN = sa.select(runs).where(runs.c.run_id == _b('rid'))
 _GET_DELEGATIONS = sa.select(delegations).where(delegations.c.run_id == _b('rid')).order_by(delegations.c.seq)
 _DELEGATION_SEQ = sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == _b('rid'))
@@ -346,6 +333,9 @@ class RunRecords:
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
+        #: The team's model calls reach this store's ledger, whose writers keep each run's and
+        #: delegation's usage (`add_call`): finishing a run or delegation records no usage of its own.
+        self.usage_from_ledger = False
 
     def create_run(
         self,
@@ -416,9 +406,9 @@ class RunRecords:
             'req': requests,
             'cost': cost_usd,
         }
+        stmt = _RUN_FINISH_WITH_DELEGATIONS if add_delegations else _RUN_FINISH
         with self.store.engine.begin() as c:
-            c.execute(_RUN_FINISH_WITH_DELEGATIONS if add_delegations else _RUN_FINISH, params)
-            settle_usage(c, [run_id])  # the ledger's account wins where it has one
+            c.execute(_RUN_DONE if self.usage_from_ledger else stmt, params)
 
     def set_trace_id(self, run_id: str, trace_id: str) -> None:
         with self.store.engine.begin() as c:
@@ -495,9 +485,7 @@ class RunRecords:
             'mid': model_id,
         }
         with self.store.engine.begin() as c:
-            c.execute(_DELEGATION_FINISH, params)
-            run_id = c.execute(_RUN_OF_DELEGATION, {'did': delegation_id}).scalar()
-            settle_usage(c, [run_id])
+            c.execute(_DELEGATION_DONE if self.usage_from_ledger else _DELEGATION_FINISH, params)
 
     def get(self, run_id: str, *, with_delegations: bool = True) -> RunRecord:
         with self.store.engine.connect() as c:

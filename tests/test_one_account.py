@@ -21,12 +21,14 @@ from typing import Any
 
 import anyio
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from proctor import ModelRegistry, ModelRouter, Specialist, Supervisor, Team
 from proctor.cli import main
 from proctor.console import Operator, create_app
 from proctor.guardrails import ApprovalPolicy, ApprovalQueue, ApprovalRule
+from proctor.state._schema import delegations, runs
 from proctor.state._store import StateStore
 from proctor.testing import ScriptedModel, delegate, fail, text, tool_call, tool_results, turn_of
 from proctor.tracing._store import TraceStore
@@ -119,7 +121,17 @@ def views(state_dir: Path, run_id: str, capsys) -> dict[str, tuple]:
     def figures(d: dict, requests: str = 'requests') -> tuple:
         return (d[requests], d['input_tokens'], d['output_tokens'], round(d['cost_usd'], 9))
 
+    store = StateStore(state_dir)
+    with store.engine.connect() as c:  # the rows themselves, as any SQL reader (a dashboard) sees them
+        row_of_run = dict(c.execute(sa.select(runs).where(runs.c.run_id == show['run_id'])).mappings().one())
+        rows_of_delegations = [
+            dict(r) for r in c.execute(sa.select(delegations).where(delegations.c.run_id == show['run_id'])).mappings()
+        ]
+    for d in show['delegations']:
+        raw = next(r for r in rows_of_delegations if r['delegation_id'] == d['delegation_id'])
+        assert figures(raw) == figures(d), (raw, d)
     return {
+        'proctor_runs row': figures(row_of_run),
         'runs show --json': figures(show),
         'runs list --json': figures(listed),
         'usage --run --json': figures(usage, 'calls'),
