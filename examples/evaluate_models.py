@@ -99,6 +99,11 @@ def build(state: dict[str, Any]):
     return ModelRouter.from_file(CONFIG, models={m: scripted(m, state) for m in ('tiny', 'mid', 'strong')})
 
 
+def router():
+    """The example's router with the scripted models (`proctor eval run triage --router proctor.examples.evaluate_models:router`)."""
+    return build({})
+
+
 def report_table(report: Any) -> str:
     """The per-model table `proctor eval report` prints (markdown)."""
     from proctor.models._eval import report_rows

@@ -201,7 +201,7 @@ def _arity(fn: Callable[..., Any]) -> int:
     return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
-def _import(spec: Any, *, file: str | None, key: str, what: str) -> Any:
+def import_object(spec: Any, *, file: str | None, key: str, what: str) -> Any:
     if not isinstance(spec, str) or spec.count(':') != 1 or not all(spec.split(':')):
         raise ConfigError(f'{what} must be "module:name", not {spec!r}', file=file, key=key)
     module, name = spec.split(':')
@@ -254,7 +254,7 @@ def _check(raw: Any, *, file: str | None, key: str) -> Check:
         except jsonschema.SchemaError as e:
             raise ConfigError(f'invalid JSON schema: {e.message}', file=file, key=k) from None
     elif kind == 'output_type':
-        target = _import(value, file=file, key=k, what='output_type')
+        target = import_object(value, file=file, key=k, what='output_type')
         from pydantic import TypeAdapter
 
         try:
@@ -262,7 +262,7 @@ def _check(raw: Any, *, file: str | None, key: str) -> Check:
         except Exception as e:
             raise ConfigError(f'{value} is not a type pydantic can validate: {e}'[:300], file=file, key=k) from None
     elif kind == 'python':
-        target = _import(value, file=file, key=k, what='a python check')
+        target = import_object(value, file=file, key=k, what='a python check')
         if not callable(target):
             raise ConfigError(f'{value} is not callable', file=file, key=k)
     elif kind == 'judge':
