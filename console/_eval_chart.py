@@ -28,14 +28,14 @@ def frontier_svg(
     *,
     chosen: dict[str, str] | None = None,
     min_pass_rate: float | None = None,
-    width: int = 720,
-    height: int = 320,
+    width: int = 860,
+    height: int = 280,
 ) -> str:
     """`points`: {model_id, pass_rate, cost_per_case}. `chosen`: model -> label of the routing choice
     (ringed); `min_pass_rate`: the policy's bar (a dashed line). Cost is on a log scale when it spans
     more than a factor of 20."""
     chosen = chosen or {}
-    pad_l, pad_r, pad_t, pad_b = 56, 24, 16, 44
+    pad_l, pad_r, pad_t, pad_b = 56, 24, 30, 44
     pw, ph = width - pad_l - pad_r, height - pad_t - pad_b
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart frontier" viewBox="0 0 {width} {height}" role="img" '
@@ -106,6 +106,10 @@ def frontier_svg(
             f'<title>{escape(tip)}</title></circle>'
         )
         label = mid + (f' ← {chosen[mid]}' if mid in chosen else '')
-        out.append(f'<text x="{cx + 14:.1f}" y="{cy - 8:.1f}" class="legend">{escape(label)}</text>')
+        right = cx > pad_l + pw * 0.7  # near the right edge: the label goes to the point's left
+        out.append(
+            f'<text x="{cx - 14 if right else cx + 14:.1f}" y="{cy - 10:.1f}" text-anchor="{"end" if right else "start"}" '
+            f'class="legend">{escape(label)}</text>'
+        )
     out.append('</svg>')
     return ''.join(out)
