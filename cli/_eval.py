@@ -18,7 +18,9 @@ eval_app = typer.Typer(
 )
 app.add_typer(eval_app, name='eval')
 
-ConfigOption = Annotated[Path, typer.Option('--config', help='The proctor.toml (registry, policy, budgets, [evals] dir).')]
+ConfigOption = Annotated[
+    Path, typer.Option('--config', help='The proctor.toml (registry, policy, budgets, [evals] dir).')
+]
 
 
 def _when(ts: float | None) -> str:
@@ -43,7 +45,9 @@ def _router(config: Path, factory: str | None) -> Any:
 def run(
     ctx: typer.Context,
     suite: Annotated[str, typer.Argument(help='A suite name (in the [evals] dir) or a suite file.')],
-    models: Annotated[str | None, typer.Option('--models', help='Candidate model ids, comma-separated (default: all).')] = None,
+    models: Annotated[
+        str | None, typer.Option('--models', help='Candidate model ids, comma-separated (default: all).')
+    ] = None,
     concurrency: Annotated[int, typer.Option('--concurrency', help='Cases in flight at once.')] = 4,
     repeat: Annotated[int, typer.Option('--repeat', help='Runs of each case on each model.')] = 1,
     project: Annotated[str, typer.Option('--project', help='Project the spend is booked (and budgeted) to.')] = 'eval',
@@ -88,7 +92,9 @@ def run(
         task = bar.add_task('cases', total=None, last='')
 
         def progress(done: int, total: int, case: Any) -> None:
-            bar.update(task, completed=done, total=total, last=f'{case.model_id}/{case.case} {"ok" if case.passed else "FAIL"}')
+            bar.update(
+                task, completed=done, total=total, last=f'{case.model_id}/{case.case} {"ok" if case.passed else "FAIL"}'
+            )
 
         report = anyio.run(
             lambda: evaluator.run(loaded, models=wanted, concurrency=concurrency, repeat=repeat, progress=progress)
@@ -146,7 +152,9 @@ def report(
             typer.echo(f'suite {s["suite"]}: no complete run yet')
         for r in s['runs']:
             extra = f'  {r["error"]}' if r['error'] else ''
-            typer.echo(f'  run {r["run_id"]}  {r["status"]:8}  {_when(r["started_at"])}  {", ".join(r["models"])}{extra}')
+            typer.echo(
+                f'  run {r["run_id"]}  {r["status"]:8}  {_when(r["started_at"])}  {", ".join(r["models"])}{extra}'
+            )
 
 
 @eval_app.command('compare')

@@ -86,9 +86,7 @@ def frontier_svg(
     front = frontier(points)
     by_id = {p['model_id']: p for p in points}
     if len(front) > 1:
-        path = ' '.join(
-            f'{x_of(by_id[m]["cost_per_case"]):.1f},{y_of(by_id[m]["pass_rate"]):.1f}' for m in front
-        )
+        path = ' '.join(f'{x_of(by_id[m]["cost_per_case"]):.1f},{y_of(by_id[m]["pass_rate"]):.1f}' for m in front)
         out.append(f'<polyline points="{path}" fill="none" stroke="#94a3b8" stroke-width="1.5" class="frontier-line"/>')
     for i, p in enumerate(sorted(points, key=lambda p: p['model_id'])):
         mid = str(p['model_id'])

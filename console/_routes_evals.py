@@ -64,7 +64,13 @@ def _suite_view(store: Any, router: Any, suite: str) -> dict[str, Any]:
     runs = records.runs(suite=suite, limit=20)
     choices = routing_choices(router, suite)
     points = [r.to_json() for r in latest]
-    return {'suite': suite, 'latest': points, 'runs': [r.to_json() for r in runs], 'routing': choices, 'frontier': frontier(points)}
+    return {
+        'suite': suite,
+        'latest': points,
+        'runs': [r.to_json() for r in runs],
+        'routing': choices,
+        'frontier': frontier(points),
+    }
 
 
 @guarded

@@ -146,7 +146,18 @@ def summarise(
     )
 
 
-REPORT_COLUMNS = ('model', 'version', 'pass rate', 'mean score', 'p50 ms', 'p95 ms', 'tokens', '$/case', 'cases', 'skipped')
+REPORT_COLUMNS = (
+    'model',
+    'version',
+    'pass rate',
+    'mean score',
+    'p50 ms',
+    'p95 ms',
+    'tokens',
+    '$/case',
+    'cases',
+    'skipped',
+)
 
 
 def report_rows(results: Sequence[EvalResult]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:

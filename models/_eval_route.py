@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+import sqlalchemy.exc
 
 from .._log import get_logger
 from ..core._events import ModelCall, RunObserver
@@ -133,7 +134,7 @@ class EvalSelector:
             return hit[1]
         try:
             got = EvalRecords(store).latest(suite)
-        except sa.exc.SQLAlchemyError as e:
+        except sqlalchemy.exc.SQLAlchemyError as e:
             log.warning('evaluation results unreadable: routing falls back to the static preference', error=str(e))
             return None
         with self._lock:

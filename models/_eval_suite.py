@@ -42,13 +42,14 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..core._data_classes import DATA_CLASSES
 from ..exceptions import ConfigError
 
 __all__ = ('Check', 'CheckResult', 'EvalCase', 'EvalSuite', 'load_suite', 'find_suite', 'CHECK_KINDS')
 
+CheckKind = Literal['exact', 'contains', 'regex', 'json_schema', 'output_type', 'python', 'judge']
 CHECK_KINDS = ('exact', 'contains', 'regex', 'json_schema', 'output_type', 'python', 'judge')
 _CHECK_OPTIONS = {
     'exact': {'ignore_case'},
@@ -80,7 +81,7 @@ class CheckResult:
 class Check:
     """One check of a case: `kind` (one of `CHECK_KINDS`), its value and options."""
 
-    kind: Literal['exact', 'contains', 'regex', 'json_schema', 'output_type', 'python', 'judge']
+    kind: CheckKind
     value: Any
     key: str  # where it is written ('cases[1].checks[0]'), for errors
     options: dict[str, Any] = field(default_factory=dict)
@@ -248,9 +249,10 @@ def _check(raw: Any, *, file: str | None, key: str) -> Check:
         if not isinstance(value, dict):
             raise ConfigError('json_schema must be a table (a JSON schema)', file=file, key=k)
         import jsonschema
+        from jsonschema.validators import validator_for
 
         try:
-            jsonschema.validators.validator_for(value).check_schema(value)
+            validator_for(value).check_schema(value)
         except jsonschema.SchemaError as e:
             raise ConfigError(f'invalid JSON schema: {e.message}', file=file, key=k) from None
     elif kind == 'output_type':
@@ -277,7 +279,13 @@ def _check(raw: Any, *, file: str | None, key: str) -> Check:
             raise ConfigError('min_score must be a number from 0 to 1', file=file, key=f'{key}.{opt}')
     if 'ignore_case' in options and not isinstance(options['ignore_case'], bool):
         raise ConfigError('ignore_case must be true or false', file=file, key=f'{key}.ignore_case')
-    return Check(kind, value if kind != 'judge' or isinstance(value, str) else tuple(value), key, options, target)
+    return Check(
+        cast(CheckKind, kind),
+        value if kind != 'judge' or isinstance(value, str) else tuple(value),
+        key,
+        options,
+        target,
+    )
 
 
 def _checks(raw: Any, *, file: str | None, key: str) -> list[Check]:

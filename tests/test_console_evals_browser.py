@@ -6,12 +6,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+from test_console_browser import SCREENSHOTS, browser, sign_in  # noqa: F401  (fixtures)
 
 from proctor.console import Operator, create_app
 from proctor.models._eval import Evaluator
 from proctor.models._eval_suite import load_suite
 from proctor.state._store import StateStore
-from test_console_browser import SCREENSHOTS, browser, sign_in  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 

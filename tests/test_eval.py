@@ -43,16 +43,48 @@ def write(tmp_path: Path, body: str, name: str = 'suite.toml') -> Path:
         ('colour = 1\n[[cases]]\ninput = "a"\nchecks = [{exact = "a"}]\n', 'colour', 'unknown key'),
         ('[[cases]]\ninput = "a"\n', 'cases[0].checks', 'no checks'),
         ('[[cases]]\nchecks = [{exact = "a"}]\n', 'cases[0].input', 'needs input'),
-        ('[[cases]]\ninput = "a"\ndata_class = "secret"\nchecks = [{exact = "a"}]\n', 'cases[0].data_class', 'unknown data class'),
+        (
+            '[[cases]]\ninput = "a"\ndata_class = "secret"\nchecks = [{exact = "a"}]\n',
+            'cases[0].data_class',
+            'unknown data class',
+        ),
         ('[[cases]]\ninput = "a"\nchecks = [{exact = "a", contains = "b"}]\n', 'cases[0].checks[0]', 'exactly one of'),
-        ('[[cases]]\ninput = "a"\nchecks = [{regex = "("}]\n', 'cases[0].checks[0].regex', 'invalid regular expression'),
-        ('[[cases]]\ninput = "a"\nchecks = [{python = "no_such_module_xyz:check"}]\n', 'cases[0].checks[0].python', "cannot import module 'no_such_module_xyz'"),
-        ('[[cases]]\ninput = "a"\nchecks = [{python = "json:no_such_fn"}]\n', 'cases[0].checks[0].python', "has no 'no_such_fn'"),
-        ('[[cases]]\ninput = "a"\nchecks = [{python = "json"}]\n', 'cases[0].checks[0].python', 'must be "module:name"'),
+        (
+            '[[cases]]\ninput = "a"\nchecks = [{regex = "("}]\n',
+            'cases[0].checks[0].regex',
+            'invalid regular expression',
+        ),
+        (
+            '[[cases]]\ninput = "a"\nchecks = [{python = "no_such_module_xyz:check"}]\n',
+            'cases[0].checks[0].python',
+            "cannot import module 'no_such_module_xyz'",
+        ),
+        (
+            '[[cases]]\ninput = "a"\nchecks = [{python = "json:no_such_fn"}]\n',
+            'cases[0].checks[0].python',
+            "has no 'no_such_fn'",
+        ),
+        (
+            '[[cases]]\ninput = "a"\nchecks = [{python = "json"}]\n',
+            'cases[0].checks[0].python',
+            'must be "module:name"',
+        ),
         ('[[cases]]\ninput = "a"\nchecks = [{judge = "strong"}]\n', 'cases[0].checks[0].rubric', 'needs rubric'),
-        ('[[cases]]\ninput = "a"\nchecks = [{json_schema = {type = 12}}]\n', 'cases[0].checks[0].json_schema', 'invalid JSON schema'),
-        ('[[cases]]\ninput = "a"\nchecks = [{contains = "a", loud = true}]\n', 'cases[0].checks[0].loud', 'unknown option'),
-        ('[[cases]]\nname = "a"\ninput = "a"\nchecks = [{exact = "a"}]\n[[cases]]\nname = "a"\ninput = "b"\nchecks = [{exact = "a"}]\n', 'cases[1].name', 'two cases'),
+        (
+            '[[cases]]\ninput = "a"\nchecks = [{json_schema = {type = 12}}]\n',
+            'cases[0].checks[0].json_schema',
+            'invalid JSON schema',
+        ),
+        (
+            '[[cases]]\ninput = "a"\nchecks = [{contains = "a", loud = true}]\n',
+            'cases[0].checks[0].loud',
+            'unknown option',
+        ),
+        (
+            '[[cases]]\nname = "a"\ninput = "a"\nchecks = [{exact = "a"}]\n[[cases]]\nname = "a"\ninput = "b"\nchecks = [{exact = "a"}]\n',
+            'cases[1].name',
+            'two cases',
+        ),
     ],
 )
 def test_a_malformed_suite_names_the_file_and_the_key(tmp_path, body, key, message):
@@ -145,7 +177,9 @@ def classifier(name: str, seen: list[str], wrong: dict[str, set[str]]) -> Script
     return ScriptedModel(answer, name=name)
 
 
-def make_router(seen: dict[str, list[str]], *, wrong: dict[str, set[str]] | None = None, policy=None, budgets=(), versions=None):
+def make_router(
+    seen: dict[str, list[str]], *, wrong: dict[str, set[str]] | None = None, policy=None, budgets=(), versions=None
+):
     wrong = {} if wrong is None else wrong
     versions = versions or {}
     spec = {
@@ -197,7 +231,11 @@ def test_a_suite_runs_on_each_approved_model_and_its_results_are_stored(tmp_path
     records = EvalRecords(store)
     run = records.get(report.run_id[:12])
     assert run.status == 'complete' and run.models == ['cheap', 'mid', 'strong'] and run.repeat == 2
-    assert {r.model_id: r.pass_rate for r in records.results(report.run_id)} == {'cheap': 1.0, 'mid': 0.5, 'strong': 1.0}
+    assert {r.model_id: r.pass_rate for r in records.results(report.run_id)} == {
+        'cheap': 1.0,
+        'mid': 0.5,
+        'strong': 1.0,
+    }
     failing = [c for c in records.cases(report.run_id, 'mid') if not c['passed']]
     assert {c['case_name'] for c in failing} == {'crash'}
     assert "expected 'bug', got 'question'" in failing[0]['checks'][1]['reason']
@@ -256,7 +294,9 @@ def test_bad_candidates_are_refused_and_nothing_is_recorded(tmp_path, state_dir)
     suite = load_suite(write(tmp_path, TRIAGE_SUITE))
     with pytest.raises(UnknownModelError, match="unknown model 'gpt-9'"):
         Evaluator(router, store).run_sync(suite, models=['cheap', 'gpt-9'])
-    confidential = write(tmp_path, 'data_class = "confidential"\n[[cases]]\ninput = "a"\nchecks = [{ exact = "bug" }]\n', 'c.toml')
+    confidential = write(
+        tmp_path, 'data_class = "confidential"\n[[cases]]\ninput = "a"\nchecks = [{ exact = "bug" }]\n', 'c.toml'
+    )
     with pytest.raises(UserError, match="model 'cheap' may see none of the cases"):
         Evaluator(router, store).run_sync(load_suite(confidential), models=['cheap'])
     with store.engine.connect() as c:
@@ -300,7 +340,7 @@ def test_the_router_picks_the_cheapest_passing_model_and_says_why(tmp_path, stat
     chosen = route(router, store)
     today = time.strftime('%Y-%m-%d', time.gmtime())
     assert chosen.model_id == 'cheap'
-    assert chosen.reason.startswith(f'triage → cheap: cheapest passing suite triage: pass rate 100% >= 90%')
+    assert chosen.reason.startswith('triage → cheap: cheapest passing suite triage: pass rate 100% >= 90%')
     assert f'evaluated {today} (eval {first.run_id}, version v1)' in chosen.reason
     assert chosen.plan.tiers[0][:2] == ('cheap', 'mid')  # the other passing models are its fallbacks
     # confidential: only strong is approved, and it passed
@@ -330,7 +370,9 @@ def test_a_stale_evaluation_falls_back_to_the_static_preference(tmp_path, state_
     report = Evaluator(router, store).run_sync(load_suite(write(tmp_path, TRIAGE_SUITE)))
     old = time.time() - 15 * 86400
     with store.engine.begin() as c:
-        c.execute(sa.text('UPDATE proctor_eval_results SET created_at = :t WHERE run_id = :r'), {'t': old, 'r': report.run_id})
+        c.execute(
+            sa.text('UPDATE proctor_eval_results SET created_at = :t WHERE run_id = :r'), {'t': old, 'r': report.run_id}
+        )
     router.evaluations_changed()
     r = route(router, store)
     assert r.model_id == 'strong' and 'static preference' in r.reason
@@ -341,7 +383,9 @@ def test_select_needs_a_suite_and_a_readable_max_age():
     with pytest.raises(ConfigError, match='needs suite'):
         make_router({}, policy={'specialists': {'triage': {'select': 'cheapest-passing'}}})
     with pytest.raises(ConfigError, match='max_age'):
-        make_router({}, policy={'specialists': {'triage': {'select': 'cheapest-passing', 'suite': 's', 'max_age': 'soon'}}})
+        make_router(
+            {}, policy={'specialists': {'triage': {'select': 'cheapest-passing', 'suite': 's', 'max_age': 'soon'}}}
+        )
 
 
 @pytest.mark.anyio
@@ -353,7 +397,7 @@ async def test_a_team_run_records_the_evaluation_reason_on_the_delegation_and_in
     result = await team.run('triage this', project='p')
     (d,) = result.delegations
     assert d.model_id == 'cheap'
-    assert f'cheapest passing suite triage: pass rate 100%' in d.route_reason and report.run_id in d.route_reason
+    assert 'cheapest passing suite triage: pass rate 100%' in d.route_reason and report.run_id in d.route_reason
     decisions = [e for e in audit_entries(store, run_id=result.run_id) if e.kind == 'route_decision']
     assert len(decisions) == 1
     rec = decisions[0].record
@@ -374,7 +418,9 @@ EXAMPLE_ROUTER = 'proctor.examples.evaluate_models:router'
 
 
 def test_eval_cli_runs_reports_and_compares(state_dir, capsys):
-    main(['eval', 'run', 'triage', '--router', EXAMPLE_ROUTER, '--models', 'tiny,strong', '--concurrency', '2', '--json'])
+    main(
+        ['eval', 'run', 'triage', '--router', EXAMPLE_ROUTER, '--models', 'tiny,strong', '--concurrency', '2', '--json']
+    )
     first = json.loads(capsys.readouterr().out)
     assert first['status'] == 'complete' and {r['model_id'] for r in first['results']} == {'tiny', 'strong'}
     assert first['skipped'] == {'tiny': ['payroll-export']}
