@@ -34,12 +34,21 @@ def routing_choices(router: Any, suite: str) -> list[dict[str, Any]]:
     if router is None:
         return []
     out = []
-    for name, sp in router.policy.specialists.items():
-        if sp.select != 'cheapest-passing' or sp.suite != suite:
-            continue
-        for dc in dict.fromkeys([*sp.data_classes, *router.policy.data_classes]) or ['internal']:
+    targets = [
+        (name, tuple(sp.requires), [*sp.data_classes])
+        for name, sp in router.policy.specialists.items()
+        if sp.select == 'cheapest-passing' and sp.suite == suite
+    ]
+    targets += [
+        (f'any requiring {cap}', (cap,), [])
+        for cap, cp in router.policy.capabilities.items()
+        if cp.select == 'cheapest-passing' and cp.suite == suite
+    ]
+    for name, requires, classes in targets:
+        for dc in dict.fromkeys([*classes, *router.policy.data_classes]) or ['internal']:
+            sp = router.policy.specialists.get(name) or router.policy.capabilities[requires[0]]
             try:
-                plan = router.plan(_Spec(name, requires=tuple(sp.requires)), data_class=dc, project='', team='')
+                plan = router.plan(_Spec(name, requires=requires), data_class=dc, project='', team='')
             except ProctorError as e:
                 out.append({'specialist': name, 'data_class': dc, 'model_id': None, 'reason': str(e), 'passing': False})
                 continue

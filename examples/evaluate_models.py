@@ -42,19 +42,28 @@ TRIAGE = {
     'Payroll export for ACME (employee salaries attached) shows the wrong totals.': 'bug',
 }
 #: The tickets tiny gets wrong once it regresses.
-REGRESSED_ON = {'The app crashes every time I click Export to CSV.', 'Sync has been stuck at 99% since Monday on two laptops.'}
+REGRESSED_ON = {
+    'The app crashes every time I click Export to CSV.',
+    'Sync has been stuck at 99% since Monday on two laptops.',
+}
 PROBLEMS = {
     'Ana has 3 boxes of 12 apples and gives away 7 apples. How many are left?': (29, ['3 x 12 = 36', '36 - 7 = 29']),
     'A train travels 90 km/h for 2 hours, then 60 km/h for 1 hour. How far does it go?': (
         240,
         ['90 x 2 = 180', '60 x 1 = 60', '180 + 60 = 240'],
     ),
-    'Tickets cost 15 each; a group of 8 gets 2 tickets free. What does the group pay?': (90, ['8 - 2 = 6', '6 x 15 = 90']),
+    'Tickets cost 15 each; a group of 8 gets 2 tickets free. What does the group pay?': (
+        90,
+        ['8 - 2 = 6', '6 x 15 = 90'],
+    ),
     'A book has 320 pages. Lea reads 25 pages a day for 8 days. How many pages remain?': (
         120,
         ['25 x 8 = 200', '320 - 200 = 120'],
     ),
-    'Each of 6 nurses works 3 shifts of 8 hours a week. How many hours in total?': (144, ['3 x 8 = 24', '6 x 24 = 144']),
+    'Each of 6 nurses works 3 shifts of 8 hours a week. How many hours in total?': (
+        144,
+        ['3 x 8 = 24', '6 x 24 = 144'],
+    ),
 }
 TICKET = 'The app crashes every time I click Export to CSV.'
 PROBLEM = 'A train travels 90 km/h for 2 hours, then 60 km/h for 1 hour. How far does it go?'
@@ -177,7 +186,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _, _, diff = compare_runs(EvalRecords(store), first.run_id, second.run_id)
     for d in diff:
         if d.status == 'regressed':
-            print(f'   regression: {d.model_id} {d.pass_rate_a:.0%} -> {d.pass_rate_b:.0%}, newly failing {", ".join(d.newly_failing)}')
+            print(
+                f'   regression: {d.model_id} {d.pass_rate_a:.0%} -> {d.pass_rate_b:.0%}, newly failing {", ".join(d.newly_failing)}'
+            )
     out['regressions'] = [d.model_id for d in diff if d.status == 'regressed']
     route(specs[0], 'regressed')
 

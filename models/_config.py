@@ -152,6 +152,21 @@ class RoutingRule(_Strict):
         return True
 
 
+class CapabilitySelect(_Strict):
+    """`[policy.capabilities.<capability>]`: evaluation-driven routing for every specialist that requires
+    the capability and has no `select` of its own."""
+
+    select: Literal['static', 'cheapest-passing'] = 'cheapest-passing'
+    suite: str
+    min_pass_rate: float = Field(default=0.9, ge=0, le=1)
+    max_age: str = '14d'
+
+    @model_validator(mode='after')
+    def _age(self) -> CapabilitySelect:
+        parse_age(self.max_age)
+        return self
+
+
 class RoutingPolicy(_Strict):
     """The `[policy]` table."""
 
@@ -160,6 +175,7 @@ class RoutingPolicy(_Strict):
     degrade_at: float | None = Field(default=None, gt=0, le=1)
     data_classes: tuple[DataClass, ...] = ()  # every listed specialist must be routable for these
     specialists: dict[str, SpecialistPolicy] = Field(default_factory=dict)
+    capabilities: dict[str, CapabilitySelect] = Field(default_factory=dict)
     rules: tuple[RoutingRule, ...] = ()
 
 

@@ -42,7 +42,7 @@ from ..state._audit import append_in
 from ..state._scope import current_scope
 from ..state._store import StateStore
 from ..state._writer import BufferedWriter
-from ._config import SpecialistPolicy, parse_age
+from ._config import CapabilitySelect, SpecialistPolicy, parse_age
 from ._eval_store import EvalRecords, EvalResult
 from ._plan import plan_for
 
@@ -142,7 +142,12 @@ class EvalSelector:
         return got
 
     def select(
-        self, sp: SpecialistPolicy, eligible: Sequence[str], registry: ModelRegistry, *, now: float | None = None
+        self,
+        sp: SpecialistPolicy | CapabilitySelect,
+        eligible: Sequence[str],
+        registry: ModelRegistry,
+        *,
+        now: float | None = None,
     ) -> EvalSelection:
         """Verdicts for the `eligible` models (approved, within the constraints) on `sp.suite`."""
         assert sp.suite is not None

@@ -127,7 +127,9 @@ class ModelRouter:
         self.budget_guard = BudgetGuard(self.budgets, registry=self.registry) if self.budgets else None
         # select = "cheapest-passing": results from the run's store (or this selector's), and their audit.
         self.evaluations = evaluations or EvalSelector()
-        selects = any(sp.select == 'cheapest-passing' for sp in self.policy.specialists.values())
+        selects = any(sp.select == 'cheapest-passing' for sp in self.policy.specialists.values()) or any(
+            cp.select == 'cheapest-passing' for cp in self.policy.capabilities.values()
+        )
         self._eval_audit = EvalRouteAudit() if selects else None
         self.evals_dir: str | None = None  # `[evals] dir` of the proctor.toml (set by from_file)
         self._validate()
@@ -307,7 +309,8 @@ class ModelRouter:
         if not ok:
             raise NoRouteError(specialist=name, data_class=data_class, rejected=rejected)
         selection, pool = None, ()
-        if sp is not None and sp.select == 'cheapest-passing':
+        select = self._selection_policy(sp, cons.requires)
+        if select is not None:
             every = sorted(
                 self.registry.ids(),
                 key=lambda m: (self.registry.get(m).usd_per_m_input + self.registry.get(m).usd_per_m_output, m),
@@ -316,7 +319,7 @@ class ModelRouter:
                 m for m in dict.fromkeys([*ok, *every]) if cons.reject(m, self.registry.get(m), data_class) is None
             )
             if evaluate:
-                selection = self.evaluations.select(sp, pool, self.registry)
+                selection = self.evaluations.select(select, pool, self.registry)
                 ok = [*selection.passing, *(m for m in ok if m not in selection.passing)]
         esc_ids = sp.escalate if sp is not None and sp.escalate is not None else p.escalate
         # Escalation is the stronger (pricier, slower) model by design: cost tier and latency do not bind it.
@@ -376,6 +379,19 @@ class ModelRouter:
             evaluation=selection.to_json() if selection is not None else None,
             pool=pool,
         )
+
+    def _selection_policy(self, sp: SpecialistPolicy | None, requires: set[str]) -> Any:
+        """The specialist's `select = "cheapest-passing"`, else that of the first capability it requires
+        (`[policy.capabilities.<name>]`, in name order), else None (static routing)."""
+        if sp is not None and sp.select == 'cheapest-passing':
+            return sp
+        if sp is not None and 'select' in sp.model_fields_set:
+            return None  # select = "static" said explicitly: no capability overrides it
+        for cap in sorted(requires):
+            cp = self.policy.capabilities.get(cap)
+            if cp is not None and cp.select == 'cheapest-passing':
+                return cp
+        return None
 
     def plan(self, spec: Routable, *, data_class: str, project: str = 'default', team: str = 'team') -> RoutePlan:
         """The plan for `spec` on a run of `data_class` (no side effects: nothing is recorded)."""

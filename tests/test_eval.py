@@ -379,6 +379,29 @@ def test_a_stale_evaluation_falls_back_to_the_static_preference(tmp_path, state_
     assert 'cheap evaluation stale' in r.reason and 'older than 14d' in r.reason
 
 
+def test_a_capability_routes_every_specialist_that_requires_it_by_its_suite(tmp_path, state_dir):
+    store = StateStore(state_dir)
+    seen: dict[str, list[str]] = {}
+    base = make_router(seen)
+    models = {m: base.registry.get(m).model_copy(update={'capabilities': ('classification',)}) for m in base.registry}
+    policy = {
+        'capabilities': {'classification': {'suite': 'triage', 'min_pass_rate': 0.9}},
+        'specialists': {'pinned': {'select': 'static', 'preferred': 'strong'}},
+    }
+    router = ModelRouter(models, policy)
+    router.evaluations.store = store
+    Evaluator(router, store).run_sync(load_suite(write(tmp_path, TRIAGE_SUITE)))
+    labeller = Specialist('labeller', 'Label.', requires=['classification'])
+    r = router.route(labeller, data_class='internal', project='p', team='t')
+    assert r.model_id == 'cheap' and 'cheapest passing suite triage' in r.reason
+    # a specialist that says select = "static" keeps its static choice
+    pinned = Specialist('pinned', 'Label.', requires=['classification'])
+    assert router.route(pinned, data_class='internal', project='p', team='t').model_id == 'strong'
+    # without the capability: static routing
+    plain = router.route(Specialist('plain', 'x'), data_class='internal', project='p', team='t')
+    assert plain.plan.evaluation is None
+
+
 def test_select_needs_a_suite_and_a_readable_max_age():
     with pytest.raises(ConfigError, match='needs suite'):
         make_router({}, policy={'specialists': {'triage': {'select': 'cheapest-passing'}}})

@@ -1,5 +1,5 @@
 """Evaluation results in Postgres (scale-out): recorded there with the model's version, read by the router
-and by `proctor eval report`, failed runs never read as complete."""
+and by `proctor eval report`."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_eval import TRIAGE_SUITE, make_router, route, write
 
 from proctor.cli import main
 from proctor.models._eval import Evaluator
 from proctor.models._eval_store import EvalRecords
 from proctor.models._eval_suite import load_suite
 from proctor.state._store import StateStore
-from test_eval import TRIAGE_SUITE, make_router, route, write
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'examples' / 'scale_out'))
 from local_servers import LocalPostgres
