@@ -197,6 +197,9 @@ class _AuditBuffer(BufferedWriter):
     def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
         append_in(conn, items)
 
+    def queue(self, item: tuple[str, dict[str, Any], str, str]) -> None:
+        self._buf.append(item)
+
 
 class EvalRouteAudit(RunObserver):
     """Appends a `route_decision` audit record for each agent run routed by evaluation results
@@ -233,4 +236,4 @@ class EvalRouteAudit(RunObserver):
             'reason': plan.reason,
             'evaluation': plan.evaluation,
         }
-        buf._buf.append(('route_decision', record, d.run_id, key))
+        buf.queue(('route_decision', record, d.run_id, key))
