@@ -299,6 +299,11 @@ def test_bad_candidates_are_refused_and_nothing_is_recorded(tmp_path, state_dir)
     )
     with pytest.raises(UserError, match="model 'cheap' may see none of the cases"):
         Evaluator(router, store).run_sync(load_suite(confidential), models=['cheap'])
+    judged = write(tmp_path, '[[cases]]\ninput = "a"\nchecks = [{ judge = "gpt-9", rubric = "r" }]\n', 'j.toml')
+    with pytest.raises(
+        UnknownModelError, match=f"unknown model 'gpt-9'.*the judge of {judged}: cases\\[0\\].checks\\[0\\]"
+    ):
+        Evaluator(router, store).run_sync(load_suite(judged))
     with store.engine.connect() as c:
         assert c.execute(sa.select(sa.func.count()).select_from(eval_runs)).scalar() == 0
 
