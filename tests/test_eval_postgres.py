@@ -29,7 +29,7 @@ def postgres():
         yield pg
 
 
-def test_results_live_in_postgres_and_drive_routing(postgres, tmp_path, state_dir, capsys):
+def test_results_live_in_postgres_and_drive_routing(postgres, tmp_path, state_dir, capsys, monkeypatch):
     url = postgres.create_database(f'e_{uuid.uuid4().hex[:12]}')
     store = StateStore(tmp_path / 'pg-state', database_url=url)
     try:
@@ -43,7 +43,8 @@ def test_results_live_in_postgres_and_drive_routing(postgres, tmp_path, state_di
         }
         r = route(router, store)
         assert r.model_id == 'cheap' and report.run_id in r.reason
-        main(['--database-url', url, 'eval', 'report', 'triage', '--json'])
+        monkeypatch.setenv('PROCTOR_DATABASE_URL', url)  # (the --database-url flag would set it for the process)
+        main(['eval', 'report', 'triage', '--json'])
         (suite,) = json.loads(capsys.readouterr().out)['suites']
         assert suite['runs'][0]['run_id'] == report.run_id and suite['runs'][0]['status'] == 'complete'
         assert {x['model_id'] for x in suite['latest']} == {'cheap', 'mid', 'strong'}
