@@ -75,3 +75,28 @@ def test_the_quickstart_runs_as_written_and_prints_a_result(tmp_path: Path) -> N
     run = RunRecords(StateStore(state)).get(run_line.group(1))
     assert (run.status, run.team, run.durable) == ('succeeded', 'quickstart', True)
     assert [(d.specialist, d.status, d.model_id) for d in run.delegations] == [('poet', 'succeeded', 'local:smollm2')]
+
+
+#: Written in parallel by the providers documentation work; drop from here once it is on main.
+PENDING_DOCS = {'docs/providers.md'}
+
+
+def _links(path: Path) -> list[str]:
+    text = re.sub(r'^```.*?^```', '', path.read_text(encoding='utf-8'), flags=re.S | re.M)  # not in code blocks
+    return re.findall(r'\]\(([^)\s]+)\)', text)
+
+
+@pytest.mark.parametrize('doc', ['README.md', *sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'docs').glob('*.md'))])
+def test_documentation_links_stay_in_the_repository_and_resolve(doc: str) -> None:
+    source = ROOT / doc
+    for link in _links(source):
+        if link.startswith(('http://', 'https://', 'mailto:')):
+            continue
+        target_path = link.split('#', 1)[0]
+        if not target_path:
+            continue  # an anchor on the same page
+        target = (source.parent / target_path).resolve()
+        assert target.is_relative_to(ROOT), f'{doc} links outside the repository: {link}'
+        rel = str(target.relative_to(ROOT))
+        assert target.exists() or rel in PENDING_DOCS, f'{doc} links to {link}, which does not exist'
+    assert '../shared' not in source.read_text(encoding='utf-8'), f'{doc} points at ../shared/'
