@@ -76,6 +76,18 @@ def test_the_quickstart_runs_as_written_and_prints_a_result(tmp_path: Path) -> N
     assert (run.status, run.team, run.durable) == ('succeeded', 'quickstart', True)
     assert [(d.specialist, d.status, d.model_id) for d in run.delegations] == [('poet', 'succeeded', 'local:smollm2')]
 
+    # ... and replays as the README says, from the recording, with zero live model calls.
+    replay = subprocess.run(
+        [sys.executable, '-m', 'proctor', 'replay', run.run_id, '--team', 'quickstart.py:team'],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert '0 live' in replay.stdout and 'no divergence' in replay.stdout, replay.stdout
+
 
 #: Written in parallel by the providers documentation work; drop from here once it is on main.
 PENDING_DOCS = {'docs/providers.md'}
