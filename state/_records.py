@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,18 @@ from ..exceptions import UnknownRunError
 from ._schema import delegations, runs
 from ._store import StateStore
 
-__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords')
+__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords', 'lead_delegation')
+
+
+def lead_delegation(delegation_id: str, known: Container[str]) -> str | None:
+    """The delegation that delegated `delegation_id` (a member of a sub-team: its lead's, whose id
+    its own extends, `<lead's id>><member>:<call>`), if it is in `known`; None for the supervisor's."""
+    i = delegation_id.rfind('>')
+    while i > 0:
+        if delegation_id[:i] in known:
+            return delegation_id[:i]
+        i = delegation_id.rfind('>', 0, i)
+    return None
 
 
 @dataclass
