@@ -233,8 +233,9 @@ class Team:
         for path, spec in self.tree.specs.items():
             try:
                 self._agents[path] = self._build_agent(spec, path)
-            except UserError as e:
-                raise UserError(f'team {name!r}: agent {path}: {e}') from None
+            except UserError as e:  # its own class (UnknownModelError, ...), naming the agent's path
+                e.args = (f'team {name!r}: agent {path}: {e}',)
+                raise
         teams.register(self)
 
     @property

@@ -30,7 +30,9 @@ class AgentTree:
     members: dict[str, dict[str, Specialist]]  # lead's agent path -> its members by name
 
     @classmethod
-    def build(cls, team: str, supervisor: Specialist, specialists: Sequence[Specialist], *, max_depth: int) -> AgentTree:
+    def build(
+        cls, team: str, supervisor: Specialist, specialists: Sequence[Specialist], *, max_depth: int
+    ) -> AgentTree:
         if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1:
             raise UserError(f'team {team!r}: max_depth must be a whole number >= 1, not {max_depth!r}')
         if supervisor.team:

@@ -97,19 +97,25 @@ def build_team() -> Team:
     coding = Specialist(
         'coding',
         'Lead the coding.',
-        model=scripted('coding', [[delegate('implementer', 'write it'), delegate('tester', 'test it')], joined('coding')]),
+        model=scripted(
+            'coding', [[delegate('implementer', 'write it'), delegate('tester', 'test it')], joined('coding')]
+        ),
         team=[implementer, tester],
     )
     research = Specialist(
         'research',
         'Lead the research.',
-        model=scripted('research', [[delegate('reader_a', 'read a'), delegate('reader_b', 'read b')], joined('research')]),
+        model=scripted(
+            'research', [[delegate('reader_a', 'read a'), delegate('reader_b', 'read b')], joined('research')]
+        ),
         team=[
             Specialist('reader_a', 'Read.', model=scripted('reader_a', [text('a: ok')])),
             Specialist('reader_b', 'Read.', model=scripted('reader_b', [text('b: ok')])),
         ],
     )
-    supervisor = scripted('supervisor', [[delegate('coding', 'change it'), delegate('research', 'look it up')], joined('done')])
+    supervisor = scripted(
+        'supervisor', [[delegate('coding', 'change it'), delegate('research', 'look it up')], joined('done')]
+    )
     here = pathlib.Path(__file__).resolve()
     return Team(
         Supervisor(model=supervisor),

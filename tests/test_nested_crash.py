@@ -60,7 +60,12 @@ class Harness:
 
     def spawn(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, *args], env=self.env, cwd=self.dir, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [sys.executable, *args],
+            env=self.env,
+            cwd=self.dir,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
 
     def finish(self) -> dict:
@@ -79,7 +84,12 @@ class Harness:
 
     def cli(self, *args: str) -> str:
         out = subprocess.run(
-            [sys.executable, '-m', 'proctor', *args], env=self.env, cwd=self.dir, capture_output=True, text=True, timeout=60
+            [sys.executable, '-m', 'proctor', *args],
+            env=self.env,
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 0, out.stderr
         return out.stdout
@@ -113,7 +123,9 @@ def test_kill_9_mid_grandchild_then_resume_repeats_no_finished_model_call_or_eff
     finished |= {'model:research:0', 'model:research:1', 'model:coding:0', 'model:tester:0', 'model:supervisor:0'}
     assert set(h.model_calls()) == finished
     wait_for(
-        lambda: len([s for s in Recording.from_store(h.store, 'nested-kill').steps if s.kind == 'model']) == len(finished),
+        lambda: (
+            len([s for s in Recording.from_store(h.store, 'nested-kill').steps if s.kind == 'model']) == len(finished)
+        ),
         what='every finished model call recorded',
     )
     h.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
@@ -150,6 +162,8 @@ def test_deep_approval_pauses_only_its_branch_and_a_rejection_from_another_proce
     h.cli('approvals', 'reject', a.approval_id, '--reason', 'not on a friday')  # type: ignore[attr-defined]
     result = h.finish()
     assert result['status'] == 'succeeded'
-    coding = next(d for d in RunRecords(h.store).get('nested-approval').delegations if d.agent_path == 'supervisor>coding')
+    coding = next(
+        d for d in RunRecords(h.store).get('nested-approval').delegations if d.agent_path == 'supervisor>coding'
+    )
     assert 'not on a friday' in coding.output and 'denied' in coding.output  # the reason reached the lead
     assert sorted(h.lines('counter')) == ['implemented', 'tested']  # the rejected effect never happened
