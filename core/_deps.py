@@ -23,7 +23,7 @@ class RunDeps:
     model_id: str | None = None
     delegation_id: str | None = None
 
-    def delegation_id_of(self, specialist: str, tool_call_id: str) -> str:
+    def delegation_id_of(self, specialist: str, tool_call_id: str | None) -> str:
         """The id of this agent's delegation to `specialist` by tool call `tool_call_id`: `<run>:supervisor>coding:<call>`
         from the supervisor; a lead's delegation extends the lead's own id (`<run>:supervisor>coding:<call>>tester:<call>`),
         so each branch of the tree is named apart even where two leads' models reuse a tool call id."""

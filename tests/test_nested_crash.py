@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -167,3 +168,28 @@ def test_deep_approval_pauses_only_its_branch_and_a_rejection_from_another_proce
     )
     assert 'not on a friday' in coding.output and 'denied' in coding.output  # the reason reached the lead
     assert sorted(h.lines('counter')) == ['implemented', 'tested']  # the rejected effect never happened
+
+
+@pytest.mark.parametrize('verb', ['approve', 'reject'])
+def test_the_nested_team_example_runs_offline(tmp_path, verb):
+    example = Path(__file__).resolve().parents[1] / 'examples' / 'nested_team.py'
+    out = subprocess.run(
+        [sys.executable, str(example), '--state-dir', str(tmp_path / 'state'), f'--auto-{verb}'],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'waiting for approval apr-' in out.stdout and 'supervisor>coding>tester wants write_file' in out.stdout
+    # only the waiting branch paused: every other branch at every level had finished
+    assert 'supervisor>research>reader_docs succeeded' in out.stdout
+    assert 'supervisor>coding>implementer succeeded' in out.stdout
+    assert 'supervisor>coding>tester waiting' in out.stdout
+    assert re.search(r'^run [0-9a-f]+: succeeded$', out.stdout, re.M)
+    assert 'src/greet.py: written' in out.stdout
+    if verb == 'approve':
+        assert 'tests/test_greet.py: written' in out.stdout
+    else:
+        assert 'tests/test_greet.py: not written' in out.stdout
+        assert 'tester: The tool call was denied by example-operator' in out.stdout and 'tests land next sprint' in out.stdout
