@@ -77,8 +77,18 @@ def build_team() -> Team:
         'Lead the change: split it between the implementer and the tester.',
         model=lead_model('coding', 'implementer', 'tester'),
         team=[
-            Specialist('implementer', 'Write the code.', model=writer_model('implementer', 'src/greet.py', GREET), tools=[write_file]),
-            Specialist('tester', 'Write the tests.', model=writer_model('tester', 'tests/test_greet.py', TEST), tools=[write_file]),
+            Specialist(
+                'implementer',
+                'Write the code.',
+                model=writer_model('implementer', 'src/greet.py', GREET),
+                tools=[write_file],
+            ),
+            Specialist(
+                'tester',
+                'Write the tests.',
+                model=writer_model('tester', 'tests/test_greet.py', TEST),
+                tools=[write_file],
+            ),
         ],
     )
     research = Specialist(
@@ -86,12 +96,23 @@ def build_team() -> Team:
         'Lead the research: one reader for the docs, one for the code.',
         model=lead_model('research', 'reader_docs', 'reader_code'),
         team=[
-            Specialist('reader_docs', 'Read the docs.', model=reader_model('reader_docs', 'no docs yet'), tools=[read_file]),
-            Specialist('reader_code', 'Read the code.', model=reader_model('reader_code', 'an empty src/'), tools=[read_file]),
+            Specialist(
+                'reader_docs', 'Read the docs.', model=reader_model('reader_docs', 'no docs yet'), tools=[read_file]
+            ),
+            Specialist(
+                'reader_code', 'Read the code.', model=reader_model('reader_code', 'an empty src/'), tools=[read_file]
+            ),
         ],
     )
     policy = ApprovalPolicy(
-        [ApprovalRule(tool='write_file', args={'path': '!src/*'}, role='operator', reason='writes outside src/ need an operator')]
+        [
+            ApprovalRule(
+                tool='write_file',
+                args={'path': '!src/*'},
+                role='operator',
+                reason='writes outside src/ need an operator',
+            )
+        ]
     )
     return Team(
         Supervisor(model=lead_model('supervisor', 'coding', 'research')),
@@ -137,7 +158,9 @@ def announce(state: Path, stop: threading.Event) -> None:
             a = pending[0]
             print(f'\nwaiting for approval {a.approval_id}: {a.agent_path} wants {a.tool}({a.args["path"]!r})')
             print(f'  approve: PROCTOR_ROLES=operator proctor --state-dir {state} approvals approve {a.approval_id}')
-            print(f'  reject:  PROCTOR_ROLES=operator proctor --state-dir {state} approvals reject {a.approval_id} --reason "why"')
+            print(
+                f'  reject:  PROCTOR_ROLES=operator proctor --state-dir {state} approvals reject {a.approval_id} --reason "why"'
+            )
             on_path = {a.agent_path.rsplit('>', n)[0] for n in range(a.agent_path.count('>'))}  # it and its leads
             deadline = time.monotonic() + 10
             while True:  # the other branches go on meanwhile: show them once they are done
@@ -154,7 +177,9 @@ def announce(state: Path, stop: threading.Event) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--state-dir', type=Path, default=None, help='default: $PROCTOR_STATE_DIR, else a new temporary folder')
+    ap.add_argument(
+        '--state-dir', type=Path, default=None, help='default: $PROCTOR_STATE_DIR, else a new temporary folder'
+    )
     group = ap.add_mutually_exclusive_group()
     group.add_argument('--auto-approve', action='store_true', help='approve from a second process')
     group.add_argument('--auto-reject', action='store_true', help='reject from a second process')

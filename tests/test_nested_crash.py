@@ -192,4 +192,7 @@ def test_the_nested_team_example_runs_offline(tmp_path, verb):
         assert 'tests/test_greet.py: written' in out.stdout
     else:
         assert 'tests/test_greet.py: not written' in out.stdout
-        assert 'tester: The tool call was denied by example-operator' in out.stdout and 'tests land next sprint' in out.stdout
+        assert (
+            'tester: The tool call was denied by example-operator' in out.stdout
+            and 'tests land next sprint' in out.stdout
+        )
