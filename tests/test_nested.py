@@ -8,6 +8,7 @@ tests of a nested team are in `test_nested_crash.py`.
 
 from __future__ import annotations
 
+import io
 import json
 
 import anyio
@@ -15,13 +16,14 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from rich.console import Console
 
 from proctor import Budget, Ledger, ModelRegistry, ModelRouter, Specialist, Supervisor, Team, UserError
 from proctor.cli._app import main as cli
 from proctor.guardrails._protocol import Decision
 from proctor.orchestrator import budget_status, replay
 from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results
-from proctor.tracing import Recording
+from proctor.tracing import LiveTree, Recording
 
 pytestmark = pytest.mark.anyio
 
@@ -171,9 +173,15 @@ async def test_a_lead_delegates_to_its_members_in_parallel_through_the_same_tool
         ],
         name=f'nested-par-{durable}',
         durable=durable,
+        observers=[live := LiveTree(Console(file=io.StringIO()), live=False)],
     )
     result = await team.run('ship it')
     assert result.status == 'succeeded' and result.output == DONE
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(live.render())  # the live terminal tree: members under their lead
+    lines = buf.getvalue().splitlines()
+    col = {n: next(line.index(n) for line in lines if f'{n}  ' in line) for n in ('coding', 'tester', 'reader_b')}
+    assert col['tester'] > col['coding'] and col['reader_b'] == col['tester']
     assert offered == {
         'supervisor': ['delegate_to_coding', 'delegate_to_research'],
         'coding': ['delegate_to_implementer', 'delegate_to_tester'],
@@ -237,6 +245,44 @@ async def test_members_named_alike_under_two_leads_keep_their_own_models_and_too
         'writer-b',
         'writer-b: noted b',
     )
+
+
+async def test_a_member_that_needs_its_own_workflow_makes_its_lead_a_child_workflow_too(state_dir):
+    from dbos import DBOS
+
+    def shout(x: str) -> str:
+        return x.upper()
+
+    team = Team(
+        Supervisor(model=lead('supervisor', 'coding', 'research')),
+        [
+            Specialist(
+                'coding',
+                'Lead coding.',
+                model=lead('coding', 'implementer', 'tester'),
+                team=[
+                    # an output function may act outside any tool call: its delegation is a DBOS child workflow
+                    Specialist(
+                        'implementer',
+                        'I.',
+                        model=ScriptedModel([tool_call('final_result', {'x': 'ok'})]),
+                        output_type=shout,
+                    ),
+                    leaf('tester'),
+                ],
+            ),
+            leaf('research'),
+        ],
+        name='nested-wf',
+    )
+    result = await team.run('ship it', run_id='nested-wf-run')
+    assert result.output == 'supervisor: coding: OK | tester: tester part | research: research part'
+    flows = {w.workflow_id: w for w in await DBOS.list_workflows_async()}
+    assert {w.parent_workflow_id for w in flows.values() if w.workflow_id != 'nested-wf-run'} == {
+        'nested-wf-run',  # the coding lead's child workflow, started from the run's
+        'nested-wf-run-1',  # the implementer's, started from its lead's
+    }
+    assert {w.status for w in flows.values()} == {'SUCCESS'}
 
 
 # ---------------------------------------------------------------------------- guardrails, data class, tools
