@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from rich.console import Console
 
-from proctor import Budget, Ledger, ModelRegistry, ModelRouter, Specialist, Supervisor, Team, UserError
+from proctor import Budget, BudgetExceeded, Ledger, ModelRegistry, ModelRouter, Specialist, Supervisor, Team, UserError
 from proctor.cli._app import main as cli
 from proctor.guardrails._protocol import Decision
 from proctor.orchestrator import budget_status, replay
@@ -382,7 +382,13 @@ async def test_routing_budgets_and_the_ledger_attribute_a_grandchilds_spend_to_i
         }
     }
     router = ModelRouter(
-        registry, policy, budgets=[Budget('specialist', 'tester', usd=1.0), Budget('project', 'p', usd=5.0)]
+        registry,
+        policy,
+        budgets=[
+            Budget('specialist', 'tester', usd=1.0),
+            Budget('specialist', 'coding', usd=1.0),
+            Budget('project', 'p', usd=5.0),
+        ],
     )
     team = Team(
         Supervisor(),
@@ -409,6 +415,8 @@ async def test_routing_budgets_and_the_ledger_attribute_a_grandchilds_spend_to_i
     spent = {b['scope']: b['spent_usd'] for b in budget_status(team.store)}
     assert spent['specialist:tester'] == pytest.approx(tester_rows[0].cost_usd)
     assert spent['project:p'] == pytest.approx(result.cost_usd)
+    # a lead's budget covers its branch: its own calls and its members'
+    assert spent['specialist:coding'] == pytest.approx(sum(r.cost_usd for r in rows if r.agent_path != 'supervisor'))
 
     cli(['usage', '--by', 'specialist', '--run', result.run_id, '--json'])
     doc = json.loads(capsys.readouterr().out)
@@ -548,3 +556,50 @@ async def test_a_nested_run_replays_with_zero_live_calls_and_forks_at_a_grandchi
         'supervisor>coding:supervisor-coding',
         'supervisor>coding:supervisor-coding>tester:coding-tester',
     }
+
+
+async def test_a_leads_budget_covers_its_branch_and_stops_a_members_call(state_dir):
+    every = ['public', 'internal', 'confidential', 'restricted']
+
+    def priced(model, usd: float) -> dict:
+        return {
+            'model': model,
+            'usd_per_m_input': usd,
+            'usd_per_m_output': usd,
+            'data_classes': every,
+            'max_output_tokens': 50,
+        }
+
+    registry = ModelRegistry(
+        {
+            'boss': priced(lead('supervisor', 'coding'), 10),
+            'lead': priced(lead('coding', 'tester'), 5),
+            'cheap': priced(echo('cheap'), 1),
+        }
+    )
+    policy = {
+        'specialists': {
+            'supervisor': {'preferred': 'boss'},
+            'coding': {'preferred': 'lead'},
+            'tester': {'preferred': 'cheap'},
+        }
+    }
+    # Room for the lead's own first call (~64 tokens), not for it plus a member's (up to ~128 more).
+    router = ModelRouter(registry, policy, budgets=[Budget('specialist', 'coding', tokens=150)])
+    team = Team(
+        Supervisor(),
+        [Specialist('coding', 'Lead.', team=[Specialist('tester', 'T.')])],
+        router=router,
+        name='lead-budget',
+        durable=False,
+    )
+    with pytest.raises(BudgetExceeded) as info:
+        await team.run('ship it')
+    assert info.value.budget == 'specialist:coding'
+    [run] = team.list_runs()
+    by = {d.agent_path: d for d in team.get_run(run.run_id).delegations}
+    assert (
+        by['supervisor>coding>tester'].status == 'failed'
+        and 'specialist:coding' in by['supervisor>coding>tester'].error
+    )
+    assert [r.agent_path for r in Ledger().entries(run_id=run.run_id)] == ['supervisor', 'supervisor>coding']
