@@ -603,3 +603,78 @@ async def test_a_leads_budget_covers_its_branch_and_stops_a_members_call(state_d
         and 'specialist:coding' in by['supervisor>coding>tester'].error
     )
     assert [r.agent_path for r in Ledger().entries(run_id=run.run_id)] == ['supervisor', 'supervisor>coding']
+
+
+# ---------------------------------------------------------------------------- approvals
+
+
+async def test_two_deep_approvals_in_two_branches_each_wake_only_their_own(state_dir):
+    from proctor.guardrails import ApprovalPolicy, ApprovalQueue, ApprovalRule
+    from proctor.state._records import RunRecords
+
+    done: list[str] = []
+
+    def bump(name: str) -> str:
+        """A risky effect."""
+        done.append(name)
+        return f'bumped {name}'
+
+    def risky(name: str) -> Specialist:
+        model = ScriptedModel([[tool_call('bump', {'name': f'risky-{name}'})], joined(name)], name=f'{name}-model')
+        return Specialist(name, f'The {name}.', model=model, tools=[bump])
+
+    team = Team(
+        Supervisor(model=lead('supervisor', 'coding', 'research')),
+        [
+            Specialist(
+                'coding',
+                'C.',
+                model=lead('coding', 'implementer', 'tester'),
+                team=[leaf('implementer'), risky('tester')],
+            ),
+            Specialist(
+                'research',
+                'R.',
+                model=lead('research', 'reader_a', 'reader_b'),
+                team=[risky('reader_a'), leaf('reader_b')],
+            ),
+        ],
+        name='two-approvals',
+        guardrails=[ApprovalPolicy([ApprovalRule(tool='bump', args={'name': 'risky-*'}, reason='risky')])],
+    )
+    queue, records = ApprovalQueue(team.store), RunRecords(team.store)
+
+    async def poll(predicate, what: str):
+        with anyio.fail_after(60):
+            while not (value := await anyio.to_thread.run_sync(predicate)):
+                await anyio.sleep(0.02)
+        return value
+
+    def statuses() -> dict[str, str]:
+        return {d.agent_path: d.status for d in records.get('two-approvals-run').delegations}
+
+    box = {}
+    async with anyio.create_task_group() as tg:
+
+        async def run() -> None:
+            box['r'] = await team.run('ship it', run_id='two-approvals-run')
+
+        tg.start_soon(run)
+        pending = await poll(lambda: len(p := queue.list(status='pending')) == 2 and p, 'two approvals')
+        by = {a.agent_path: a for a in pending}
+        assert set(by) == {'supervisor>coding>tester', 'supervisor>research>reader_a'}
+        await anyio.to_thread.run_sync(
+            lambda: queue.approve(by['supervisor>coding>tester'].approval_id, decider='ops', roles=['operator'])
+        )
+        # exactly the tester's branch wakes: it and its lead finish, reader_a still waits
+        s = await poll(lambda: (s := statuses()).get('supervisor>coding') == 'succeeded' and s, 'the coding branch')
+        assert (s['supervisor>coding>tester'], s['supervisor>research>reader_a']) == ('succeeded', 'waiting')
+        assert done == ['risky-tester'] and queue.get(by['supervisor>research>reader_a'].approval_id).pending
+        await anyio.to_thread.run_sync(
+            lambda: queue.approve(by['supervisor>research>reader_a'].approval_id, decider='ops', roles=['operator'])
+        )
+    assert box['r'].status == 'succeeded' and done == ['risky-tester', 'risky-reader_a']
+    assert box['r'].output == (
+        'supervisor: coding: implementer: implementer part | tester: bumped risky-tester | '
+        'research: reader_a: bumped risky-reader_a | reader_b: reader_b part'
+    )
