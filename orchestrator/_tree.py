@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..agents._specialist import Specialist
 from ..exceptions import UserError
@@ -26,12 +27,12 @@ DEFAULT_MAX_DEPTH = 4  # delegations from the supervisor to the deepest member (
 class AgentTree:
     """Every agent of a team by agent path (parents before their members) and each lead's members."""
 
-    specs: dict[str, Specialist]
-    members: dict[str, dict[str, Specialist]]  # lead's agent path -> its members by name
+    specs: dict[str, Specialist[Any]]
+    members: dict[str, dict[str, Specialist[Any]]]  # lead's agent path -> its members by name
 
     @classmethod
     def build(
-        cls, team: str, supervisor: Specialist, specialists: Sequence[Specialist], *, max_depth: int
+        cls, team: str, supervisor: Specialist[Any], specialists: Sequence[Specialist[Any]], *, max_depth: int
     ) -> AgentTree:
         if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1:
             raise UserError(f'team {team!r}: max_depth must be a whole number >= 1, not {max_depth!r}')
@@ -40,11 +41,11 @@ class AgentTree:
                 f"team {team!r}: the supervisor's members are the team's specialists "
                 '(Team(supervisor, [specialists])), not Supervisor(team=...)'
             )
-        specs: dict[str, Specialist] = {SUPERVISOR_PATH: supervisor}
-        members: dict[str, dict[str, Specialist]] = {}
+        specs: dict[str, Specialist[Any]] = {SUPERVISOR_PATH: supervisor}
+        members: dict[str, dict[str, Specialist[Any]]] = {}
 
-        def visit(path: str, lead_members: Sequence[Specialist], ancestors: tuple[int, ...]) -> None:
-            named: dict[str, Specialist] = {}
+        def visit(path: str, lead_members: Sequence[Specialist[Any]], ancestors: tuple[int, ...]) -> None:
+            named: dict[str, Specialist[Any]] = {}
             for m in lead_members:
                 if not isinstance(m, Specialist):
                     raise UserError(f'team {team!r}: a member under {path} is a {type(m).__name__}, not a Specialist')

@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Container
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -14,7 +14,12 @@ from ..exceptions import UnknownRunError
 from ._schema import delegations, runs
 from ._store import StateStore
 
-__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords', 'lead_delegation')
+__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords', 'RunStatus', 'DelegationStatus', 'lead_delegation')
+
+#: A run's status: queued for a worker, executing, paused at an approval, or finished one of three ways.
+RunStatus = Literal['enqueued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled']
+#: A delegation's status (a delegation cannot be queued or cancelled on its own).
+DelegationStatus = Literal['running', 'waiting', 'succeeded', 'failed']
 
 
 def lead_delegation(delegation_id: str, known: Container[str]) -> str | None:
@@ -38,7 +43,7 @@ class DelegationRecord:
     subtask: str
     model_id: str | None
     route_reason: str | None
-    status: str
+    status: DelegationStatus
     output: Any
     error: str | None
     started_at: float
@@ -56,7 +61,7 @@ class RunRecord:
     project: str
     data_class: str
     task: str
-    status: str
+    status: RunStatus
     factory: str | None
     workspace: str | None
     started_at: float
@@ -194,7 +199,7 @@ class RunRecords:
         factory: str | None,
         workspace: str | None,
         durable: bool,
-        status: str = 'running',
+        status: RunStatus = 'running',
     ) -> None:
         """Insert the run's row (a no-op apart from the status if the run id is already recorded)."""
         values = dict(
@@ -217,7 +222,7 @@ class RunRecords:
             if c.execute(_insert_ignore(c, runs, 'run_id'), values).rowcount == 0:
                 c.execute(_RUN_STATUS, {'rid': run_id, 'status': status})
 
-    def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
+    def set_status(self, run_id: str, status: RunStatus, *, error: str | None = None) -> None:
         final = status in ('succeeded', 'failed', 'cancelled')
         with self.store.engine.begin() as c:
             if error is not None:
