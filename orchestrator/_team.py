@@ -121,8 +121,9 @@ def _needs_child_workflow(spec: Specialist[Any]) -> bool:
     """Whether a durable delegation to `spec` needs DBOS steps of its own, so a child workflow: it has
     toolsets (pydantic-ai makes MCP calls DBOS steps) or an output function (which may call
     `side_effect_step` outside any tool call), or it leads a member that does (a child workflow is
-    started from workflow code, never from a delegation running in its parent's). Everything else a specialist does is checkpointed by
-    proctor's own tables, which concurrent branches of one workflow can share: model responses by
+    started from workflow code, never from a delegation running in its parent's). Everything else a
+    specialist does is checkpointed by proctor's own tables, which concurrent branches of one
+    workflow can share: model responses by
     the run's recording, side effects of its function tools by the tool journal (keyed by the call,
     not by DBOS's operation order), approvals by the approvals table (waited for by polling it). A
     child workflow would add ~7 ms of DBOS bookkeeping per delegation (`feature_costs.py`)."""
@@ -152,8 +153,8 @@ class Team(Generic[OutputT]):
     `await team.run(task, project=..., data_class=...)` runs the supervisor on `task`; it delegates
     through one tool per specialist (`delegate_to_<name>`), several in one turn running
     concurrently. A specialist with `team=[...]` leads a sub-team and delegates to its members the
-    same way, to `max_depth` delegations below the supervisor (default 4). With `durable=True` (the default) the run is a DBOS workflow in the state store,
-    so an interrupted run resumes (`team.resume(run_id)`, `proctor resume RUN`) without repeating
+    same way, to `max_depth` delegations below the supervisor (default 4). With `durable=True` (the
+    default) the run is a DBOS workflow in the state store, so an interrupted run resumes (`team.resume(run_id)`, `proctor resume RUN`) without repeating
     finished model calls or side effects. `factory` ('module:callable' or 'file.py:callable') is
     recorded with each run so another process can rebuild this team to resume or replay it.
     """
