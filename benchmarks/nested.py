@@ -10,7 +10,7 @@ CPU per delegation is measured at L=0 as a marginal cost, so the fixed cost of a
 The leaves do the same work in both, so the two numbers compare a delegation two levels down with
 one from the supervisor. Prints one JSON line.
 
-    python benchmarks/nested.py                 # L=0.2 s, 3 timed runs, 5 CPU runs per shape
+    python benchmarks/nested.py                 # L=0.2 s, 3 timed runs, 9 interleaved CPU rounds
     python benchmarks/nested.py --latency 0.5 --runs 5
 """
 
@@ -110,16 +110,20 @@ def flat_team(store: Path, leaves: int, *, name: str) -> Team:
     )
 
 
-async def _cpu_per_run(team: Team, runs: int) -> float:
+async def _cpu_per_run(teams: dict[str, Team], rounds: int) -> dict[str, float]:
+    """Median CPU seconds per run of each team at L=0, the teams taking turns (drift on a noisy
+    machine hits them alike)."""
     METER.reset(0.0)
-    await team.run('warm up')
-    samples = []
-    for i in range(runs):
-        t = time.process_time()
-        result = await team.run(f'go {i}')
-        samples.append(time.process_time() - t)
-        assert result.status == 'succeeded', result
-    return statistics.median(samples)
+    for team in teams.values():
+        await team.run('warm up')
+    samples: dict[str, list[float]] = {k: [] for k in teams}
+    for i in range(rounds):
+        for key, team in teams.items():
+            t = time.process_time()
+            result = await team.run(f'go {i}')
+            samples[key].append(time.process_time() - t)
+            assert result.status == 'succeeded', result
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 async def _main(latency: float, runs: int, cpu_runs: int) -> dict[str, Any]:
@@ -136,12 +140,13 @@ async def _main(latency: float, runs: int, cpu_runs: int) -> dict[str, Any]:
         calls.append(METER.calls)
         assert result.status == 'succeeded' and len(result.delegations) == 20, result
 
-    cpu = {
-        'tree_1_4_16': await _cpu_per_run(tree, cpu_runs),
-        'tree_1_4_4': await _cpu_per_run(tree_team(store, 4, 1, name='tree4'), cpu_runs),
-        'flat_16': await _cpu_per_run(flat_team(store, 16, name='flat16'), cpu_runs),
-        'flat_4': await _cpu_per_run(flat_team(store, 4, name='flat4'), cpu_runs),
+    shapes = {
+        'tree_1_4_16': tree,
+        'tree_1_4_4': tree_team(store, 4, 1, name='tree4'),
+        'flat_16': flat_team(store, 16, name='flat16'),
+        'flat_4': flat_team(store, 4, name='flat4'),
     }
+    cpu = await _cpu_per_run(shapes, cpu_runs)
     leaf_ms = (cpu['tree_1_4_16'] - cpu['tree_1_4_4']) / 12 * 1000
     top_ms = (cpu['flat_16'] - cpu['flat_4']) / 12 * 1000
     ideal = 3 * 2 * latency
@@ -152,6 +157,7 @@ async def _main(latency: float, runs: int, cpu_runs: int) -> dict[str, Any]:
         'features': 'durable, recorded, traced (the defaults)',
         'latency_s': latency,
         'runs': runs,
+        'cpu_rounds': cpu_runs,
         'wall_s': round(wall, 3),
         'wall_s_all': [round(w, 3) for w in walls],
         'ideal_s': round(ideal, 3),
@@ -168,7 +174,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument('--latency', type=float, default=0.2)
     p.add_argument('--runs', type=int, default=3)
-    p.add_argument('--cpu-runs', type=int, default=5)
+    p.add_argument('--cpu-runs', type=int, default=9, help='interleaved rounds of the four shapes at L=0')
     a = p.parse_args()
     print(json.dumps(anyio.run(_main, a.latency, a.runs, a.cpu_runs)), flush=True)
 
