@@ -4,8 +4,9 @@ A plain replay needs nothing live: each model request is answered by its recorde
 tool call by its recorded result, so the team's agents and tools only need to exist under their
 recorded names. `recorded_team(rec)` builds that from the recording (the supervisor and specialists
 named by its steps, each tool a stub that is never run, each model one that refuses live calls).
-What the recording cannot stand in for is refused with `UserError` naming it: an agent that answered
-through an output tool or an output function (its output type is code), a nested delegation.
+Sub-teams are rebuilt by agent path. What the recording cannot stand in for is refused with
+`UserError` naming it: an agent that answered through an output tool or an output function (its
+output type is code).
 Guardrails are code too: the replay runs without them and does not compare their decisions
 (`RecordedTeam.notes` says so).
 """
@@ -25,6 +26,7 @@ from ..exceptions import RunError, UserError
 from ..guardrails._pipeline import GuardrailPipeline
 from ..models._routing import Route
 from ..tracing._recording import DELEGATE_PREFIX, Recording
+from ._tree import DEFAULT_MAX_DEPTH, SUPERVISOR_PATH, AgentTree
 
 __all__ = ('RecordedTeam', 'recorded_team')
 
@@ -71,8 +73,10 @@ class RecordedTeam:
     """What `replay` reads of a team, rebuilt from a recording (it is never run itself)."""
 
     name: str
-    supervisor: Specialist
-    specialists: dict[str, Specialist]
+    supervisor: Specialist[Any]
+    specialists: dict[str, Specialist[Any]]
+    tree: AgentTree
+    max_depth: int
     router: _RecordedRouter
     guardrails: GuardrailPipeline = field(default_factory=GuardrailPipeline)
     workspace: Any = None
@@ -80,11 +84,12 @@ class RecordedTeam:
 
 
 def recorded_team(rec: Recording) -> RecordedTeam:
-    """The team of `rec` as its steps name it; `UserError` saying exactly what the recording lacks."""
+    """The team of `rec` as its steps name it (sub-teams too, by agent path); `UserError` saying
+    exactly what the recording lacks."""
     agents: dict[str, str] = {}  # agent path -> specialist name
-    tools: dict[str, set[str]] = {}  # specialist -> recorded tool names (not delegations)
-    asked: dict[str, set[str]] = {}  # specialist -> tool names its responses called
-    models: dict[str, str] = {}
+    tools: dict[str, set[str]] = {}  # agent path -> recorded tool names (not delegations)
+    asked: dict[str, set[str]] = {}  # agent path -> tool names its responses called
+    models: dict[str, str] = {}  # specialist name -> the model id its responses name
     outputs: set[str] = set()
     for s in rec.steps:
         path, name = s.payload.get('agent_path'), s.payload.get('specialist')
@@ -92,47 +97,53 @@ def recorded_team(rec: Recording) -> RecordedTeam:
             continue
         agents.setdefault(path, name)
         if s.kind in ('tool', 'tool_error'):
-            tools.setdefault(name, set()).add(str(s.payload.get('tool')))
+            tools.setdefault(path, set()).add(str(s.payload.get('tool')))
         elif s.kind == 'model':
             models.setdefault(name, str(s.payload.get('model_id') or name))
             for part in s.response().parts:
                 if isinstance(part, ToolCallPart):
-                    asked.setdefault(name, set()).add(part.tool_name)
+                    asked.setdefault(path, set()).add(part.tool_name)
         elif s.kind.startswith('output'):
-            outputs.add(name)
-    sup = agents.get('supervisor')
-    if sup is None:
+            outputs.add(path)
+    if SUPERVISOR_PATH not in agents:
         raise UserError(
             f'run {rec.run_id} recorded no step of its supervisor: replay it with its team (--team module:callable)'
         )
-    missing: list[str] = []
-    nested = sorted(p for p in agents if p.count('>') > 1)
-    if nested:
-        missing.append(f'the team of nested delegation {nested[0]}')
-    for name in sorted(outputs):
-        missing.append(f'the output function of agent {name!r}')
-    specialists = sorted(
-        {n for p, n in agents.items() if p != 'supervisor'} | {d['specialist'] for d in rec.delegations}
-    )
-    for name in [sup, *specialists]:
-        known = tools.get(name, set()) | {DELEGATE_PREFIX + s for s in specialists}
-        unknown = sorted(t for t in asked.get(name, set()) - known if not t.startswith(DELEGATE_PREFIX))
+    for path, called in list(asked.items()):  # a member it delegated to that never got to a model step
+        for tool in called:
+            if tool.startswith(DELEGATE_PREFIX):
+                agents.setdefault(f'{path}>{tool[len(DELEGATE_PREFIX) :]}', tool[len(DELEGATE_PREFIX) :])
+    members: dict[str, list[str]] = {}  # lead path -> its members' paths
+    for path in agents:
+        if path != SUPERVISOR_PATH:
+            members.setdefault(path.rpartition('>')[0], []).append(path)
+    missing = [f'the output function of agent {p!r}' for p in sorted(outputs)]
+    for path in agents:
+        known = tools.get(path, set()) | {DELEGATE_PREFIX + agents[m] for m in members.get(path, [])}
+        unknown = sorted(asked.get(path, set()) - known)
         if unknown:  # a structured output type answers through a tool the recording has no result for
-            missing.append(f'the output type of agent {name!r} (it answered through {", ".join(unknown)})')
+            missing.append(f'the output type of agent {path!r} (it answered through {", ".join(unknown)})')
     if missing:
         raise UserError(
             f'run {rec.run_id} recorded no team factory, and its recording lacks {"; ".join(missing)}: '
             'replay it with its team (--team module:callable)'
         )
 
-    def spec(cls: type[Specialist], name: str) -> Specialist:
+    def spec(path: str, cls: type[Specialist[Any]] = Specialist) -> Specialist[Any]:
+        name = agents[path]
         return cls(
             name=name,
             instructions=f'{name} (rebuilt from the recording of run {rec.run_id})',
-            tools=[_stub_tool(t) for t in sorted(tools.get(name, set()))],
+            tools=[_stub_tool(t) for t in sorted(tools.get(path, set()))],
+            team=[spec(m) for m in sorted(members.get(path, []))] if path != SUPERVISOR_PATH else (),
         )
 
-    names = specialists or ['unrecorded']  # a team has one specialist at least; this run delegated to none
+    supervisor = spec(SUPERVISOR_PATH, Supervisor)
+    # a team has one specialist at least: a run that delegated to none gets a stand-in nobody calls
+    specialists = [spec(m) for m in sorted(members.get(SUPERVISOR_PATH, []))] or [
+        Specialist('unrecorded', 'A stand-in: the recorded run delegated to no specialist.')
+    ]
+    depth = max([p.count('>') for p in agents] + [DEFAULT_MAX_DEPTH])
     notes = ['no team factory was recorded: the team was rebuilt from the recording (its agents, tools as stubs)']
     if rec.guard_decisions:
         notes.append(
@@ -141,8 +152,10 @@ def recorded_team(rec: Recording) -> RecordedTeam:
         )
     return RecordedTeam(
         name=rec.team,
-        supervisor=spec(Supervisor, sup),
-        specialists={n: spec(Specialist, n) for n in names},
+        supervisor=supervisor,
+        specialists={s.name: s for s in specialists},
+        tree=AgentTree.build(rec.team, supervisor, specialists, max_depth=depth),
+        max_depth=depth,
         router=_RecordedRouter(models),
         notes=notes,
     )

@@ -235,7 +235,7 @@ async def replay(
             notes = list(recorded.notes)
             team = cast(Team, recorded)  # it has what replay reads of a team
     assert isinstance(team, (Team, RecordedTeam))  # load_factory returns only registered teams
-    agents = {a.name: a for a in [team.supervisor, *team.specialists.values()]}
+    agents = {a.name: a for a in team.tree.specs.values()}  # every level of a nested team
     for name in models or {}:
         if name not in agents:
             raise UserError(
@@ -293,6 +293,7 @@ async def replay(
         router=ReplayRouter(replay_models, routes),  # type: ignore[arg-type]
         observers=[StepMarker(session)],
         trace=False,
+        max_depth=team.max_depth,
     )
     for o in clone.observers:  # approval checkpoints (the guardrails' observer) do not wait in a replay
         if hasattr(o, 'gate'):

@@ -58,7 +58,7 @@ runs = sa.Table(
 delegations = sa.Table(
     'proctor_delegations',
     metadata,
-    sa.Column('delegation_id', sa.String(200), primary_key=True),
+    sa.Column('delegation_id', sa.String(400), primary_key=True),  # a sub-team member's extends its lead's
     sa.Column('run_id', sa.String(64), nullable=False, index=True),
     sa.Column('seq', sa.Integer, nullable=False),
     sa.Column('agent_path', sa.String(400), nullable=False),

@@ -571,7 +571,7 @@ async def test_replay_without_a_factory_says_exactly_what_the_recording_lacks(st
     )
     result = await team.run('go')
     assert result.output == 'done'
-    lacks = "recorded no team factory, and its recording lacks the output function of agent 'coding'"
+    lacks = "recorded no team factory, and its recording lacks the output function of agent 'supervisor>coding'"
     with pytest.raises(UserError, match=lacks):
         await replay(result.run_id)
 
