@@ -155,8 +155,12 @@ def assert_one_account(state_dir: Path, run_id: str, capsys, *, requests: int) -
     # a delegation's share is its own calls: the analyst's rows in the ledger
     show = _cli_json(capsys, 'runs', 'show', run_id, '--json')
     by = {r['key']: r for r in _cli_json(capsys, 'usage', '--run', run_id, '--by', 'specialist', '--json')['rows']}
-    for name in {d['specialist'] for d in show['delegations']}:
-        mine = [d for d in show['delegations'] if d['specialist'] == name]
+
+    def key(d: dict) -> str:  # `usage --by specialist` names a sub-team's member by its agent path
+        return d['specialist'] if d['agent_path'].count('>') == 1 else d['agent_path']
+
+    for name in {key(d) for d in show['delegations']}:
+        mine = [d for d in show['delegations'] if key(d) == name]
         assert tuple(sum(d[k] for d in mine) for k in ('requests', 'input_tokens', 'output_tokens')) == (
             by[name]['calls'],
             by[name]['input_tokens'],
@@ -314,3 +318,41 @@ def test_durations_read_as_a_person_would():
         '2 d 7 h',
     ]
     assert human_duration(None) == '–' and human_duration(None, missing='-') == '-'
+
+
+def note(n: int) -> str:
+    """Take a note."""
+    return f'noted {n}'
+
+
+def test_a_nested_run_and_its_replay_without_a_factory(state_dir, capsys):
+    """supervisor → coding (a lead) → tester (with a tool): each level's calls are counted once, in
+    every view; a script's nested run replays from its recording alone (the sub-team rebuilt by path)."""
+    from proctor.orchestrator import replay_sync
+
+    def joined(prefix: str):
+        return lambda m: text(f'{prefix}: ' + ' | '.join(tool_results(m)))
+
+    tester = Specialist(
+        'tester', 'Test.', model=ScriptedModel([tool_call('note', {'n': 1}), joined('tester')]), tools=[note]
+    )
+    coding = Specialist(
+        'coding',
+        'Lead coding.',
+        model=ScriptedModel([[delegate('tester', 'test it')], joined('coding')]),
+        team=[tester],
+    )
+    team = Team(
+        Supervisor(model=ScriptedModel([[delegate('coding', 'build it')], joined('supervisor')])),
+        [coding],
+        name='nested-account',
+        durable=False,
+    )
+    result = team.run_sync('ship it')
+    assert result.output == 'supervisor: coding: tester: noted 1'
+    assert_one_account(state_dir, result.run_id, capsys, requests=6)  # two calls at each of the three levels
+    show = _cli_json(capsys, 'runs', 'show', result.run_id, '--json')
+    assert sorted(d['agent_path'] for d in show['delegations']) == ['supervisor>coding', 'supervisor>coding>tester']
+    report = replay_sync(result.run_id)
+    assert report.ok, report.summary()
+    assert (report.replayed_model_calls, report.live_model_calls, report.replayed_tool_calls) == (6, 0, 3)
