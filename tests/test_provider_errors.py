@@ -173,3 +173,47 @@ def test_the_cli_prints_one_line_and_exits_non_zero(state_dir, tmp_path):
         f"error: run {run_id}: specialist 'worker' got no model response (1 model tried): "
         'worker-llm: HTTP 401 (check the API key): invalid x-api-key'
     )
+
+
+async def test_chat_spans_name_the_provider_model_that_served_with_the_registry_id_as_proctor_attributes(state_dir):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reg = ModelRegistry(
+        {
+            'boss': {'model': boss(), 'version': 'b-1', 'data_classes': CLASSES},
+            'primary': {'model': failing(fail(503, 'busy'), 'primary-llm'), 'data_classes': CLASSES},
+            'backup': {'model': ScriptedModel([text('ok')], name='backup-llm'), 'data_classes': CLASSES},
+        }
+    )
+    policy = {
+        'specialists': {'supervisor': {'preferred': 'boss'}, 'worker': {'preferred': 'primary', 'fallback': ['backup']}}
+    }
+    team = Team(
+        Supervisor(), [Specialist('worker', 'Work.')], router=ModelRouter(reg, policy), name='spans', tracer_provider=provider
+    )
+    assert (await team.run('go')).output == 'ok'
+    chats = [s for s in exporter.get_finished_spans() if s.attributes.get('gen_ai.operation.name') == 'chat']
+    got = [
+        (
+            s.name,
+            s.attributes.get('gen_ai.request.model'),
+            s.attributes.get('gen_ai.response.model'),
+            s.attributes.get('gen_ai.provider.name'),
+            s.attributes.get('proctor.model_id'),
+        )
+        for s in sorted(chats, key=lambda s: s.start_time)
+    ]
+    assert got == [
+        ('chat boss-llm', 'boss-llm', 'boss-llm', 'function', 'boss'),
+        ('chat backup-llm', 'backup-llm', 'backup-llm', 'function', 'backup'),  # primary failed: backup served
+        ('chat boss-llm', 'boss-llm', 'boss-llm', 'function', 'boss'),
+    ]
+    first = min(chats, key=lambda s: s.start_time)
+    assert first.attributes['proctor.model_version'] == 'b-1'
+    assert first.attributes['proctor.route_reason'].startswith('supervisor → boss')
+    assert not any(s.name.startswith('chat route:') for s in exporter.get_finished_spans())
