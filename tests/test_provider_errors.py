@@ -217,3 +217,33 @@ async def test_chat_spans_name_the_provider_model_that_served_with_the_registry_
     assert first.attributes['proctor.model_version'] == 'b-1'
     assert first.attributes['proctor.route_reason'].startswith('supervisor → boss')
     assert not any(s.name.startswith('chat route:') for s in exporter.get_finished_spans())
+
+
+def test_models_check_prints_reachable_status_and_latency_per_model(tmp_path):
+    base = f'http://127.0.0.1:{_closed_port()}/v1'
+    cfg = tmp_path / 'proctor.toml'
+    cfg.write_text(
+        '[models.fake]\nmodel = "test"\ndata_classes = ["public"]\n\n'
+        f'[models.gone]\nmodel = "openai-compatible:served"\nbase_url = "{base}"\ncompat = "llama.cpp"\n'
+        'data_classes = ["public"]\n'
+    )
+    env = {**os.environ, 'COLUMNS': '200'}
+    run = [sys.executable, '-m', 'proctor', 'models', 'check', '--config', str(cfg)]
+    out = subprocess.run([*run, '--json'], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1  # one model did not answer
+    import json
+
+    rows = {r['model_id']: r for r in json.loads(out.stdout)['models']}
+    assert (rows['fake']['reachable'], rows['fake']['status'], rows['fake']['detail']) == (True, 'ok', 'answered as test')
+    assert (rows['gone']['reachable'], rows['gone']['status'], rows['gone']['detail']) == (False, '-', 'connection refused')
+    assert rows['gone']['model'] == f'openai-compatible:served at {base}'
+    assert all(isinstance(r['latency_ms'], float) for r in rows.values())
+    ok = subprocess.run([*run, 'fake'], capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0
+    assert ok.stdout.splitlines()[1].split() == ['id', 'model', 'reachable', 'status', 'latency', 'detail']
+    assert ok.stdout.splitlines()[2].split()[:4] == ['fake', 'test', 'yes', 'ok']
+    bad = subprocess.run([*run, 'nope'], capture_output=True, text=True, env=env, timeout=120)
+    assert (bad.returncode, bad.stderr.strip()) == (
+        1,
+        f"error: unknown model 'nope' (known: fake, gone); not in the registry of {cfg}",
+    )
