@@ -98,7 +98,9 @@ def _useful(msg: str) -> str:
             parts = [p.strip(" '") for p in loc.split(',') if p.strip(" '")]
             where = '.'.join(p for p in parts if not p[:1].isupper())  # drop the union member names
             seen.setdefault(f'{where}: {text}' if where else text)
-        return 'request rejected: ' + '; '.join(seen)
+        # A union's other members ("messages.1.role: Input should be 'system'") say nothing about the fault.
+        told = [m for m in seen if not re.search(r"\.role: Input should be '", m)] or list(seen)
+        return 'request rejected: ' + '; '.join(told)
     return msg.split('\n  File "', 1)[0]  # a server's traceback tail
 
 
