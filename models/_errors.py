@@ -144,7 +144,10 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def _is_model_failure(exc: BaseException) -> bool:
-    return isinstance(exc, ModelAPIError) or getattr(exc, MODEL_ATTR, None) is not None
+    """A provider's answer or the transport to it failed (not a bug raised from inside a model's code)."""
+    if isinstance(exc, ModelAPIError):
+        return True
+    return isinstance(exc, (OSError, TimeoutError)) and getattr(exc, MODEL_ATTR, None) is not None
 
 
 def _find_specialist(exc: BaseException) -> str | None:
