@@ -183,12 +183,11 @@ def provider_error(exc: BaseException, *, run_id: str | None = None) -> Provider
 
 
 def failure_text(exc: BaseException, cause: BaseException | None = None) -> str:
-    """What a run's record keeps of the exception that ended it: the error, then each underlying exception."""
+    """What a run's record keeps of the exception that ended it, on one line: the error, then the
+    provider's exception and each exception it groups."""
     head = f'{type(exc).__name__}: {exc}'
     if cause is None or cause is exc:
         return head
-    lines = [head, f'caused by {type(cause).__name__}: {_trim(str(cause))}']
-    for leaf in _leaves(cause):
-        if leaf is not cause:
-            lines.append(f'  {type(leaf).__name__}: {_trim(str(leaf))}')
-    return '\n'.join(lines)
+    under = [f'{type(cause).__name__}: {_trim(str(cause))}']
+    under += [f'{type(leaf).__name__}: {_trim(str(leaf))}' for leaf in _leaves(cause) if leaf is not cause]
+    return f'{head} [caused by {"; ".join(under)}]'

@@ -146,7 +146,14 @@ def test_presets_map_onto_pydantic_ai_profile_keys():
 def test_bad_compat_settings_name_the_key(compat, message):
     with pytest.raises(ConfigError, match='^' + message.replace('(', r'\(').replace('"', '"')):
         ModelRegistry(
-            {'srv': {'model': 'openai-compatible:x', 'base_url': 'http://127.0.0.1:1/v1', 'compat': compat, 'data_classes': ['public']}}
+            {
+                'srv': {
+                    'model': 'openai-compatible:x',
+                    'base_url': 'http://127.0.0.1:1/v1',
+                    'compat': compat,
+                    'data_classes': ['public'],
+                }
+            }
         )
     with pytest.raises(ConfigError, match='compat is only for model = "openai-compatible:<name>"'):
         ModelRegistry({'m': {'model': 'test', 'compat': 'vllm', 'data_classes': ['public']}})
