@@ -12,6 +12,7 @@ from pydantic_ai.tools import RunContext, ToolDefinition
 
 from ..core._deps import RunDeps
 from ..core._events import ModelCall, OutputCall, RunObserver, ToolCall, ToolCallDenied, current_tool_call
+from ..models._errors import mark_failure
 
 __all__ = ('ObserverCapability',)
 
@@ -32,7 +33,11 @@ class ObserverCapability(AbstractCapability[RunDeps]):
         self, ctx: RunContext[RunDeps], *, request_context: Any, handler: Any
     ) -> ModelResponse:
         if not self.observers:
-            return await handler(request_context)
+            try:
+                return await handler(request_context)
+            except Exception as e:
+                mark_failure(e, ctx.deps.specialist, self.model_ids.get(id(request_context.model)))
+                raise
         model = request_context.model
         call = ModelCall(
             deps=ctx.deps,
@@ -51,6 +56,7 @@ class ObserverCapability(AbstractCapability[RunDeps]):
         try:
             response = recorded if recorded is not None else await handler(request_context)
         except BaseException as e:
+            mark_failure(e, ctx.deps.specialist, call.model_id)
             for o in self.observers:
                 await o.on_model_error(call, e)
             raise

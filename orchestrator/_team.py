@@ -29,6 +29,7 @@ from ..exceptions import RunError, UserError
 from ..guardrails._observer import GuardrailObserver
 from ..guardrails._pipeline import GuardrailPipeline
 from ..guardrails._protocol import GuardContext, Hook
+from ..models._errors import failure_text, provider_error
 from ..models._ledger import LedgerObserver
 from ..models._routing import PreferredModelRouter, Route, Router
 from ..state import _dbos as _engine
@@ -373,10 +374,13 @@ class Team(Generic[OutputT]):
             else:
                 out = await self.execute(run_id, task, project, data_class)
         except BaseException as e:
+            err = provider_error(e, run_id=run_id)  # a provider failure reads as a ProviderError (#20)
             if self.record:
                 with anyio.CancelScope(shield=True):
                     status = 'cancelled' if isinstance(e, anyio.get_cancelled_exc_class()) else 'failed'
-                    await self._db(self.records.set_status, run_id, status, error=f'{type(e).__name__}: {e}'[:2000])
+                    await self._db(self.records.set_status, run_id, status, error=failure_text(err or e, e)[:4000])
+            if err is not None:
+                raise err from e
             raise
         return self._result(run_id, out)
 
@@ -493,8 +497,11 @@ class Team(Generic[OutputT]):
                 handle = await DBOS.retrieve_workflow_async(rec.run_id)
             out = await handle.get_result()
         except BaseException as e:
+            err = provider_error(e, run_id=rec.run_id)
             with anyio.CancelScope(shield=True):
-                await self._db(self.records.set_status, rec.run_id, 'failed', error=f'{type(e).__name__}: {e}'[:2000])
+                await self._db(self.records.set_status, rec.run_id, 'failed', error=failure_text(err or e, e)[:4000])
+            if err is not None:
+                raise err from e
             raise
         return self._result(rec.run_id, out)
 
