@@ -39,11 +39,12 @@ from ..tools._workspace import Workspace
 from ..tracing._audit import AuditObserver
 from ..tracing._continuity import anchor_run, trace_parent
 from ..tracing._events import apply_guardrails
+from ..tracing._genai import GenAISpans
 from ..tracing._recording import Recorder, ResponseRecorder
-from ..tracing._setup import instrumentation_settings, resolve_tracer_provider, settle
+from ..tracing._setup import instrumentation_settings, resolve_tracer_provider, settle, trace_content
 from ._checkpoint import ModelCheckpoint, durability
 from ._live import teams
-from ._observers import ObserverCapability
+from ._observers import ObserverCapability, TracedObserverCapability
 
 __all__ = ('Team', 'TeamResult', 'DelegationResult', 'DATA_CLASSES')
 
@@ -51,6 +52,8 @@ OutputT = TypeVar('OutputT')
 log = get_logger('proctor.team')
 
 MAX_TASK_CHARS = 100_000
+#: `Team(instrumentation=...)`: proctor's own GenAI spans (the default), or pydantic-ai's `Instrumentation`.
+INSTRUMENTATIONS = ('proctor', 'pydantic-ai')
 
 
 @dataclass
@@ -154,6 +157,8 @@ class Team:
     so an interrupted run resumes (`team.resume(run_id)`, `proctor resume RUN`) without repeating
     finished model calls or side effects. `factory` ('module:callable' or 'file.py:callable') is
     recorded with each run so another process can rebuild this team to resume or replay it.
+    Traced agents get proctor's own GenAI spans (`proctor.tracing._genai`); `instrumentation='pydantic-ai'`
+    uses pydantic-ai's `Instrumentation` capability instead (same span names and GenAI attributes, more cost).
     """
 
     def __init__(
@@ -173,6 +178,7 @@ class Team:
         observers: Sequence[RunObserver] = (),
         tracer_provider: Any = None,
         trace: bool = True,
+        instrumentation: str = 'proctor',
     ) -> None:
         if not specialists:
             raise UserError(f'team {name!r} needs at least one specialist')
@@ -218,8 +224,19 @@ class Team:
         router_observers = getattr(self.router, 'observers', None)
         if router_observers is not None:
             self.observers[:0] = [o for o in router_observers() if not any(o is x for x in observers)]
+        if instrumentation not in INSTRUMENTATIONS:
+            raise UserError(
+                f'team {name!r}: unknown instrumentation {instrumentation!r} (one of {", ".join(INSTRUMENTATIONS)})'
+            )
+        self.instrumentation = instrumentation
         self.trace = trace
         self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None
+        # The agents' GenAI spans: proctor's own (`tracing._genai`), unless pydantic-ai's `Instrumentation` is asked for.
+        self._spans = (
+            GenAISpans(self.tracer_provider, content=trace_content())
+            if self.tracer_provider is not None and instrumentation == 'proctor'
+            else None
+        )
         self.tracer = otel_trace.get_tracer(
             'proctor', tracer_provider=self.tracer_provider or otel_trace.NoOpTracerProvider()
         )
@@ -248,14 +265,17 @@ class Team:
         default_id = next(iter(candidates))
         for mid, m in candidates.items():
             self._model_ids[id(m)] = mid
-        capabilities: list[Any] = [ObserverCapability(self.observers, self._model_ids, checkpoint=self._checkpoint)]
+        observe = TracedObserverCapability if self._spans is not None else ObserverCapability
+        capabilities: list[Any] = [
+            observe(self.observers, self._model_ids, checkpoint=self._checkpoint, spans=self._spans)
+        ]
         if self.durable and self._dbos_capability(spec, is_supervisor=is_supervisor):
             _engine.rebuildable(f'{self.name}.{spec.name}')  # building this team again replaces its DBOS functions
             capabilities.append(durability(f'{self.name}.{spec.name}', candidates))
         toolsets: list[Any] = list(spec.toolsets)
         if is_supervisor:
             toolsets.append(self._delegation_toolset())
-        if self.tracer_provider is not None:
+        if self.tracer_provider is not None and self._spans is None:
             from pydantic_ai.capabilities import Instrumentation
 
             settings = instrumentation_settings(self.tracer_provider)
