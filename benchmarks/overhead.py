@@ -39,6 +39,10 @@ STATE = tempfile.mkdtemp(prefix='proctor-bench-')
 
 
 def _features(spec: str) -> set[str]:
+    """A feature spec: `all`, `none` or a comma list; `+pai` at the end (`all+pai`, `tracing+pai`):
+    tracing through pydantic-ai's `Instrumentation` instead of proctor's own spans."""
+    if spec.endswith('+pai'):
+        return _features(spec[: -len('+pai')]) | {'pydantic-ai-instrumentation'}
     if spec in ('all', ''):
         return set(FEATURES)
     if spec == 'none':
@@ -97,6 +101,7 @@ def build(features: set[str], *, name: str = 'bench', worker_tool: bool = False)
         durable='durability' in features,
         trace='tracing' in features,
         record='recording' in features,  # replay recordings and the audit log
+        instrumentation='pydantic-ai' if 'pydantic-ai-instrumentation' in features else 'proctor',
         **kwargs,  # type: ignore[arg-type]
     )
     TEAM['team'] = team

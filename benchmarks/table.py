@@ -71,9 +71,12 @@ def main() -> None:
                 labels[v] = 'bare pydantic-ai (same session)'
             else:
                 cmd = [sys.executable, str(HERE / 'overhead.py'), '--features', v, *common]
-                labels[v] = {'all': 'proctor, all features on', 'none': 'proctor, all features off'}.get(
-                    v, f'proctor, {v} only'
-                )
+                labels[v] = {
+                    'all': 'proctor, all features on',
+                    'none': 'proctor, all features off',
+                    'all+pai': "proctor, all on, pydantic-ai's Instrumentation",
+                    'tracing+pai': "proctor, tracing only, pydantic-ai's Instrumentation",
+                }.get(v, f'proctor, {v} only')
             print(f'round {rnd + 1}/{a.rounds}: {labels[v]} ...', file=sys.stderr, flush=True)
             raw[v].append(_run(cmd))
     if a.json:
