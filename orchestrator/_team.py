@@ -628,8 +628,8 @@ class Team:
             await settle(self.store)
             raise
         usage = result.usage
-        if self.record:
-            await self._db(self._finish_run, run_id, output, usage, route)
+        if self.record:  # written with the run's other rows by the `settle` below
+            self._finish_run(run_id, output, usage, route)
         emit(
             self.observers,
             RunEvent(
@@ -648,7 +648,7 @@ class Team:
         return {'output': output, 'usage': usage}
 
     def _finish_run(self, run_id: str, output: Any, usage: RunUsage, route: Route) -> None:
-        self.records.finish_run(
+        self.records.queue_finish_run(
             run_id,
             output=output,
             input_tokens=usage.input_tokens,
@@ -672,9 +672,8 @@ class Team:
         subtask = self._guard('input', subtask, deps)
         route = self._route(spec, deps)
         deps = RunDeps(**{**deps.__dict__, 'model_id': route.model_id})
-        if self.record:
-            await self._db(
-                self.records.start_delegation,
+        if self.record:  # written with the run's other rows (`settle`), no transaction of its own
+            self.records.queue_start_delegation(
                 delegation_id=delegation_id,
                 run_id=parent.run_id,
                 agent_path=deps.agent_path,
@@ -740,21 +739,16 @@ class Team:
                 ),
             )
             if self.record:
-                with anyio.CancelScope(shield=True):
-                    await self._db(
-                        self.records.finish_delegation,
-                        delegation_id,
-                        status='failed',
-                        error=f'{type(e).__name__}: {e}'[:2000],
-                    )
+                self.records.queue_finish_delegation(
+                    delegation_id, status='failed', error=f'{type(e).__name__}: {e}'[:2000]
+                )
             if own_workflow:
                 await settle(self.store)
             raise
         usage = result.usage
         served = _served_model(result.new_messages(), route.model_id)
         if self.record:
-            await self._db(
-                self.records.finish_delegation,
+            self.records.queue_finish_delegation(
                 delegation_id,
                 status='succeeded',
                 output=output,
