@@ -82,6 +82,8 @@ def build(features: set[str], *, name: str = 'bench', worker_tool: bool = False)
         kwargs['guardrails'] = _default_guardrails()
     if 'ledger' in features:
         kwargs.update(_ledger_kwargs())
+    if 'pydantic-ai-instrumentation' in features:
+        kwargs['instrumentation'] = 'pydantic-ai'
     team = Team(
         Supervisor(
             model=ScriptedModel(supervisor_llm, name='fake-supervisor'),
@@ -101,7 +103,6 @@ def build(features: set[str], *, name: str = 'bench', worker_tool: bool = False)
         durable='durability' in features,
         trace='tracing' in features,
         record='recording' in features,  # replay recordings and the audit log
-        instrumentation='pydantic-ai' if 'pydantic-ai-instrumentation' in features else 'proctor',
         **kwargs,  # type: ignore[arg-type]
     )
     TEAM['team'] = team

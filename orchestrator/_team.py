@@ -672,8 +672,8 @@ class Team:
         subtask = self._guard('input', subtask, deps)
         route = self._route(spec, deps)
         deps = RunDeps(**{**deps.__dict__, 'model_id': route.model_id})
-        if self.record:  # written with the run's other rows (`settle`), no transaction of its own
-            self.records.queue_start_delegation(
+        if self.record:
+            row = dict(
                 delegation_id=delegation_id,
                 run_id=parent.run_id,
                 agent_path=deps.agent_path,
@@ -682,6 +682,10 @@ class Team:
                 model_id=route.model_id,
                 route_reason=route.reason,
             )
+            if self.durable:  # stored before it runs: after a crash `proctor runs show` names what was running
+                await self._db(lambda: self.records.start_delegation(**row))
+            else:  # written with the run's other rows (the writer's next flush), no transaction of its own
+                self.records.queue_start_delegation(**row)
         started = time.perf_counter()
         emit(
             self.observers,

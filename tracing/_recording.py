@@ -82,7 +82,7 @@ def tool_step_id(call: ToolCall) -> str:
 
 
 _VOLATILE = re.compile(rb'"(?:timestamp|run_id|conversation_id|model_id)":"[^"]*",?')
-_MAX_FRAGMENTS = 4096
+_MAX_FRAGMENTS = 1024
 # id(message) -> (message, its parts list, its JSON minus volatile fields): a conversation's history
 # goes with every request, so each message is serialised once, not once per later request.
 _fragments: dict[int, tuple[Any, Any, bytes]] = {}
