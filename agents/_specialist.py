@@ -5,11 +5,26 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic
 
+from pydantic_ai.models import KnownModelName, Model
+from pydantic_ai.output import OutputSpec
+from pydantic_ai.settings import ModelSettings
+from pydantic_ai.tools import Tool, ToolFuncEither
+from pydantic_ai.toolsets import AbstractToolset
+from typing_extensions import TypeVar
+
+from ..core._deps import RunDeps
 from ..exceptions import UserError
 
-__all__ = ('Specialist', 'Supervisor', 'DEFAULT_SUPERVISOR_INSTRUCTIONS')
+__all__ = ('Specialist', 'Supervisor', 'DEFAULT_SUPERVISOR_INSTRUCTIONS', 'OutputT', 'ModelRef', 'ToolLike')
+
+#: What an agent answers with: `str` unless its `output_type` says otherwise.
+OutputT = TypeVar('OutputT', default=str)
+#: A model a specialist may name: a registry id or pydantic-ai model string, or a `Model`.
+ModelRef = Model | KnownModelName | str
+#: A function tool (taking `RunContext[RunDeps]` first, or plain) or a pydantic-ai `Tool`.
+ToolLike = Tool[RunDeps] | ToolFuncEither[RunDeps, ...]
 
 _NAME = re.compile(r'^[a-z][a-z0-9_]{0,47}$')
 
@@ -22,7 +37,7 @@ DEFAULT_SUPERVISOR_INSTRUCTIONS = (
 
 
 @dataclass
-class Specialist:
+class Specialist(Generic[OutputT]):
     """One member of a team: a role, the model it prefers, its tools and its output type.
 
     `model` is a registry id, a pydantic-ai model string (`openai:gpt-4o-mini`) or a `Model`.
@@ -30,20 +45,28 @@ class Specialist:
     `toolsets` are pydantic-ai toolsets (e.g. an `MCPToolset`). `description` is what the
     supervisor is told about this specialist (defaults to the first line of `instructions`).
     `requires` lists capabilities the router must find in the model (`coding`, `reasoning`, ...).
+
+    `team` makes this specialist the lead of a sub-team: it delegates to each member through a
+    `delegate_to_<member>` tool, as the supervisor delegates to it (several in one turn run in
+    parallel), and a member may lead a team of its own, to the team's `max_depth`
+    (`Specialist('coding', ..., team=[implementer, tester])`; the member `tester` runs as
+    `supervisor>coding>tester`). The `Team`'s durability, guardrails, data class, router, budgets,
+    recording and tracing apply to every level; each member keeps its own tools and model.
     """
 
     name: str
     instructions: str
-    model: Any = None
-    tools: Sequence[Any] = ()
-    toolsets: Sequence[Any] = ()
-    output_type: Any = str
+    model: ModelRef | None = None
+    tools: Sequence[ToolLike] = ()
+    toolsets: Sequence[AbstractToolset[RunDeps]] = ()
+    output_type: OutputSpec[OutputT] = str  # pyright: ignore[reportAssignmentType] - str is the default OutputT
     description: str | None = None
     requires: Sequence[str] = ()
-    fallback_models: Sequence[Any] = ()
+    fallback_models: Sequence[ModelRef] = ()
     retries: int = 2
-    model_settings: dict[str, Any] | None = None
+    model_settings: ModelSettings | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    team: Sequence[Specialist[Any]] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -54,6 +77,7 @@ class Specialist:
         self.toolsets = tuple(self.toolsets)
         self.requires = tuple(self.requires)
         self.fallback_models = tuple(self.fallback_models)
+        self.team = tuple(self.team)
 
     @property
     def summary(self) -> str:
@@ -61,7 +85,7 @@ class Specialist:
 
 
 @dataclass
-class Supervisor(Specialist):
+class Supervisor(Specialist[OutputT]):
     """The agent that splits a task and delegates to the team's specialists (through tools)."""
 
     name: str = 'supervisor'

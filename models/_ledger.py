@@ -50,7 +50,11 @@ USAGE_DIMENSIONS = ('team', 'project', 'specialist', 'model')
 _COLUMNS = {
     'team': ledger.c.team,
     'project': ledger.c.project,
-    'specialist': ledger.c.specialist,
+    # The supervisor and its specialists by name; a member of a sub-team by its path
+    # (`supervisor>coding>tester`): a grandchild's spend stays apart from its lead's, and says whose member it is.
+    'specialist': sa.case((ledger.c.agent_path.like('%>%>%'), ledger.c.agent_path), else_=ledger.c.specialist).label(
+        'specialist'
+    ),
     'model': ledger.c.model_id,
 }
 
@@ -319,7 +323,8 @@ class Ledger:
         )
         _flush(self.store)
         with self.engine.connect() as c:
-            rows = [UsageRow(str(k), int(n), int(i), int(o), float(cost)) for k, n, i, o, cost in c.execute(q)]
+            found: list[tuple[Any, ...]] = [tuple(r) for r in c.execute(q)]
+        rows = [UsageRow(str(k), int(n), int(i), int(o), float(cost)) for k, n, i, o, cost in found]
         return sorted(rows, key=lambda r: (-r.cost_usd, -(r.input_tokens + r.output_tokens), r.key))
 
     def total(self, **filters: Any) -> UsageRow:

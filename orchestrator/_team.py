@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 import anyio
 import anyio.to_thread
@@ -21,7 +21,7 @@ from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.usage import RunUsage
 
 from .._log import get_logger
-from ..agents._specialist import Specialist, Supervisor
+from ..agents._specialist import OutputT, Specialist, Supervisor
 from ..core._data_classes import DATA_CLASSES
 from ..core._deps import RunDeps
 from ..core._events import RunEvent, RunObserver, emit
@@ -32,7 +32,7 @@ from ..guardrails._protocol import GuardContext, Hook
 from ..models._ledger import LedgerObserver
 from ..models._routing import PreferredModelRouter, Route, Router
 from ..state import _dbos as _engine
-from ..state._records import DelegationRecord, RunRecord, RunRecords
+from ..state._records import DelegationRecord, DelegationStatus, RunRecord, RunRecords, RunStatus
 from ..state._scope import RunScope, run_scope
 from ..state._store import StateStore
 from ..tools._workspace import Workspace
@@ -45,10 +45,10 @@ from ..tracing._setup import instrumentation_settings, resolve_tracer_provider, 
 from ._checkpoint import ModelCheckpoint, durability
 from ._live import teams
 from ._observers import ObserverCapability, TracedObserverCapability
+from ._tree import DEFAULT_MAX_DEPTH, SUPERVISOR_PATH, AgentTree
 
 __all__ = ('Team', 'TeamResult', 'DelegationResult', 'DATA_CLASSES')
 
-OutputT = TypeVar('OutputT')
 log = get_logger('proctor.team')
 
 MAX_TASK_CHARS = 100_000
@@ -63,7 +63,7 @@ class DelegationResult:
     specialist: str
     subtask: str
     output: Any
-    status: str
+    status: DelegationStatus
     model_id: str | None
     route_reason: str | None
     agent_path: str
@@ -97,7 +97,7 @@ class TeamResult(Generic[OutputT]):
     usage: RunUsage
     cost_usd: float
     state_dir: Path
-    status: str = 'succeeded'
+    status: RunStatus = 'succeeded'
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -120,15 +120,17 @@ def _served_model(messages: Sequence[Any], routed: str) -> str:
     return routed
 
 
-def _needs_child_workflow(spec: Specialist) -> bool:
+def _needs_child_workflow(spec: Specialist[Any]) -> bool:
     """Whether a durable delegation to `spec` needs DBOS steps of its own, so a child workflow: it has
     toolsets (pydantic-ai makes MCP calls DBOS steps) or an output function (which may call
-    `side_effect_step` outside any tool call). Everything else a specialist does is checkpointed by
-    proctor's own tables, which concurrent branches of one workflow can share: model responses by
+    `side_effect_step` outside any tool call), or it leads a member that does (a child workflow is
+    started from workflow code, never from a delegation running in its parent's). Everything else a
+    specialist does is checkpointed by proctor's own tables, which concurrent branches of one
+    workflow can share: model responses by
     the run's recording, side effects of its function tools by the tool journal (keyed by the call,
     not by DBOS's operation order), approvals by the approvals table (waited for by polling it). A
     child workflow would add ~7 ms of DBOS bookkeeping per delegation (`feature_costs.py`)."""
-    return bool(spec.toolsets) or not isinstance(spec.output_type, type)
+    return bool(spec.toolsets) or not isinstance(spec.output_type, type) or any(map(_needs_child_workflow, spec.team))
 
 
 def _launch(store: StateStore) -> None:
@@ -148,13 +150,14 @@ def _text_of(output: Any) -> str:
     return json.dumps(output, default=str)
 
 
-class Team:
+class Team(Generic[OutputT]):
     """A supervisor and its specialists.
 
     `await team.run(task, project=..., data_class=...)` runs the supervisor on `task`; it delegates
     through one tool per specialist (`delegate_to_<name>`), several in one turn running
-    concurrently. With `durable=True` (the default) the run is a DBOS workflow in the state store,
-    so an interrupted run resumes (`team.resume(run_id)`, `proctor resume RUN`) without repeating
+    concurrently. A specialist with `team=[...]` leads a sub-team and delegates to its members the
+    same way, to `max_depth` delegations below the supervisor (default 4). With `durable=True` (the
+    default) the run is a DBOS workflow in the state store, so an interrupted run resumes (`team.resume(run_id)`, `proctor resume RUN`) without repeating
     finished model calls or side effects. `factory` ('module:callable' or 'file.py:callable') is
     recorded with each run so another process can rebuild this team to resume or replay it.
     Traced agents get proctor's own GenAI spans (`proctor.tracing._genai`); `instrumentation='pydantic-ai'`
@@ -163,21 +166,22 @@ class Team:
 
     def __init__(
         self,
-        supervisor: Supervisor | Specialist,
-        specialists: Sequence[Specialist],
+        supervisor: Supervisor[OutputT] | Specialist[OutputT],
+        specialists: Sequence[Specialist[Any]],
         *,
         name: str = 'team',
         workspace: str | os.PathLike[str] | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         database_url: str | None = None,
         durable: bool = True,
-        guardrails: Sequence[Any] = (),
+        guardrails: GuardrailPipeline | Sequence[Any] = (),
         router: Router | None = None,
         factory: str | None = None,
         record: bool = True,
         observers: Sequence[RunObserver] = (),
         tracer_provider: Any = None,
         trace: bool = True,
+        max_depth: int = DEFAULT_MAX_DEPTH,
         instrumentation: str = 'proctor',
     ) -> None:
         if not specialists:
@@ -186,9 +190,11 @@ class Team:
         dupes = {n for n in names if names.count(n) > 1}
         if dupes or supervisor.name in names:
             raise UserError(f'team {name!r}: duplicate agent names {sorted(dupes | ({supervisor.name} & set(names)))}')
+        self.tree = AgentTree.build(name, supervisor, specialists, max_depth=max_depth)
         self.name = name
         self.supervisor = supervisor
-        self.specialists: dict[str, Specialist] = {s.name: s for s in specialists}
+        self.max_depth = max_depth
+        self.specialists: dict[str, Specialist[Any]] = self.tree.members[SUPERVISOR_PATH]  # the supervisor's members
         self.workspace = Workspace.open(workspace) if workspace is not None else None
         self.store = StateStore(state_dir, database_url=database_url)
         self.records = RunRecords(self.store)
@@ -240,16 +246,20 @@ class Team:
         self.tracer = otel_trace.get_tracer(
             'proctor', tracer_provider=self.tracer_provider or otel_trace.NoOpTracerProvider()
         )
-        self._agents: dict[str, Agent[RunDeps, Any]] = {}
-        for spec in [supervisor, *specialists]:
-            self._agents[spec.name] = self._build_agent(spec, is_supervisor=spec is supervisor)
+        self._agents: dict[str, Agent[RunDeps, Any]] = {}  # by agent path
+        for path, spec in self.tree.specs.items():
+            try:
+                self._agents[path] = self._build_agent(spec, path)
+            except UserError as e:  # its own class (UnknownModelError, ...), naming the agent's path
+                e.args = (f'team {name!r}: agent {path}: {e}',)
+                raise
         teams.register(self)
 
     @property
     def signature(self) -> tuple[str, ...]:
         """What makes two builds the same team: its supervisor and specialists (a factory building it
         again, as a restarted process or a replay does, replaces it; a different team is refused)."""
-        return (self.supervisor.name, *sorted(self.specialists))
+        return self.tree.signature()
 
     def close(self) -> None:
         """Forget this team in the process, so another team may take its name on its state store."""
@@ -257,10 +267,11 @@ class Team:
 
     # ------------------------------------------------------------------ building
 
-    def _candidate_models(self, spec: Specialist) -> dict[str, Any]:
+    def _candidate_models(self, spec: Specialist[Any]) -> dict[str, Any]:
         return self.router.candidates(spec)
 
-    def _build_agent(self, spec: Specialist, *, is_supervisor: bool) -> Agent[RunDeps, Any]:
+    def _build_agent(self, spec: Specialist[Any], path: str) -> Agent[RunDeps, Any]:
+        agent_name = self.tree.agent_name(self.name, path)
         candidates = self._candidate_models(spec)
         default_id = next(iter(candidates))
         for mid, m in candidates.items():
@@ -269,12 +280,12 @@ class Team:
         capabilities: list[Any] = [
             observe(self.observers, self._model_ids, checkpoint=self._checkpoint, spans=self._spans)
         ]
-        if self.durable and self._dbos_capability(spec, is_supervisor=is_supervisor):
-            _engine.rebuildable(f'{self.name}.{spec.name}')  # building this team again replaces its DBOS functions
-            capabilities.append(durability(f'{self.name}.{spec.name}', candidates))
+        if self.durable and self._dbos_capability(spec, path):
+            _engine.rebuildable(agent_name)  # building this team again replaces its DBOS functions
+            capabilities.append(durability(agent_name, candidates))
         toolsets: list[Any] = list(spec.toolsets)
-        if is_supervisor:
-            toolsets.append(self._delegation_toolset())
+        if path in self.tree.members:  # the supervisor, or a lead of a sub-team
+            toolsets.append(self._delegation_toolset(path))
         if self.tracer_provider is not None and self._spans is None:
             from pydantic_ai.capabilities import Instrumentation
 
@@ -282,7 +293,7 @@ class Team:
             capabilities.append(Instrumentation(settings=settings))
         return Agent(
             candidates[default_id],
-            name=f'{self.name}.{spec.name}',
+            name=agent_name,
             instructions=spec.instructions,
             tools=list(spec.tools),
             toolsets=toolsets,
@@ -293,18 +304,19 @@ class Team:
             capabilities=capabilities,
         )
 
-    def _dbos_capability(self, spec: Specialist, *, is_supervisor: bool) -> bool:
+    def _dbos_capability(self, spec: Specialist[Any], path: str) -> bool:
         """Whether the agent of `spec` needs pydantic-ai's DBOS capability in a durable team: the
         supervisor, for its tools and its delegations that are child workflows; a specialist whose
-        delegations are child workflows (`_needs_child_workflow`: MCP calls are steps). Elsewhere it would
-        add its per-request bookkeeping (~1 ms per run) for nothing."""
-        if not is_supervisor:
+        delegations are child workflows (`_needs_child_workflow`: MCP calls are steps, and so is the lead
+        of such a member). Elsewhere it would add its per-request bookkeeping (~1 ms per run) for nothing."""
+        if path != SUPERVISOR_PATH:
             return _needs_child_workflow(spec)
         return bool(spec.tools or spec.toolsets) or any(_needs_child_workflow(s) for s in self.specialists.values())
 
-    def _delegation_toolset(self) -> FunctionToolset[RunDeps]:
+    def _delegation_toolset(self, lead: str) -> FunctionToolset[RunDeps]:
+        """The `delegate_to_<member>` tools of the agent at path `lead` (the supervisor or a sub-team's lead)."""
         tools: list[Tool[RunDeps]] = []
-        for spec in self.specialists.values():
+        for spec in self.tree.members[lead].values():
 
             def make(specialist: str) -> Any:
                 async def delegate(ctx: RunContext[RunDeps], subtask: str) -> str:
@@ -325,7 +337,8 @@ class Team:
                     metadata={'dbos': {'child_workflow': {}}} if child else None,
                 )
             )
-        return FunctionToolset(tools, id=f'{self.name}.delegation')
+        owner = self.name if lead == SUPERVISOR_PATH else self.tree.agent_name(self.name, lead)
+        return FunctionToolset(tools, id=f'{owner}.delegation')
 
     # ------------------------------------------------------------------ running
 
@@ -353,7 +366,7 @@ class Team:
         project: str = 'default',
         data_class: str = 'internal',
         run_id: str | None = None,
-    ) -> TeamResult[Any]:
+    ) -> TeamResult[OutputT]:
         """Run the team on `task`; returns the final output, per-delegation results, usage and run id.
 
         Raises `UserError` for bad input before anything is recorded, and a `RunError` (budget,
@@ -387,9 +400,13 @@ class Team:
             raise
         return self._result(run_id, out)
 
-    def run_sync(self, task: str, **kwargs: Any) -> TeamResult[Any]:
+    def run_sync(self, task: str, **kwargs: Any) -> TeamResult[OutputT]:
         """`run` for scripts (starts its own event loop)."""
-        return anyio.run(lambda: self.run(task, **kwargs))
+
+        async def go() -> TeamResult[OutputT]:
+            return await self.run(task, **kwargs)
+
+        return anyio.run(go)
 
     async def submit(
         self,
@@ -416,11 +433,12 @@ class Team:
         if not (self.durable and self.record):
             raise UserError(f'team {self.name!r}: only durable, recorded teams (the default) can be submitted')
         ws = str(self.workspace.root) if self.workspace else None
+        factory = _queue.normalize_factory(self.factory)
         return await self._db(
             lambda: _queue.submit_run(
                 self.store,
                 team=self.name,
-                factory=_queue.normalize_factory(self.factory),
+                factory=factory,
                 task=task,
                 project=project,
                 data_class=data_class,
@@ -432,9 +450,13 @@ class Team:
 
     def submit_sync(self, task: str, **kwargs: Any) -> str:
         """`submit` for scripts (starts its own event loop)."""
-        return anyio.run(lambda: self.submit(task, **kwargs))
 
-    async def wait(self, run_id: str, *, timeout: float | None = None) -> TeamResult[Any]:
+        async def go() -> str:
+            return await self.submit(task, **kwargs)
+
+        return anyio.run(go)
+
+    async def wait(self, run_id: str, *, timeout: float | None = None) -> TeamResult[OutputT]:
         """Wait for a submitted run to finish: its result, or a `RunError` with its error."""
         from ..state._queue import wait_for_run
 
@@ -463,7 +485,7 @@ class Team:
         with SetWorkflowID(run_id):
             return await DBOS.start_workflow_async(team_run_workflow, self.name, run_id, task, project, data_class)
 
-    async def resume(self, run_id: str, *, force: bool = False) -> TeamResult[Any]:
+    async def resume(self, run_id: str, *, force: bool = False) -> TeamResult[OutputT]:
         """Continue an interrupted durable run in this process: finished steps are not repeated.
 
         Refuses (`UserError`) a run that another live process (a worker, a `team.run`) is executing;
@@ -508,7 +530,7 @@ class Team:
             'if it has stopped, resume with force (proctor resume --force)'
         )
 
-    def _result(self, run_id: str, out: dict[str, Any]) -> TeamResult[Any]:
+    def _result(self, run_id: str, out: dict[str, Any]) -> TeamResult[OutputT]:
         rec: RunRecord | None = self.records.get(run_id) if self.record else None
         if rec is None:
             return TeamResult(
@@ -542,7 +564,7 @@ class Team:
         )
         return apply_guardrails(self.guardrails, hook, payload, ctx, store=self.store if self.record else None).payload
 
-    def _route(self, spec: Specialist, deps: RunDeps) -> Route:
+    def _route(self, spec: Specialist[Any], deps: RunDeps) -> Route:
         return self.router.route(spec, data_class=deps.data_class, project=deps.project, team=self.name)
 
     def scope(self) -> RunScope:
@@ -577,7 +599,7 @@ class Team:
         task = self._guard('input', task, deps)
         route = self._route(self.supervisor, deps)
         deps = RunDeps(**{**deps.__dict__, 'model_id': route.model_id})
-        agent = self._agents[self.supervisor.name]
+        agent = self._agents[SUPERVISOR_PATH]
         started = time.perf_counter()
         emit(
             self.observers,
@@ -659,12 +681,13 @@ class Team:
         )
 
     async def _delegate(self, ctx: RunContext[RunDeps], specialist: str, subtask: str) -> str:
-        """Run `specialist` on `subtask` for the agent whose context is `ctx` (the delegation tool's body)."""
-        spec = self.specialists.get(specialist)
-        if spec is None:  # pragma: no cover - tools exist only for known specialists
-            raise RunError(f'unknown specialist {specialist!r}', run_id=ctx.deps.run_id)
+        """Run `specialist` on `subtask` for the agent whose context is `ctx` (the delegation tool's body):
+        the supervisor or a sub-team's lead, `specialist` one of its members."""
         parent = ctx.deps
-        delegation_id = f'{parent.run_id}:{parent.agent_path}>{specialist}:{ctx.tool_call_id}'
+        spec = self.tree.members.get(parent.agent_path, {}).get(specialist)
+        if spec is None:  # pragma: no cover - tools exist only for known members
+            raise RunError(f'unknown specialist {specialist!r} under {parent.agent_path}', run_id=parent.run_id)
+        delegation_id = parent.delegation_id_of(specialist, ctx.tool_call_id)
         # A child workflow's recovery does not run this body again once the workflow has completed;
         # a delegation in the run's own workflow code is run again by the run's recovery.
         own_workflow = self.durable and _needs_child_workflow(spec)
@@ -725,7 +748,7 @@ class Team:
                 },
             ) as span:
                 with _engine.delegation_in_parent_workflow() if self.durable and not own_workflow else nullcontext():
-                    result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
+                    result = await self._agents[deps.agent_path].run(subtask, deps=deps, model=route.model_key)
                 output = self._guard('output', result.output, deps)
                 span.set_attributes(_usage_attributes(result.usage, route))
         except BaseException as e:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Container
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -14,7 +15,31 @@ from ._schema import delegations, runs
 from ._store import StateStore
 from ._writer import BufferedWriter, flusher
 
-__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords', 'RecordsBuffer')
+__all__ = (
+    'RunRecord',
+    'DelegationRecord',
+    'RunRecords',
+    'RunStatus',
+    'DelegationStatus',
+    'lead_delegation',
+    'RecordsBuffer',
+)
+
+#: A run's status: queued for a worker, executing, paused at an approval, or finished one of three ways.
+RunStatus = Literal['enqueued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled']
+#: A delegation's status (a delegation cannot be queued or cancelled on its own).
+DelegationStatus = Literal['running', 'waiting', 'succeeded', 'failed']
+
+
+def lead_delegation(delegation_id: str, known: Container[str]) -> str | None:
+    """The delegation that delegated `delegation_id` (a member of a sub-team: its lead's, whose id
+    its own extends, `<lead's id>><member>:<call>`), if it is in `known`; None for the supervisor's."""
+    i = delegation_id.rfind('>')
+    while i > 0:
+        if delegation_id[:i] in known:
+            return delegation_id[:i]
+        i = delegation_id.rfind('>', 0, i)
+    return None
 
 
 @dataclass
@@ -27,7 +52,7 @@ class DelegationRecord:
     subtask: str
     model_id: str | None
     route_reason: str | None
-    status: str
+    status: DelegationStatus
     output: Any
     error: str | None
     started_at: float
@@ -45,7 +70,7 @@ class RunRecord:
     project: str
     data_class: str
     task: str
-    status: str
+    status: RunStatus
     factory: str | None
     workspace: str | None
     started_at: float
@@ -283,7 +308,7 @@ class RunRecords:
         factory: str | None,
         workspace: str | None,
         durable: bool,
-        status: str = 'running',
+        status: RunStatus = 'running',
     ) -> None:
         """Insert the run's row (a no-op apart from the status if the run id is already recorded)."""
         values = dict(
@@ -306,7 +331,7 @@ class RunRecords:
             if c.execute(_insert_ignore(c, runs, 'run_id'), values).rowcount == 0:
                 c.execute(_RUN_STATUS, {'rid': run_id, 'status': status})
 
-    def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
+    def set_status(self, run_id: str, status: RunStatus, *, error: str | None = None) -> None:
         final = status in ('succeeded', 'failed', 'cancelled')
         self.flush()
         with self.store.engine.begin() as c:
@@ -338,6 +363,7 @@ class RunRecords:
             _finish_run_in(
                 c,
                 run_id,
+                time.time(),
                 output=output,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
