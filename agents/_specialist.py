@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
+from pydantic_ai import AgentModelSettings
 from pydantic_ai.models import KnownModelName, Model
 from pydantic_ai.output import OutputSpec
-from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import Tool, ToolFuncEither
 from pydantic_ai.toolsets import AbstractToolset
 from typing_extensions import TypeVar
@@ -64,7 +64,7 @@ class Specialist(Generic[OutputT]):
     requires: Sequence[str] = ()
     fallback_models: Sequence[ModelRef] = ()
     retries: int = 2
-    model_settings: ModelSettings | None = None
+    model_settings: AgentModelSettings[RunDeps] | None = None  # or a per-step callable of RunContext[RunDeps]
     extra: dict[str, Any] = field(default_factory=dict)
     team: Sequence[Specialist[Any]] = ()
 

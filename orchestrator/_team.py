@@ -300,7 +300,7 @@ class Team(Generic[OutputT]):
             output_type=spec.output_type,
             deps_type=RunDeps,
             retries=spec.retries,
-            model_settings=spec.model_settings,  # type: ignore[arg-type]
+            model_settings=spec.model_settings,
             capabilities=capabilities,
         )
 
