@@ -94,7 +94,7 @@ def _label(n: TraceNode, routes: dict[str, str] | None = None) -> str:
                 'supervisor:'
             )  # the run span's model and usage are its supervisor's own; the header has the run's total
         if route:
-            parts += [f'route: {escape(_short(route, 160))}', tokens]
+            parts += [f'model: {escape(_short(route, 160))}', tokens]  # preferred → served, and why
         else:
             parts += [
                 f'model={escape(str(d.get("model", "-")))}',
