@@ -29,6 +29,7 @@ from pydantic_ai.usage import RequestUsage  # noqa: E402
 from proctor import Budget, Ledger, ModelRouter, Specialist, Supervisor, Team  # noqa: E402
 from proctor.models._plan import set_plan  # noqa: E402
 from proctor.orchestrator import LedgerEntry, ModelCall, RunDeps  # noqa: E402
+from proctor.state import run_scope  # noqa: E402
 from proctor.testing import ScriptedModel  # noqa: E402
 
 CLASSES = ['public', 'internal', 'confidential', 'restricted']
@@ -168,11 +169,12 @@ def main() -> None:
     args = p.parse_args()
     router = build_router()
     coding = Specialist('coding', 'Code.')
-    Team(Supervisor(), [coding], router=router, durable=False, name='bench', state_dir=STATE, trace=False)
+    team = Team(Supervisor(), [coding], router=router, durable=False, name='bench', state_dir=STATE, trace=False)
     bench_route(router, coding, 500)  # warm up
     route = bench_route(router, coding, args.n)
     ledger = bench_ledger(args.writes)
-    budget, stack = anyio.run(bench_observers, router, coding, args.writes)
+    with run_scope(team.scope()):  # the observers run as part of the team's run, as inside team.run
+        budget, stack = anyio.run(bench_observers, router, coding, args.writes)
     print(
         json.dumps(
             {
