@@ -25,7 +25,7 @@ from ..agents._specialist import Specialist, Supervisor
 from ..core._data_classes import DATA_CLASSES
 from ..core._deps import RunDeps
 from ..core._events import RunEvent, RunObserver, emit
-from ..exceptions import RunError, UserError
+from ..exceptions import RunError, UnknownRunError, UserError
 from ..guardrails._observer import GuardrailObserver
 from ..guardrails._pipeline import GuardrailPipeline
 from ..guardrails._protocol import GuardContext, Hook
@@ -133,6 +133,19 @@ def _launch(store: StateStore) -> None:
     from ._workflow import launch
 
     launch(store)
+
+
+def _recorded_run(records: RunRecords, run_id: str, task: str) -> bool:
+    """Whether run `run_id` is recorded already (the same run: its task must match)."""
+    try:
+        rec = records.get(run_id, with_delegations=False)
+    except UnknownRunError:
+        return False
+    if rec.run_id != run_id:  # a prefix of another run's id
+        return False
+    if rec.task != task:
+        raise UserError(f'run id {run_id!r} is taken by a run with another task; pick a new run id')
+    return True
 
 
 def _text_of(output: Any) -> str:
@@ -341,6 +354,11 @@ class Team:
         keeps the status and error either way.
         """
         task = self._validate(task, data_class, project)
+        if run_id is not None and self.durable and self.record:
+            # Started before, by a process that stopped: continue that run (never start it twice).
+            again = await self._db(_recorded_run, self.records, run_id, task)
+            if again:
+                return await self.resume(run_id)
         run_id = run_id or self._new_run_id()
         if self.record:
             await self._db(
@@ -608,6 +626,8 @@ class Team:
             await settle(self.store)
             raise
         usage = result.usage
+        if self._checkpoint is not None:
+            await self._checkpoint.commit()  # the final answer is recorded before the run counts as finished
         if self.record:
             await self._db(self._finish_run, run_id, output, usage, route)
         emit(
@@ -645,6 +665,11 @@ class Team:
             raise RunError(f'unknown specialist {specialist!r}', run_id=ctx.deps.run_id)
         parent = ctx.deps
         delegation_id = f'{parent.run_id}:{parent.agent_path}>{specialist}:{ctx.tool_call_id}'
+        if self._checkpoint is not None and self.record:
+            # Finished in an earlier execution of the run: served from its record, not run again.
+            done = await self._checkpoint.finished_delegation(parent, delegation_id, spec.output_type)
+            if done is not None:
+                return done
         # A child workflow's recovery does not run this body again once the workflow has completed;
         # a delegation in the run's own workflow code is run again by the run's recovery.
         own_workflow = self.durable and _needs_child_workflow(spec)
@@ -732,6 +757,8 @@ class Team:
             raise
         usage = result.usage
         served = _served_model(result.new_messages(), route.model_id)
+        if self._checkpoint is not None:
+            await self._checkpoint.commit()  # its final answer is recorded before it counts as finished
         if self.record:
             await self._db(
                 self.records.finish_delegation,
