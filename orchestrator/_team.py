@@ -378,7 +378,7 @@ class Team:
             else:
                 out = await self.execute(run_id, task, project, data_class)
         except BaseException as e:
-            if self.record:
+            if self.record and not _engine.lost_ownership(e):
                 with anyio.CancelScope(shield=True):
                     status = 'cancelled' if isinstance(e, anyio.get_cancelled_exc_class()) else 'failed'
                     await self._db(self.records.set_status, run_id, status, error=f'{type(e).__name__}: {e}'[:2000])
@@ -489,6 +489,8 @@ class Team:
                 handle = await DBOS.retrieve_workflow_async(rec.run_id)
             out = await handle.get_result()
         except BaseException as e:
+            if _engine.lost_ownership(e):
+                raise
             with anyio.CancelScope(shield=True):
                 await self._db(self.records.set_status, rec.run_id, 'failed', error=f'{type(e).__name__}: {e}'[:2000])
             raise
@@ -744,7 +746,7 @@ class Team:
                     elapsed_s=time.perf_counter() - started,
                 ),
             )
-            if self.record:
+            if self.record and not _engine.lost_ownership(e):  # a process that took the run over writes it
                 with anyio.CancelScope(shield=True):
                     await self._db(
                         self.records.finish_delegation,

@@ -10,6 +10,11 @@ run) whose function writes `started`, acts, and commits `done` with the result b
   happened before the crash, so the call is marked **in doubt** and an approval of kind `in_doubt`
   asks an operator: approve re-runs it, reject skips it and tells the agent. Never a blind repeat.
 
+A journal row is begun (and an in-doubt effect re-run) only while this execution still owns the
+run's DBOS workflow (`_engine.owner_fence`): a worker that was declared dead while it still ran (a
+long pause) and whose run another worker took over is refused (`ownership_lost()`, which ends its
+execution of the run), so a live model's different tool call there cannot act a second time.
+
 The workflow branches on the step's recorded outcome (not on a fresh read), so every recovery
 issues the same DBOS operations in the same order. Non-durable runs, and delegations running in
 their parent's workflow code (which issue no DBOS operations: `_engine.in_workflow()`), use the same
@@ -32,7 +37,7 @@ from .._log import get_logger
 from ..core._events import ToolCall, ToolCallDenied, current_tool_call
 from ..exceptions import RunError
 from ..guardrails._gate import ApprovalGate, ApprovalRequest
-from ..state._dbos import in_workflow, run_step
+from ..state._dbos import in_workflow, owner_fence, ownership_lost, run_step
 from ..state._schema import journal
 from ..state._scope import current_scope
 from ..state._store import StateStore
@@ -152,7 +157,7 @@ class ToolJournal:
         `rerun`: an operator approved re-running this in-doubt effect.
         """
         row = self.get(key)
-        if row is None and self._begin(key, meta):
+        if row is None and self._fenced(key, meta, lambda: self._begin(key, meta)):
             return await self._act(key, fn)
         row = row or self.get(key)
         assert row is not None
@@ -162,10 +167,22 @@ class ToolJournal:
             log.warning('journal.in_doubt', key=key, tool=row['tool'])
             return EffectOutcome(key, 'in_doubt')
         if status == 'in_doubt':
-            if rerun and self._update(key, ('in_doubt',), status='started', started_at=time.time()):
+            if rerun and self._fenced(
+                key, meta, lambda: self._update(key, ('in_doubt',), status='started', started_at=time.time())
+            ):
                 return await self._act(key, fn)
             return EffectOutcome(key, 'in_doubt')
         return EffectOutcome(key, status, row['result'])
+
+    @staticmethod
+    def _fenced(key: str, meta: dict[str, Any], begin: Callable[[], bool]) -> bool:
+        """`begin()` while this execution owns its workflow; raises `ownership_lost()` if it does not."""
+        try:
+            with owner_fence():
+                return begin()
+        except ownership_lost():
+            log.warning('journal.fenced', key=key, tool=meta['tool'], run_id=meta['run_id'])
+            raise
 
     async def _act(self, key: str, fn: Callable[[], Awaitable[Any]]) -> EffectOutcome:
         try:
