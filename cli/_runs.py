@@ -133,11 +133,9 @@ def resume(
     A run that another live process (a worker, a script) is executing is refused, not run twice."""
     import anyio
 
-    from ..exceptions import UserError
+    from ..exceptions import UnknownRunError, UserError
     from ..orchestrator._live import load_factory
     from ..state._records import RunRecords
-
-    from ..exceptions import UnknownRunError
 
     try:
         rec = RunRecords(state_from_ctx(ctx)).get(run_id, with_delegations=False)
