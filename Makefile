@@ -16,7 +16,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
 # with other flags (the default -march=native one): this build gets its own cache, keyed by the flags.
 LLAMA_PIP_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/proctor/pip-llama-cpp-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 
-.PHONY: demo test deps system-deps bench clean
+.PHONY: demo test lint deps system-deps bench clean
 
 $(DEPS): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,8 +42,14 @@ system-deps:
 demo: deps
 	@$(PY) examples/feature_team.py
 
-test: deps system-deps
+test: deps system-deps lint
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (lint + format) and pyright (basic; the public API strict in tests/test_typing.py), before the tests.
+lint: deps
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/pyright
 
 bench: deps
 	@$(PY) benchmarks/overhead.py

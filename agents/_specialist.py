@@ -5,11 +5,26 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic
 
+from pydantic_ai.models import KnownModelName, Model
+from pydantic_ai.output import OutputSpec
+from pydantic_ai.settings import ModelSettings
+from pydantic_ai.tools import Tool, ToolFuncEither
+from pydantic_ai.toolsets import AbstractToolset
+from typing_extensions import TypeVar
+
+from ..core._deps import RunDeps
 from ..exceptions import UserError
 
-__all__ = ('Specialist', 'Supervisor', 'DEFAULT_SUPERVISOR_INSTRUCTIONS')
+__all__ = ('Specialist', 'Supervisor', 'DEFAULT_SUPERVISOR_INSTRUCTIONS', 'OutputT', 'ModelRef', 'ToolLike')
+
+#: What an agent answers with: `str` unless its `output_type` says otherwise.
+OutputT = TypeVar('OutputT', default=str)
+#: A model a specialist may name: a registry id or pydantic-ai model string, or a `Model`.
+ModelRef = Model | KnownModelName | str
+#: A function tool (taking `RunContext[RunDeps]` first, or plain) or a pydantic-ai `Tool`.
+ToolLike = Tool[RunDeps] | ToolFuncEither[RunDeps, ...]
 
 _NAME = re.compile(r'^[a-z][a-z0-9_]{0,47}$')
 
@@ -22,7 +37,7 @@ DEFAULT_SUPERVISOR_INSTRUCTIONS = (
 
 
 @dataclass
-class Specialist:
+class Specialist(Generic[OutputT]):
     """One member of a team: a role, the model it prefers, its tools and its output type.
 
     `model` is a registry id, a pydantic-ai model string (`openai:gpt-4o-mini`) or a `Model`.
@@ -34,15 +49,15 @@ class Specialist:
 
     name: str
     instructions: str
-    model: Any = None
-    tools: Sequence[Any] = ()
-    toolsets: Sequence[Any] = ()
-    output_type: Any = str
+    model: ModelRef | None = None
+    tools: Sequence[ToolLike] = ()
+    toolsets: Sequence[AbstractToolset[RunDeps]] = ()
+    output_type: OutputSpec[OutputT] = str  # pyright: ignore[reportAssignmentType] - str is the default OutputT
     description: str | None = None
     requires: Sequence[str] = ()
-    fallback_models: Sequence[Any] = ()
+    fallback_models: Sequence[ModelRef] = ()
     retries: int = 2
-    model_settings: dict[str, Any] | None = None
+    model_settings: ModelSettings | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,7 +76,7 @@ class Specialist:
 
 
 @dataclass
-class Supervisor(Specialist):
+class Supervisor(Specialist[OutputT]):
     """The agent that splits a task and delegates to the team's specialists (through tools)."""
 
     name: str = 'supervisor'

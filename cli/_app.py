@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO, cast
 
 import typer
 
@@ -94,7 +94,7 @@ class _StderrLoggerFactory:
     def __call__(self, *args: object) -> object:
         import structlog
 
-        return structlog.PrintLogger(file=_LazyStderr())
+        return structlog.PrintLogger(file=cast(TextIO, _LazyStderr()))
 
 
 class _LazyStderr:
@@ -155,8 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as e:  # click usage errors and anything unexpected: one line, no traceback
-        if callable(getattr(e, 'show', None)) and isinstance(getattr(e, 'exit_code', None), int):
-            e.show()  # a click/typer usage error: its own message and exit code 2
-            raise SystemExit(e.exit_code) from None
+        show, code = getattr(e, 'show', None), getattr(e, 'exit_code', None)
+        if callable(show) and isinstance(code, int):
+            show()  # a click/typer usage error: its own message and exit code 2
+            raise SystemExit(code) from None
         typer.echo(f'error: {type(e).__name__}: {e}', err=True)
         raise SystemExit(1) from None

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse as _JSONResponse
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..state._store import StateStore
 from ._auth import Operator, Session, SessionSigner
@@ -158,7 +158,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message['type'] == 'http.response.start':
                 headers = list(message.get('headers', []))
                 headers += [

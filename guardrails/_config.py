@@ -159,7 +159,8 @@ def guardrails_from(section: Any, *, file: str = 'proctor.toml') -> list[Any]:
         if 'args' in r:
             _table(r['args'], f'{key}.args', file)
         try:
-            built.append(ApprovalRule(**{k: (tuple(v) if k == 'data_classes' else v) for k, v in r.items()}))
+            fields: dict[str, Any] = {k: (tuple(v) if k == 'data_classes' else v) for k, v in r.items()}
+            built.append(ApprovalRule(**fields))
         except ConfigError as e:
             raise ConfigError(str(e).split(': ', 1)[-1], file=file, key=f'{key}.{e.key}' if e.key else key) from None
         except TypeError as e:

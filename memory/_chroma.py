@@ -44,6 +44,11 @@ DEFAULT_DEDUPE_THRESHOLD = 0.95
 MAX_K = 100
 
 
+#: Locks striped over (store, namespace): a fixed set however many namespaces a process touches (two
+#: namespaces may share one, which only serialises their writes).
+_NS_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
 class ChromaMemory:
     """Shared vector memory on Chroma.
 
@@ -184,13 +189,9 @@ class ChromaMemory:
         names = [check_namespace(namespace)] if namespace is not None else self._namespaces_sync()
         return [c for c in (self._collection(ns, create=False) for ns in names) if c is not None]
 
-    # Per store and namespace, shared by every ChromaMemory of this process: check-then-add is atomic.
-    _ns_locks: dict[tuple[str, str], threading.Lock] = {}
-    _ns_locks_guard = threading.Lock()
-
     def _ns_lock(self, namespace: str) -> threading.Lock:
-        with ChromaMemory._ns_locks_guard:
-            return ChromaMemory._ns_locks.setdefault((str(self.location), namespace), threading.Lock())
+        """The lock of (store, namespace), shared by every ChromaMemory of this process: check-then-add is atomic."""
+        return _NS_LOCKS[hash((str(self.location), namespace)) % len(_NS_LOCKS)]
 
     def close(self) -> None:
         """Release the client (embedded: the folder's files). The memory can be used again afterwards."""

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from ..exceptions import ProctorError, UserError
 
@@ -92,9 +92,9 @@ def _approved(hook: Any, model_id: str | None) -> frozenset[str]:
     if fn is not None:
         return frozenset(fn(model_id))
     if callable(hook):
-        return frozenset(hook(model_id))
+        return frozenset(cast(Iterable[str], hook(model_id)))
     if isinstance(hook, Mapping):
-        return frozenset(hook.get(model_id, ()))
+        return frozenset(cast(Iterable[str], hook.get(model_id, ())))
     if model_id is None or not hasattr(hook, 'get'):
         return frozenset()
     try:

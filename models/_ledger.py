@@ -319,7 +319,8 @@ class Ledger:
         )
         _flush(self.store)
         with self.engine.connect() as c:
-            rows = [UsageRow(str(k), int(n), int(i), int(o), float(cost)) for k, n, i, o, cost in c.execute(q)]
+            found: list[tuple[Any, ...]] = [tuple(r) for r in c.execute(q)]
+        rows = [UsageRow(str(k), int(n), int(i), int(o), float(cost)) for k, n, i, o, cost in found]
         return sorted(rows, key=lambda r: (-r.cost_usd, -(r.input_tokens + r.output_tokens), r.key))
 
     def total(self, **filters: Any) -> UsageRow:

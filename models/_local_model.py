@@ -26,10 +26,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.messages import FinishReason, ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models import CompletedStreamedResponse, Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.profiles import ModelProfile
 from pydantic_ai.settings import ModelSettings
@@ -248,7 +248,7 @@ class LocalLlamaModel(Model):
             usage=usage,
             model_name=self.model_name,
             provider_name=self.system,
-            finish_reason='tool_call' if isinstance(part, ToolCallPart) else finish,
+            finish_reason='tool_call' if isinstance(part, ToolCallPart) else cast(FinishReason, finish),
             provider_details={'finish_reason': finish, 'grammar': plan.schema is not None},
         )
 

@@ -9,8 +9,9 @@ in which case it generates `plan.followup` (free text) and that text is the answ
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydantic_ai.messages import (
     ModelMessage,
@@ -277,7 +278,7 @@ def _first_line(d: ToolDefinition) -> str:
 def plan_request(
     messages: list[ModelMessage],
     instructions: str | None,
-    settings: ModelSettings,
+    settings: Mapping[str, Any],
     params: ModelRequestParameters,
     *,
     default_max_tokens: int,
@@ -286,13 +287,13 @@ def plan_request(
     from pydantic_ai.models._tool_choice import resolve_tool_choice
 
     limits = {
-        'max_string_chars': int(settings.get('local_max_string_chars', 400)),  # type: ignore[arg-type]
-        'max_array_items': int(settings.get('local_max_array_items', 6)),  # type: ignore[arg-type]
+        'max_string_chars': int(settings.get('local_max_string_chars', 400)),
+        'max_array_items': int(settings.get('local_max_array_items', 6)),
         'prose': bool(settings.get('local_prose_strings', False)),
     }
-    max_tool_chars = int(settings.get('local_max_tool_chars', 3000))  # type: ignore[arg-type]
+    max_tool_chars = int(settings.get('local_max_tool_chars', 3000))
     declared = params.declared_tool_defs
-    choice = resolve_tool_choice(settings, params)
+    choice = resolve_tool_choice(cast(ModelSettings, settings), params)
     if choice == 'none':
         allowed: dict[str, ToolDefinition] = {}
         text_ok = True

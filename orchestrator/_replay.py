@@ -227,6 +227,7 @@ async def replay(
         if not rec.factory:
             raise UserError(f'run {rec.run_id} recorded no team factory: pass the team (--team module:callable)')
         team = await anyio.to_thread.run_sync(load_factory, rec.factory)
+    assert isinstance(team, Team)  # load_factory returns only registered teams
     agents = {a.name: a for a in [team.supervisor, *team.specialists.values()]}
     for name in models or {}:
         if name not in agents:
@@ -263,7 +264,8 @@ async def replay(
     if team.workspace is not None:  # a copy: instructions may read it, a fork's live tools may write it
         workspace = scratch / 'workspace'
         ignore = shutil.ignore_patterns('.git', '.venv', 'node_modules', '__pycache__', '.proctor')
-        await anyio.to_thread.run_sync(lambda: shutil.copytree(team.workspace.root, workspace, ignore=ignore))
+        source = team.workspace.root
+        await anyio.to_thread.run_sync(lambda: shutil.copytree(source, workspace, ignore=ignore))
         snapshot = next((s for s in rec.steps if s.step == WORKSPACE_STEP), None)
         if snapshot is not None:  # the files as the run found them, not as it left them
             await anyio.to_thread.run_sync(restore_workspace, snapshot.payload, workspace)
@@ -283,7 +285,7 @@ async def replay(
     )
     for o in clone.observers:  # approval checkpoints (the guardrails' observer) do not wait in a replay
         if hasattr(o, 'gate'):
-            o.gate = ReplayGate()
+            setattr(o, 'gate', ReplayGate())  # noqa: B010 - any observer with a gate, not one class
     try:
         status, output, error, replay_run_id = 'succeeded', None, None, None
         try:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 import anyio
 import anyio.to_thread
@@ -21,7 +21,7 @@ from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.usage import RunUsage
 
 from .._log import get_logger
-from ..agents._specialist import Specialist, Supervisor
+from ..agents._specialist import OutputT, Specialist, Supervisor
 from ..core._data_classes import DATA_CLASSES
 from ..core._deps import RunDeps
 from ..core._events import RunEvent, RunObserver, emit
@@ -32,7 +32,7 @@ from ..guardrails._protocol import GuardContext, Hook
 from ..models._ledger import LedgerObserver
 from ..models._routing import PreferredModelRouter, Route, Router
 from ..state import _dbos as _engine
-from ..state._records import DelegationRecord, RunRecord, RunRecords
+from ..state._records import DelegationRecord, DelegationStatus, RunRecord, RunRecords, RunStatus
 from ..state._scope import RunScope, run_scope
 from ..state._store import StateStore
 from ..tools._workspace import Workspace
@@ -47,7 +47,6 @@ from ._observers import ObserverCapability
 
 __all__ = ('Team', 'TeamResult', 'DelegationResult', 'DATA_CLASSES')
 
-OutputT = TypeVar('OutputT')
 log = get_logger('proctor.team')
 
 MAX_TASK_CHARS = 100_000
@@ -60,7 +59,7 @@ class DelegationResult:
     specialist: str
     subtask: str
     output: Any
-    status: str
+    status: DelegationStatus
     model_id: str | None
     route_reason: str | None
     agent_path: str
@@ -94,7 +93,7 @@ class TeamResult(Generic[OutputT]):
     usage: RunUsage
     cost_usd: float
     state_dir: Path
-    status: str = 'succeeded'
+    status: RunStatus = 'succeeded'
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -117,7 +116,7 @@ def _served_model(messages: Sequence[Any], routed: str) -> str:
     return routed
 
 
-def _needs_child_workflow(spec: Specialist) -> bool:
+def _needs_child_workflow(spec: Specialist[Any]) -> bool:
     """Whether a durable delegation to `spec` needs DBOS steps of its own, so a child workflow: it has
     toolsets (pydantic-ai makes MCP calls DBOS steps) or an output function (which may call
     `side_effect_step` outside any tool call). Everything else a specialist does is checkpointed by
@@ -158,7 +157,7 @@ def _text_of(output: Any) -> str:
     return json.dumps(output, default=str)
 
 
-class Team:
+class Team(Generic[OutputT]):
     """A supervisor and its specialists.
 
     `await team.run(task, project=..., data_class=...)` runs the supervisor on `task`; it delegates
@@ -171,15 +170,15 @@ class Team:
 
     def __init__(
         self,
-        supervisor: Supervisor | Specialist,
-        specialists: Sequence[Specialist],
+        supervisor: Supervisor[OutputT] | Specialist[OutputT],
+        specialists: Sequence[Specialist[Any]],
         *,
         name: str = 'team',
         workspace: str | os.PathLike[str] | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         database_url: str | None = None,
         durable: bool = True,
-        guardrails: Sequence[Any] = (),
+        guardrails: GuardrailPipeline | Sequence[Any] = (),
         router: Router | None = None,
         factory: str | None = None,
         record: bool = True,
@@ -195,7 +194,7 @@ class Team:
             raise UserError(f'team {name!r}: duplicate agent names {sorted(dupes | ({supervisor.name} & set(names)))}')
         self.name = name
         self.supervisor = supervisor
-        self.specialists: dict[str, Specialist] = {s.name: s for s in specialists}
+        self.specialists: dict[str, Specialist[Any]] = {s.name: s for s in specialists}
         self.workspace = Workspace.open(workspace) if workspace is not None else None
         self.store = StateStore(state_dir, database_url=database_url)
         self.records = RunRecords(self.store)
@@ -253,10 +252,10 @@ class Team:
 
     # ------------------------------------------------------------------ building
 
-    def _candidate_models(self, spec: Specialist) -> dict[str, Any]:
+    def _candidate_models(self, spec: Specialist[Any]) -> dict[str, Any]:
         return self.router.candidates(spec)
 
-    def _build_agent(self, spec: Specialist, *, is_supervisor: bool) -> Agent[RunDeps, Any]:
+    def _build_agent(self, spec: Specialist[Any], *, is_supervisor: bool) -> Agent[RunDeps, Any]:
         candidates = self._candidate_models(spec)
         default_id = next(iter(candidates))
         for mid, m in candidates.items():
@@ -286,7 +285,7 @@ class Team:
             capabilities=capabilities,
         )
 
-    def _dbos_capability(self, spec: Specialist, *, is_supervisor: bool) -> bool:
+    def _dbos_capability(self, spec: Specialist[Any], *, is_supervisor: bool) -> bool:
         """Whether the agent of `spec` needs pydantic-ai's DBOS capability in a durable team: the
         supervisor, for its tools and its delegations that are child workflows; a specialist whose
         delegations are child workflows (`_needs_child_workflow`: MCP calls are steps). Elsewhere it would
@@ -346,7 +345,7 @@ class Team:
         project: str = 'default',
         data_class: str = 'internal',
         run_id: str | None = None,
-    ) -> TeamResult[Any]:
+    ) -> TeamResult[OutputT]:
         """Run the team on `task`; returns the final output, per-delegation results, usage and run id.
 
         Raises `UserError` for bad input before anything is recorded, and a `RunError` (budget,
@@ -385,9 +384,13 @@ class Team:
             raise
         return self._result(run_id, out)
 
-    def run_sync(self, task: str, **kwargs: Any) -> TeamResult[Any]:
+    def run_sync(self, task: str, **kwargs: Any) -> TeamResult[OutputT]:
         """`run` for scripts (starts its own event loop)."""
-        return anyio.run(lambda: self.run(task, **kwargs))
+
+        async def go() -> TeamResult[OutputT]:
+            return await self.run(task, **kwargs)
+
+        return anyio.run(go)
 
     async def submit(
         self,
@@ -414,11 +417,12 @@ class Team:
         if not (self.durable and self.record):
             raise UserError(f'team {self.name!r}: only durable, recorded teams (the default) can be submitted')
         ws = str(self.workspace.root) if self.workspace else None
+        factory = _queue.normalize_factory(self.factory)
         return await self._db(
             lambda: _queue.submit_run(
                 self.store,
                 team=self.name,
-                factory=_queue.normalize_factory(self.factory),
+                factory=factory,
                 task=task,
                 project=project,
                 data_class=data_class,
@@ -430,9 +434,13 @@ class Team:
 
     def submit_sync(self, task: str, **kwargs: Any) -> str:
         """`submit` for scripts (starts its own event loop)."""
-        return anyio.run(lambda: self.submit(task, **kwargs))
 
-    async def wait(self, run_id: str, *, timeout: float | None = None) -> TeamResult[Any]:
+        async def go() -> str:
+            return await self.submit(task, **kwargs)
+
+        return anyio.run(go)
+
+    async def wait(self, run_id: str, *, timeout: float | None = None) -> TeamResult[OutputT]:
         """Wait for a submitted run to finish: its result, or a `RunError` with its error."""
         from ..state._queue import wait_for_run
 
@@ -461,7 +469,7 @@ class Team:
         with SetWorkflowID(run_id):
             return await DBOS.start_workflow_async(team_run_workflow, self.name, run_id, task, project, data_class)
 
-    async def resume(self, run_id: str, *, force: bool = False) -> TeamResult[Any]:
+    async def resume(self, run_id: str, *, force: bool = False) -> TeamResult[OutputT]:
         """Continue an interrupted durable run in this process: finished steps are not repeated.
 
         Refuses (`UserError`) a run that another live process (a worker, a `team.run`) is executing;
@@ -508,7 +516,7 @@ class Team:
             'if it has stopped, resume with force (proctor resume --force)'
         )
 
-    def _result(self, run_id: str, out: dict[str, Any]) -> TeamResult[Any]:
+    def _result(self, run_id: str, out: dict[str, Any]) -> TeamResult[OutputT]:
         rec: RunRecord | None = self.records.get(run_id) if self.record else None
         if rec is None:
             return TeamResult(
@@ -542,7 +550,7 @@ class Team:
         )
         return apply_guardrails(self.guardrails, hook, payload, ctx, store=self.store if self.record else None).payload
 
-    def _route(self, spec: Specialist, deps: RunDeps) -> Route:
+    def _route(self, spec: Specialist[Any], deps: RunDeps) -> Route:
         return self.router.route(spec, data_class=deps.data_class, project=deps.project, team=self.name)
 
     def scope(self) -> RunScope:

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from ._audit import AuditEntry, AuditVerification, append_audit, audit_entries, audit_head, verify_audit
     from ._heartbeats import Heartbeats, WorkerRecord
     from ._queue import RUN_QUEUE, submit_run, wait_for_run
-    from ._records import DelegationRecord, RunRecord, RunRecords
+    from ._records import DelegationRecord, DelegationStatus, RunRecord, RunRecords, RunStatus
     from ._scope import RunScope, current_scope, run_scope
     from ._store import SCHEMA_VERSION, StateStore, resolve_database_url, resolve_state_dir
     from ._writer import BufferedWriter, Flusher, flusher, write_transaction
@@ -23,6 +23,7 @@ __all__ = (
     'BufferedWriter',
     'current_scope',
     'DelegationRecord',
+    'DelegationStatus',
     'Flusher',
     'flusher',
     'Heartbeats',
@@ -32,6 +33,7 @@ __all__ = (
     'run_scope',
     'RunRecord',
     'RunRecords',
+    'RunStatus',
     'RunScope',
     'SCHEMA_VERSION',
     'StateStore',
@@ -44,31 +46,33 @@ __all__ = (
 
 #: Public name -> the submodule that defines it; imported on first access (PEP 562).
 _LAZY = {
-    'SCHEMA_VERSION': '._store',
-    'StateStore': '._store',
-    'resolve_database_url': '._store',
-    'resolve_state_dir': '._store',
-    'DelegationRecord': '._records',
-    'RunRecord': '._records',
-    'RunRecords': '._records',
-    'BufferedWriter': '._writer',
-    'Flusher': '._writer',
-    'flusher': '._writer',
-    'write_transaction': '._writer',
     'AuditEntry': '._audit',
     'AuditVerification': '._audit',
     'append_audit': '._audit',
     'audit_entries': '._audit',
     'audit_head': '._audit',
     'verify_audit': '._audit',
-    'RunScope': '._scope',
-    'current_scope': '._scope',
-    'run_scope': '._scope',
     'Heartbeats': '._heartbeats',
     'WorkerRecord': '._heartbeats',
     'RUN_QUEUE': '._queue',
     'submit_run': '._queue',
     'wait_for_run': '._queue',
+    'DelegationRecord': '._records',
+    'DelegationStatus': '._records',
+    'RunRecord': '._records',
+    'RunRecords': '._records',
+    'RunStatus': '._records',
+    'RunScope': '._scope',
+    'current_scope': '._scope',
+    'run_scope': '._scope',
+    'SCHEMA_VERSION': '._store',
+    'StateStore': '._store',
+    'resolve_database_url': '._store',
+    'resolve_state_dir': '._store',
+    'BufferedWriter': '._writer',
+    'Flusher': '._writer',
+    'flusher': '._writer',
+    'write_transaction': '._writer',
 }
 
 

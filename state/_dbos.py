@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     from ._store import StateStore
@@ -179,10 +179,11 @@ def _sqlite_engine(url: str) -> Any:
     """DBOS's own SQLite setup (IMMEDIATE transactions, busy timeout, foreign keys) plus WAL with
     synchronous=NORMAL: a commit no longer waits for fsync, and a crash of the process loses nothing."""
     import sqlalchemy as sa
+    from sqlalchemy import event as sa_event
 
     engine = sa.create_engine(url, pool_size=20, max_overflow=20)
 
-    @sa.event.listens_for(engine, 'connect')
+    @sa_event.listens_for(engine, 'connect')
     def _pragmas(dbapi_conn: Any, _: Any) -> None:
         dbapi_conn.isolation_level = 'IMMEDIATE'
         dbapi_conn.execute('PRAGMA journal_mode=WAL')
@@ -237,7 +238,7 @@ async def run_step(name: str, fn: Callable[[], Awaitable[T]]) -> T:
     """Run `fn` as a DBOS step of the current workflow (its outcome recorded, never retried)."""
     from dbos import DBOS
 
-    return await DBOS.run_step_async({'name': name, 'retries_allowed': False}, fn)
+    return cast(T, await DBOS.run_step_async({'name': name, 'retries_allowed': False}, fn))
 
 
 def _pending_tree(root: str) -> list[Any]:
@@ -266,7 +267,7 @@ def _declare_resume_queue(executor_id: str) -> None:
 # ---------------------------------------------------------------- DBOS private API (listed above)
 
 
-def workflow_cancelled() -> type[Exception]:
+def workflow_cancelled() -> type[BaseException]:
     """The exception DBOS raises into a workflow that was cancelled (imported on use: DBOS is heavy)."""
     from dbos._error import DBOSWorkflowCancelledError
 

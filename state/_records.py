@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -13,7 +13,12 @@ from ..exceptions import UnknownRunError
 from ._schema import delegations, runs
 from ._store import StateStore
 
-__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords')
+__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords', 'RunStatus', 'DelegationStatus')
+
+#: A run's status: queued for a worker, executing, paused at an approval, or finished one of three ways.
+RunStatus = Literal['enqueued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled']
+#: A delegation's status (a delegation cannot be queued or cancelled on its own).
+DelegationStatus = Literal['running', 'waiting', 'succeeded', 'failed']
 
 
 @dataclass
@@ -26,7 +31,7 @@ class DelegationRecord:
     subtask: str
     model_id: str | None
     route_reason: str | None
-    status: str
+    status: DelegationStatus
     output: Any
     error: str | None
     started_at: float
@@ -44,7 +49,7 @@ class RunRecord:
     project: str
     data_class: str
     task: str
-    status: str
+    status: RunStatus
     factory: str | None
     workspace: str | None
     started_at: float
@@ -182,7 +187,7 @@ class RunRecords:
         factory: str | None,
         workspace: str | None,
         durable: bool,
-        status: str = 'running',
+        status: RunStatus = 'running',
     ) -> None:
         """Insert the run's row (a no-op apart from the status if the run id is already recorded)."""
         values = dict(
@@ -205,7 +210,7 @@ class RunRecords:
             if c.execute(_insert_ignore(c, runs, 'run_id'), values).rowcount == 0:
                 c.execute(_RUN_STATUS, {'rid': run_id, 'status': status})
 
-    def set_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
+    def set_status(self, run_id: str, status: RunStatus, *, error: str | None = None) -> None:
         final = status in ('succeeded', 'failed', 'cancelled')
         with self.store.engine.begin() as c:
             if error is not None:

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy import exc as sa_exc
 
 from ..exceptions import StateDirError
 
@@ -133,7 +135,7 @@ class StateStore:
             )
         eng = sa.create_engine(self.url, connect_args={'check_same_thread': False, 'timeout': 30})
 
-        @sa.event.listens_for(eng, 'connect')
+        @sa_event.listens_for(eng, 'connect')
         def _pragmas(dbapi_conn: Any, _: Any) -> None:
             # WAL lets readers (CLI, console) run beside a writing run; NORMAL is durable across
             # process crashes (only an OS crash can lose the last commits).
@@ -162,11 +164,11 @@ class StateStore:
             try:
                 try:
                     metadata.create_all(eng, checkfirst=True)
-                except sa.exc.IntegrityError:
+                except sa_exc.IntegrityError:
                     pass  # another process created the same table at the same moment
                 with eng.begin() as c:
                     upgrade_schema(c)
-            except sa.exc.OperationalError as e:
+            except sa_exc.OperationalError as e:
                 raise StateDirError(f'cannot open state database {self.url}: {e.orig}', path=str(self.state_dir)) from e
             self._migrated.add(self.url)
 
@@ -180,7 +182,7 @@ class StateStore:
                 c.execute(sa.text('SELECT pg_advisory_xact_lock(:key)'), {'key': _PG_MIGRATION_LOCK})
                 metadata.create_all(c, checkfirst=True)
                 upgrade_schema(c)
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as e:
             safe = sa.make_url(self.url).render_as_string(hide_password=True)
             why = ' '.join(str(e.orig).split())  # psycopg's messages span lines; the CLI prints one
             raise StateDirError(f'cannot open state database {safe}: {why}', path=safe) from e
@@ -241,7 +243,7 @@ def add_missing_columns(conn: sa.Connection, metadata: sa.MetaData) -> list[str]
                 ddl += ' NOT NULL'
             try:
                 conn.exec_driver_sql(ddl)  # Postgres: under the migration lock
-            except sa.exc.OperationalError as e:
+            except sa_exc.OperationalError as e:
                 # SQLite (no lock): another process added it at the same moment. A failed ALTER
                 # changes nothing there and leaves the transaction usable.
                 if conn.dialect.name != 'sqlite' or 'duplicate column' not in str(e.orig).lower():

@@ -48,7 +48,7 @@ class _Node:
         return self.elapsed_s if self.elapsed_s is not None else time.perf_counter() - self.started
 
     def walk(self) -> list[_Node]:
-        out = [self]
+        out: list[_Node] = [self]
         for c in self.children:
             out.extend(c.walk())
         return out

@@ -67,21 +67,34 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=str, separators=(',', ':'))
 
 
-_resource_json: dict[int, tuple[Any, str]] = {}
+_MAX_RESOURCES = 64
+#: id(resource) -> (the resource, its JSON): one provider has one resource, encoded once, not once per span.
+#: Bounded (a process with more providers than this re-encodes); the entry keeps its resource alive so an
+#: id is never reused for another resource while it is cached.
+_resource_json: OrderedDict[int, tuple[Resource, str]] = OrderedDict()
+_resource_lock = threading.Lock()
 
 
 def _resource(resource: Resource) -> str:
-    # One provider has one resource: encode it once, not once per span.
-    hit = _resource_json.get(id(resource))
-    if hit is None or hit[0] is not resource:
-        hit = (resource, _dumps(dict(resource.attributes)))
-        _resource_json[id(resource)] = hit
-    return hit[1]
+    key = id(resource)
+    with _resource_lock:
+        hit = _resource_json.get(key)
+        if hit is not None and hit[0] is resource:
+            _resource_json.move_to_end(key)
+            return hit[1]
+    encoded = _dumps(dict(resource.attributes))
+    with _resource_lock:
+        _resource_json[key] = (resource, encoded)
+        while len(_resource_json) > _MAX_RESOURCES:
+            _resource_json.popitem(last=False)
+    return encoded
 
 
 def span_row(span: ReadableSpan, run_id: str | None) -> dict[str, Any]:
     """The `proctor_spans` row of a span (ended or not: `end_ns` is None while it runs)."""
-    ctx = span.get_span_context()
+    ctx = span.context
+    if ctx is None:  # pragma: no cover - an SDK span always has its context
+        raise ValueError(f'span {span.name!r} has no context')
     attrs = dict(span.attributes or {})
     status = span.status
     if status.description:
@@ -204,7 +217,8 @@ class StoreSpanProcessor(BufferedWriter, SpanProcessor):
         self._open.append(span_row(span, run_id))
 
     def on_end(self, span: ReadableSpan) -> None:
-        reg = _registry.get(span.get_span_context().trace_id)
+        ctx = span.context
+        reg = _registry.get(ctx.trace_id) if ctx is not None else None
         if reg is None:
             if not self.owned:
                 return
@@ -269,7 +283,7 @@ class StoredSpan:
 
         attrs = {k: tuple(v) if isinstance(v, list) else v for k, v in self.attributes.items()}
         description = attrs.pop('otel.status_description', None)
-        code = StatusCode[self.status] if self.status in StatusCode.__members__ else StatusCode.UNSET
+        code = StatusCode[self.status] if self.status and self.status in StatusCode.__members__ else StatusCode.UNSET
         return ReadableSpan(
             name=self.name,
             context=ctx(self.trace_id, self.span_id),
@@ -278,8 +292,8 @@ class StoredSpan:
             attributes=attrs,
             events=[Event(e['name'], e.get('attributes') or {}, e.get('time_ns')) for e in self.events],
             links=[Link(ctx(lk['trace_id'], lk['span_id']), lk.get('attributes') or {}) for lk in self.links],
-            kind=SpanKind[self.kind] if self.kind in SpanKind.__members__ else SpanKind.INTERNAL,
-            status=Status(code, description if code is StatusCode.ERROR else None),
+            kind=SpanKind[self.kind] if self.kind and self.kind in SpanKind.__members__ else SpanKind.INTERNAL,
+            status=Status(code, str(description) if code is StatusCode.ERROR and description is not None else None),
             start_time=self.start_ns,
             end_time=self.end_ns if self.end_ns is not None else self.start_ns,
             instrumentation_scope=InstrumentationScope(self.scope or 'proctor'),
@@ -290,7 +304,8 @@ def _decode(row: Any) -> StoredSpan:
     d = dict(row)
     for k, empty in (('attributes', {}), ('events', []), ('links', []), ('resource', {})):
         d[k] = json.loads(d[k]) if d.get(k) else empty
-    return StoredSpan(**{k: d.get(k) for k in StoredSpan.__dataclass_fields__})
+    fields: dict[str, Any] = {k: d.get(k) for k in StoredSpan.__dataclass_fields__}
+    return StoredSpan(**fields)
 
 
 class TraceStore:

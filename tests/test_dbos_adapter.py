@@ -1,0 +1,65 @@
+"""`proctor.state._dbos` is the one module that reaches into DBOS's private API. These tests pin the DBOS
+version it was checked against and call each private-API function, so a DBOS upgrade that renames or
+changes one fails here, by name, instead of deep inside a crash recovery."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import pytest
+
+from proctor.state import _dbos
+from proctor.state._store import StateStore
+
+#: The DBOS minor version the private-API uses in `state/_dbos.py` were read against. After upgrading
+#: DBOS, re-read each use listed in that module's docstring, then bump this.
+CHECKED_AGAINST = '3.4'
+
+
+def test_dbos_is_the_version_the_adapter_was_checked_against():
+    installed = version('dbos')
+    assert installed.startswith(CHECKED_AGAINST + '.'), (
+        f'DBOS {installed} is installed; state/_dbos.py was checked against {CHECKED_AGAINST}.x: '
+        're-check its private-API uses and update CHECKED_AGAINST'
+    )
+
+
+def test_an_in_process_queue_is_registered_replaced_paused_and_dropped():
+    name = 'proctor-test.adapter-queue'
+    try:
+        q = _dbos.register_queue(name, worker_concurrency=3, polling_interval_sec=0.5)
+        assert (q.name, q.worker_concurrency) == (name, 3)
+        again = _dbos.register_queue(name, worker_concurrency=5)
+        assert again is not q and again.worker_concurrency == 5  # declaring it again replaces it
+        _dbos.pause_queue(again)
+        assert again.worker_concurrency == 0  # a draining worker dequeues nothing more
+    finally:
+        _dbos.drop_queue(name)
+    fresh = _dbos.register_queue(name, worker_concurrency=1)
+    try:
+        assert fresh.worker_concurrency == 1
+    finally:
+        _dbos.drop_queue(name)
+
+
+def test_the_cancellation_dbos_raises_into_a_workflow_is_its_own_error_class():
+    cancelled = _dbos.workflow_cancelled()
+    assert issubclass(cancelled, BaseException) and cancelled.__name__ == 'DBOSWorkflowCancelledError'
+
+
+@pytest.fixture
+def launched(tmp_path):
+    from proctor.orchestrator._workflow import launch
+
+    store = StateStore(tmp_path / 'state')
+    launch(store)
+    yield store
+    _dbos.shutdown()
+
+
+def test_recovery_calls_answer_for_an_unknown_executor_and_workflow(launched):
+    # what a worker taking over a dead one calls: nothing pending for an executor that never ran,
+    # and a workflow id DBOS does not hold is not re-enqueued
+    assert _dbos.pending_workflows('proctor-nobody-0-deadbeef') == []
+    assert _dbos.reenqueue('no-such-workflow', ['proctor-nobody-0-deadbeef'], 'proctor-test.q') is False
+    assert _dbos.launched_store() is launched and _dbos.launched_url() == launched.dbos_url
