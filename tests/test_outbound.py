@@ -123,3 +123,13 @@ async def test_stop_run_fails_the_run_before_the_tool_runs(state_dir, tmp_path):
     with pytest.raises(GuardrailTripped, match='outbound'):
         await team.run('write the key down', run_id='leak-3')
     assert not (tmp_path / 'leak.txt').exists() and team.get_run('leak-3').status == 'failed'
+
+
+def test_proctor_toml_turns_it_on_with_its_policy():
+    from proctor.guardrails import guardrails_from
+
+    (g,) = guardrails_from({'outbound': {'action': 'approve', 'role': 'security'}})
+    assert isinstance(g, OutboundGuard) and (g.action, g.role) == ('approve', 'security')
+    assert isinstance(guardrails_from({'outbound': True})[0], OutboundGuard)
+    with pytest.raises(ConfigError, match='guardrails.outbound.action'):
+        guardrails_from({'outbound': {'action': 'shout'}})
