@@ -351,6 +351,10 @@ class Team(Generic[OutputT]):
         Raises `UserError` for bad input before anything is recorded, and a `RunError` (budget,
         guardrail, approval, no route) or the model's own error when the run fails; the run's record
         keeps the status and error either way.
+
+        A durable run given a `run_id` that is recorded already (its process was killed) is resumed,
+        not started again: whoever holds a run id can always run the same call again, whether the
+        killed process had recorded the run or not.
         """
         task = self._validate(task, data_class, project)
         if run_id is not None and self.durable and self.record:
