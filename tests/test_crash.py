@@ -286,10 +286,45 @@ def test_three_kills_in_one_run_still_act_once_and_repeat_no_finished_call(h):
         end = segments[i + 1][1] if i + 1 < len(segments) else None
         repeated += [c for c in h.calls(seen)[: None if end is None else end - seen] if c in done]
     assert repeated == []
-    assert sorted(h.calls()) == sorted(
-        ['supervisor:0', 'supervisor:1', 'supervisor>coding:0', 'supervisor>coding:1', 'supervisor>coding:2']
-        + ['supervisor>research:0']  # each once: kill 3 cut the last turn off before it was answered
+    # Every call was made; one made again was one a kill had cut off before its response was recorded.
+    assert set(h.calls()) == {
+        'supervisor:0',
+        'supervisor:1',
+        'supervisor>coding:0',
+        'supervisor>coding:1',
+        'supervisor>coding:2',
+        'supervisor>research:0',
+    }
+
+
+def test_an_approved_rerun_cut_off_by_another_kill_asks_again_and_never_repeats_blindly(h):
+    h.pause('pause-effect-safe-before')
+    h.start('rerun-cut')
+    h.paused_at('pause-effect-safe-before')
+    h.kill()  # 1: `safe` began, did not act: in doubt
+    h.resume('rerun-cut')
+    first = h.pending('in_doubt')
+    h.pause('pause-effect-safe-after')
+    h.release('pause-effect-safe-before')
+    h.decide(first, 'approve', 'the counter shows it did not happen')
+    h.paused_at('pause-effect-safe-after')
+    h.kill()  # 2: inside the approved re-run, after it acted
+    h.release('pause-effect-safe-after')
+    assert h.lines('counter') == ['safe']
+    h.resume('rerun-cut')
+    again = wait_for(
+        lambda: next(
+            (a for a in h.queue.list(status='pending') if a.kind == 'in_doubt' and a.approval_id != first.approval_id),
+            None,
+        ),
+        what='a new in-doubt approval for the cut-off re-run',
     )
+    assert (again.tool, again.args) == ('bump', {'name': 'safe'})
+    h.decide(again, 'reject', 'it happened')
+    h.decide(h.pending('tool'), 'approve')
+    result = h.finish()
+    assert result['status'] == 'succeeded' and 'it happened' in result['output']
+    assert h.lines('counter') == ['safe', 'risky']
 
 
 @pytest.mark.parametrize('point', ['imported', 'built', 'recorded', 'launched', 'started'])

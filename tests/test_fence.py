@@ -10,6 +10,7 @@ import signal
 import pytest
 from test_scale_out import Cluster, cluster, postgres, submit, wait_for  # noqa: F401 - fixtures
 
+from proctor.state._heartbeats import Heartbeats
 from proctor.state._queue import wait_for_run
 from proctor.tools._journal import ToolJournal
 
@@ -28,6 +29,14 @@ def test_a_paused_worker_whose_run_was_taken_over_makes_no_side_effect(cluster, 
     a = cluster.start_worker('--concurrency', '2')
     (rid,) = submit(['fence-1'])
     wait_for(lambda: _calls(cluster, 'fence-1', 'research') == [str(a.pid)], what='worker A at research')
+    # A does not learn it was declared dead until its heartbeat gets through again: held back from
+    # now on (its last beat done), so after the pause A runs on for a while not knowing.
+    a_beat = beat_gate.with_name(f'{beat_gate.name}.{a.pid}')
+    a_beat.touch()
+    wait_for(
+        lambda: any(w.pid == a.pid and w.age_s > 1.0 for w in Heartbeats(cluster.store).list()),
+        what="A's heartbeat to be held back",
+    )
     b = cluster.start_worker('--concurrency', '2')
     a.send_signal(signal.SIGSTOP)  # a long pause: past dead_after, B takes the run over
     try:
@@ -37,9 +46,6 @@ def test_a_paused_worker_whose_run_was_taken_over_makes_no_side_effect(cluster, 
         mine = gate.with_name(f'{gate.name}.{b.pid}')
         mine.touch()  # B waits on; only A goes on
         gate.unlink()
-        # A does not learn it was declared dead until its next heartbeat gets through.
-        a_beat = beat_gate.with_name(f'{beat_gate.name}.{a.pid}')
-        a_beat.touch()
     finally:
         a.send_signal(signal.SIGCONT)
     # A answers (a live model: a new tool call id, so a new journal key) and tries its effect:

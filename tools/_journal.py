@@ -142,6 +142,17 @@ class ToolJournal:
             key, ('in_doubt', 'started'), status='skipped', result='j:' + json.dumps(reason), finished_at=time.time()
         )
 
+    def reruns(self, key: str) -> int:
+        """How many approved re-runs of in-doubt effect `key` have begun (each needs its own approval)."""
+        row = self.get(key)
+        if row is None or row['status'] not in ('started', 'in_doubt') or not row['result']:
+            return 0
+        try:
+            value = _decode(row['result'])
+        except Exception:
+            return 0
+        return int(value.get('reruns', 0)) if isinstance(value, dict) else 0
+
     def outcome(self, key: str) -> EffectOutcome | None:
         row = self.get(key)
         if row is None:
@@ -167,8 +178,13 @@ class ToolJournal:
             log.warning('journal.in_doubt', key=key, tool=row['tool'])
             return EffectOutcome(key, 'in_doubt')
         if status == 'in_doubt':
+            # The re-runs begun are counted in the row: one cut off by another crash is in doubt
+            # again, and asks a new approval (`reruns`), never the one already given.
+            reruns = _encode({'reruns': self.reruns(key) + 1})
             if rerun and self._fenced(
-                key, meta, lambda: self._update(key, ('in_doubt',), status='started', started_at=time.time())
+                key,
+                meta,
+                lambda: self._update(key, ('in_doubt',), status='started', started_at=time.time(), result=reruns),
             ):
                 return await self._act(key, fn)
             return EffectOutcome(key, 'in_doubt')
@@ -203,7 +219,7 @@ async def run_effect(
     """Run side effect `fn` exactly once under idempotency key `key` (see the module docstring)."""
     book = ToolJournal(store)
     durable = in_workflow()
-    attempt, rerun = 0, False
+    rerun = False
     while True:
         if durable:
 
@@ -225,8 +241,7 @@ async def run_effect(
             raise _decode_error(out.blob)
         if out.status == 'skipped':
             raise ToolCallDenied(f'The {meta["tool"]} call was skipped: {_decode(out.blob)}')
-        a = await _ask_in_doubt(store, key, meta, deps, attempt)
-        attempt += 1
+        a = await _ask_in_doubt(store, key, meta, deps, book.reruns(key))
         if a.status == 'approved':
             rerun = True
             continue
