@@ -69,7 +69,7 @@ def tool_call(name: str, args: dict[str, Any] | None = None, *, call_id: str | N
 
 
 def delegate(specialist: str, subtask: str, *, call_id: str | None = None) -> ToolCallPart:
-    """The supervisor delegating `subtask` to `specialist` (the tool proctor gives every supervisor)."""
+    """The supervisor (or a sub-team's lead) delegating `subtask` to `specialist` (the tool proctor gives each)."""
     return tool_call(f'delegate_to_{specialist}', {'subtask': subtask}, call_id=call_id)
 
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
+from pydantic_ai import AgentModelSettings
 from pydantic_ai.models import KnownModelName, Model
 from pydantic_ai.output import OutputSpec
-from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import Tool, ToolFuncEither
 from pydantic_ai.toolsets import AbstractToolset
 from typing_extensions import TypeVar
@@ -45,6 +45,13 @@ class Specialist(Generic[OutputT]):
     `toolsets` are pydantic-ai toolsets (e.g. an `MCPToolset`). `description` is what the
     supervisor is told about this specialist (defaults to the first line of `instructions`).
     `requires` lists capabilities the router must find in the model (`coding`, `reasoning`, ...).
+
+    `team` makes this specialist the lead of a sub-team: it delegates to each member through a
+    `delegate_to_<member>` tool, as the supervisor delegates to it (several in one turn run in
+    parallel), and a member may lead a team of its own, to the team's `max_depth`
+    (`Specialist('coding', ..., team=[implementer, tester])`; the member `tester` runs as
+    `supervisor>coding>tester`). The `Team`'s durability, guardrails, data class, router, budgets,
+    recording and tracing apply to every level; each member keeps its own tools and model.
     """
 
     name: str
@@ -57,8 +64,9 @@ class Specialist(Generic[OutputT]):
     requires: Sequence[str] = ()
     fallback_models: Sequence[ModelRef] = ()
     retries: int = 2
-    model_settings: ModelSettings | None = None
+    model_settings: AgentModelSettings[RunDeps] | None = None  # or a per-step callable of RunContext[RunDeps]
     extra: dict[str, Any] = field(default_factory=dict)
+    team: Sequence[Specialist[Any]] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -69,6 +77,7 @@ class Specialist(Generic[OutputT]):
         self.toolsets = tuple(self.toolsets)
         self.requires = tuple(self.requires)
         self.fallback_models = tuple(self.fallback_models)
+        self.team = tuple(self.team)
 
     @property
     def summary(self) -> str:

@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 
 #: Area modules that register sub-commands on `app` when imported.
-_AREAS = ('_runs', '_models', '_usage', '_approvals', '_memory', '_traces', '_console', '_worker')
+_AREAS = ('_runs', '_models', '_usage', '_approvals', '_memory', '_traces', '_console', '_worker', '_eval')
 
 
 def _print_version(value: bool) -> None:

@@ -79,7 +79,7 @@ def show_run(
     ] = False,
 ) -> None:
     """One run: its task, status, delegations (specialist, model, tokens, result) and final output."""
-    from ..state._records import RunRecords
+    from ..state._records import RunRecords, lead_delegation
 
     if follow:
         from ..state._queue import wait_for_run
@@ -102,8 +102,10 @@ def show_run(
         f'{_dur(r.duration_s)} tokens {r.input_tokens}+{r.output_tokens} ${r.cost_usd:.4f}'
     )
     tree.add(f'task: {e(_short(r.task, 200))}')
+    nodes: dict[str, Tree] = {}  # a sub-team's delegations under their lead's
     for d in r.delegations:
-        tree.add(
+        lead = lead_delegation(d.delegation_id, nodes)
+        nodes[d.delegation_id] = (nodes[lead] if lead is not None else tree).add(
             f'{e(d.agent_path)} \\[{e(d.status)}] model={e(str(d.model_id))} tokens {d.input_tokens}+{d.output_tokens} '
             f'{_dur(None if d.finished_at is None else d.finished_at - d.started_at)}: {e(_short(d.subtask, 60))} → '
             f'{e(_short(d.output if d.error is None else d.error, 80))}'

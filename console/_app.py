@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..state._store import StateStore
-from . import _routes_approvals, _routes_auth, _routes_runs, _routes_usage
+from . import _routes_approvals, _routes_auth, _routes_evals, _routes_runs, _routes_usage
 from ._auth import SessionSigner, load_secret, operators_from
 from ._data import ConsoleData
 from ._http import HERE, ConsoleState, JSONResponse, SecurityHeaders, error_response, templates
@@ -37,6 +37,7 @@ def create_app(
     secure_cookies: bool = False,
     config: str | os.PathLike[str] | None = None,
     replay_timeout_s: float = 60.0,
+    router: Any = None,
 ) -> Starlette:
     """The console as an ASGI app over one state store.
 
@@ -44,7 +45,9 @@ def create_app(
     tables), or a list of `Operator`s; default: the `[operators.*]` of `config` (default
     `./proctor.toml` when it exists). `secret_key` signs session cookies (default: `console.key` in
     the state dir, so sessions survive a restart). `secure_cookies=True` marks cookies HTTPS-only
-    (set it behind a TLS proxy). `replay_timeout_s` stops a replay that runs longer.
+    (set it behind a TLS proxy). `replay_timeout_s` stops a replay that runs longer. `router` (a
+    `ModelRouter`; default: the one `config` describes, when it has `[models]`) marks the routing choice
+    on the Evaluations page.
     """
     store = store or StateStore()
     if operators is None:
@@ -73,6 +76,7 @@ def create_app(
         *_routes_approvals.routes(),
         *_routes_runs.routes(),
         *_routes_usage.routes(),
+        *_routes_evals.routes(),
         Route('/healthz', lambda r: JSONResponse({'ok': True})),
         Mount('/static', app=StaticFiles(directory=HERE / 'static'), name='static'),
     ]
@@ -80,4 +84,25 @@ def create_app(
         routes=routes, middleware=[Middleware(SecurityHeaders)], exception_handlers={404: not_found, 405: not_found}
     )
     app.state.console = state
+    app.state.eval_router = _eval_router(router, config, store)
     return app
+
+
+def _eval_router(router: Any, config: str | os.PathLike[str] | None, store: StateStore) -> Any:
+    """The router whose evaluation-driven choices the Evaluations page marks (reading this store)."""
+    import tomllib
+
+    from ..exceptions import ProctorError
+    from ..models._eval_route import EvalSelector
+    from ..models._router import ModelRouter
+
+    if router is None:
+        path = Path(config) if config is not None else Path('proctor.toml')
+        try:
+            if not path.is_file() or 'models' not in tomllib.loads(path.read_text()):
+                return None
+            router = ModelRouter.from_file(path)
+        except (OSError, ValueError, ProctorError):
+            return None  # the operators' file may hold no registry: the page says no policy is loaded
+    router.evaluations = EvalSelector(store, refresh_s=5.0)
+    return router

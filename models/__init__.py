@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from ._budget import Budget, BudgetGuard, budget_status
     from ._config import ProctorConfig, RoutingPolicy, load_config
     from ._ledger import Ledger, LedgerEntry, LedgerObserver, UsageRow
+    from ._local_model import LocalModelSettings
     from ._models import build_model, model_id_of
     from ._plan import RoutePlan
     from ._registry import ModelInfo, ModelRegistry
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     'Budget',
+    'LocalModelSettings',
     'budget_status',
     'BudgetGuard',
     'build_model',
@@ -43,6 +45,7 @@ __all__ = (
 #: Public name -> the submodule that defines it; imported on first access (PEP 562).
 _LAZY = {
     'Budget': '._budget',
+    'LocalModelSettings': '._local_model',
     'BudgetGuard': '._budget',
     'budget_status': '._budget',
     'ProctorConfig': '._config',

@@ -73,7 +73,11 @@ class Budget:
         return 'run' if self.level == 'run' else f'{self.level}:{self.name}'
 
     def subject(self, deps: RunDeps, model_id: str) -> str | None:
-        """The team/project/... this budget limits for a call, or None if it does not apply."""
+        """The team/project/... this budget limits for a call, or None if it does not apply. A
+        specialist's budget covers its sub-team too: a call of `supervisor>coding>tester` counts
+        toward `specialist:tester` and `specialist:coding` (the lead of the branch)."""
+        if self.level == 'specialist' and self.name != '*' and self.name in deps.agent_path.split('>')[1:]:
+            return self.name
         value = {
             'team': deps.team,
             'project': deps.project,
@@ -100,6 +104,12 @@ class Budget:
         if self.period == 'month':
             return d.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
         return None
+
+
+def _in_branch(lead: str) -> Any:
+    """Ledger rows of the members of sub-teams led by `lead` (`...>lead>...` in their path)."""
+    pattern = '%>' + lead.replace('_', '\\_') + '>%'
+    return ledger.c.agent_path.like(pattern, escape='\\')
 
 
 def estimate_input_tokens(messages: Sequence[Any]) -> int:
@@ -206,7 +216,10 @@ class BudgetBook:
             q = sa.select(
                 sa.func.coalesce(sa.func.sum(ledger.c.cost_usd), 0.0),
                 sa.func.coalesce(sa.func.sum(ledger.c.input_tokens + ledger.c.output_tokens), 0),
-            ).where(col == subject, sa.or_(ledger.c.call_key.is_(None), ledger.c.call_key != key))
+            ).where(
+                sa.or_(col == subject, _in_branch(subject)) if b.level == 'specialist' else col == subject,
+                sa.or_(ledger.c.call_key.is_(None), ledger.c.call_key != key),
+            )
             if b.period == 'run' and b.level != 'run':
                 q = q.where(ledger.c.run_id == run_id)
             if (start := b.window_start(now)) is not None:

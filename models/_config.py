@@ -17,6 +17,12 @@ fallback = ["mini"]
 requires = ["coding"]
 escalate = ["opus"]                # when the output fails validation
 
+[policy.specialists.triage]        # evaluation-driven: the cheapest approved model passing the suite
+select = "cheapest-passing"
+suite = "triage"                   # evals/triage.toml, run by `proctor eval run triage`
+min_pass_rate = 0.9
+max_age = "14d"
+
 [[policy.rules]]
 data_class = ["confidential", "restricted"]
 regions = ["eu"]
@@ -24,6 +30,9 @@ regions = ["eu"]
 [budgets.project.acme]
 usd = 50.0
 period = "month"
+
+[evals]
+dir = "evals"                      # where the suites live, relative to this file
 ```
 
 Every error is a `ConfigError` naming the file, the key and the reason (malformed TOML: its line).
@@ -55,11 +64,20 @@ from pydantic_ai.models import Model
 from ..exceptions import ConfigError, UnknownModelError
 from ._registry import ModelRegistry, validation_message
 
-__all__ = ('RoutingPolicy', 'SpecialistPolicy', 'RoutingRule', 'BudgetSpec', 'ProctorConfig', 'load_config')
+__all__ = (
+    'RoutingPolicy',
+    'SpecialistPolicy',
+    'RoutingRule',
+    'BudgetSpec',
+    'EvalsConfig',
+    'ProctorConfig',
+    'load_config',
+    'parse_age',
+)
 
 DataClass = Literal['public', 'internal', 'confidential', 'restricted']
 Tier = Literal['low', 'medium', 'high']
-_SECTIONS = ('models', 'policy', 'budgets')
+_SECTIONS = ('models', 'policy', 'budgets', 'evals')
 
 
 class _Strict(BaseModel):
@@ -78,6 +96,35 @@ class SpecialistPolicy(_Strict):
     # allow-list and capabilities bind them; cost tier and latency do not (stronger is the point).
     escalate: tuple[str, ...] | None = None
     data_classes: tuple[DataClass, ...] = ()  # must be routable for these (checked at load time)
+    # Evaluation-driven routing (`proctor.models._eval_route`): the cheapest approved model whose latest
+    # complete evaluation on `suite` passed at least `min_pass_rate`, no older than `max_age`.
+    select: Literal['static', 'cheapest-passing'] = 'static'
+    suite: str | None = None
+    min_pass_rate: float = Field(default=0.9, ge=0, le=1)
+    max_age: str = '14d'
+
+    @model_validator(mode='after')
+    def _selection(self) -> SpecialistPolicy:
+        if self.select == 'cheapest-passing' and not self.suite:
+            raise ValueError('select = "cheapest-passing" needs suite = "<evaluation suite>"')
+        parse_age(self.max_age)
+        return self
+
+
+def parse_age(value: str) -> float:
+    """'90m', '12h', '14d', '2w' -> seconds."""
+    import re
+
+    m = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*', value or '')
+    if not m:
+        raise ValueError(f'max_age {value!r}: write a duration like "12h", "14d" or "2w"')
+    return float(m.group(1)) * {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}[m.group(2)]
+
+
+class EvalsConfig(_Strict):
+    """The `[evals]` table: where the suites live (relative to the proctor.toml)."""
+
+    dir: str = 'evals'
 
 
 class RoutingRule(_Strict):
@@ -105,6 +152,21 @@ class RoutingRule(_Strict):
         return True
 
 
+class CapabilitySelect(_Strict):
+    """`[policy.capabilities.<capability>]`: evaluation-driven routing for every specialist that requires
+    the capability and has no `select` of its own."""
+
+    select: Literal['static', 'cheapest-passing'] = 'cheapest-passing'
+    suite: str
+    min_pass_rate: float = Field(default=0.9, ge=0, le=1)
+    max_age: str = '14d'
+
+    @model_validator(mode='after')
+    def _age(self) -> CapabilitySelect:
+        parse_age(self.max_age)
+        return self
+
+
 class RoutingPolicy(_Strict):
     """The `[policy]` table."""
 
@@ -113,6 +175,7 @@ class RoutingPolicy(_Strict):
     degrade_at: float | None = Field(default=None, gt=0, le=1)
     data_classes: tuple[DataClass, ...] = ()  # every listed specialist must be routable for these
     specialists: dict[str, SpecialistPolicy] = Field(default_factory=dict)
+    capabilities: dict[str, CapabilitySelect] = Field(default_factory=dict)
     rules: tuple[RoutingRule, ...] = ()
 
 
@@ -146,6 +209,13 @@ class ProctorConfig:
     policy: RoutingPolicy
     budgets: list[Any] = field(default_factory=list)  # list[Budget]
     path: str | None = None
+    evals: EvalsConfig = field(default_factory=lambda: EvalsConfig())
+
+    @property
+    def evals_dir(self) -> Path:
+        """The suites' folder: `[evals] dir`, relative to this file's folder (default `evals/`)."""
+        base = Path(self.path).parent if self.path else Path.cwd()
+        return (base / self.evals.dir).resolve()
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -211,4 +281,9 @@ def load_config(path: str | os.PathLike[str], *, models: Mapping[str, Model] | N
         registry.bind(mid, model)
     policy = parse_policy(data.get('policy'), source=source)
     budgets = parse_budgets(data.get('budgets'), source=source)
-    return ProctorConfig(registry=registry, policy=policy, budgets=budgets, path=source)
+    try:
+        evals = EvalsConfig.model_validate(data.get('evals') or {})
+    except ValidationError as e:
+        key, reason = validation_message(e, ('evals',))
+        raise ConfigError(reason, file=source, key=key) from None
+    return ProctorConfig(registry=registry, policy=policy, budgets=budgets, path=source, evals=evals)

@@ -50,7 +50,11 @@ USAGE_DIMENSIONS = ('team', 'project', 'specialist', 'model')
 _COLUMNS = {
     'team': ledger.c.team,
     'project': ledger.c.project,
-    'specialist': ledger.c.specialist,
+    # The supervisor and its specialists by name; a member of a sub-team by its path
+    # (`supervisor>coding>tester`): a grandchild's spend stays apart from its lead's, and says whose member it is.
+    'specialist': sa.case((ledger.c.agent_path.like('%>%>%'), ledger.c.agent_path), else_=ledger.c.specialist).label(
+        'specialist'
+    ),
     'model': ledger.c.model_id,
 }
 

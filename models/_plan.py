@@ -43,6 +43,8 @@ class RoutePlan:
     rejected: dict[str, str] = field(default_factory=dict)
     degraded: str | None = None
     costs: dict[str, float] = field(default_factory=dict)  # call key -> actual USD (the ledger observer fills it)
+    evaluation: dict[str, Any] | None = None  # select = "cheapest-passing": what the evaluations said
+    pool: tuple[str, ...] = ()  # select = "cheapest-passing": every approved model the evaluations may pick
 
     @property
     def primary(self) -> str:

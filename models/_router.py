@@ -32,6 +32,7 @@ from ..core._events import RunObserver
 from ..exceptions import ConfigError, NoRouteError, UnknownModelError
 from ._budget import Budget, BudgetGuard
 from ._config import RoutingPolicy, SpecialistPolicy, load_config, parse_policy
+from ._eval_route import EvalRouteAudit, EvalSelector
 from ._fallback import RegistryModel, RoutedModel
 from ._ledger import LedgerObserver
 from ._plan import RoutePlan, set_plan
@@ -115,6 +116,7 @@ class ModelRouter:
         *,
         budgets: Sequence[Budget] = (),
         source: str | None = None,
+        evaluations: EvalSelector | None = None,
     ) -> None:
         self.registry = registry if isinstance(registry, ModelRegistry) else ModelRegistry(registry, source=source)
         self.source = source or self.registry.source
@@ -123,6 +125,13 @@ class ModelRouter:
         self._members: dict[str, RegistryModel] = {}
         self.ledger = LedgerObserver(registry=self.registry)
         self.budget_guard = BudgetGuard(self.budgets, registry=self.registry) if self.budgets else None
+        # select = "cheapest-passing": results from the run's store (or this selector's), and their audit.
+        self.evaluations = evaluations or EvalSelector()
+        selects = any(sp.select == 'cheapest-passing' for sp in self.policy.specialists.values()) or any(
+            cp.select == 'cheapest-passing' for cp in self.policy.capabilities.values()
+        )
+        self._eval_audit = EvalRouteAudit() if selects else None
+        self.evals_dir: str | None = None  # `[evals] dir` of the proctor.toml (set by from_file)
         self._validate()
 
     @classmethod
@@ -136,10 +145,37 @@ class ModelRouter:
         """Registry, policy and budgets from a `proctor.toml`; `models` binds ids to `Model` instances,
         `budgets` replaces the file's."""
         cfg = load_config(path, models=models)
-        return cls(cfg.registry, cfg.policy, budgets=cfg.budgets if budgets is None else budgets, source=cfg.path)
+        router = cls(cfg.registry, cfg.policy, budgets=cfg.budgets if budgets is None else budgets, source=cfg.path)
+        router.evals_dir = str(cfg.evals_dir)
+        return router
 
     def observers(self) -> list[RunObserver]:
-        return [self.ledger, *([self.budget_guard] if self.budget_guard else [])]
+        return [
+            self.ledger,
+            *([self.budget_guard] if self.budget_guard else []),
+            *([self._eval_audit] if self._eval_audit else []),
+        ]
+
+    def refusal(
+        self, model_id: str, *, data_class: str, specialist: str, project: str = '', team: str = ''
+    ) -> str | None:
+        """Why the policy keeps `model_id` from data of `data_class` (approval, and the rules matching
+        the class: regions, allow-lists, capabilities, tiers), or None. Evaluations and their judges use it."""
+        cons = _Constraints()
+        for rule in self.policy.rules:
+            if rule.matches(data_class=data_class, project=project, team=team, specialist=specialist):
+                cons.tighten(
+                    requires=rule.requires,
+                    max_tier=rule.max_cost_tier,
+                    max_latency_ms=rule.max_latency_ms,
+                    regions=rule.regions,
+                    allow=rule.models,
+                )
+        return cons.reject(model_id, self.registry.get(model_id), data_class)
+
+    def evaluations_changed(self, suite: str | None = None) -> None:
+        """An evaluation of `suite` completed: the next route reads its results."""
+        self.evaluations.invalidate(suite)
 
     # ------------------------------------------------------------------ load-time checks
 
@@ -187,7 +223,7 @@ class ModelRouter:
         for name, sp in p.specialists.items():
             for dc in dict.fromkeys([*p.data_classes, *sp.data_classes]):
                 try:
-                    self._plan(name, (), None, data_class=dc, project='', team='', rules_scoped=False)
+                    self._plan(name, (), None, data_class=dc, project='', team='', rules_scoped=False, evaluate=False)
                 except NoRouteError as e:
                     raise self._err(
                         f'policy.specialists.{name}',
@@ -244,6 +280,7 @@ class ModelRouter:
         team: str,
         rules_scoped: bool = True,
         deps: RunDeps | None = None,
+        evaluate: bool = True,
     ) -> RoutePlan:
         p = self.policy
         sp = p.specialists.get(name)
@@ -271,6 +308,19 @@ class ModelRouter:
             (ok.append(mid) if why is None else rejected.__setitem__(mid, why))  # type: ignore[func-returns-value]
         if not ok:
             raise NoRouteError(specialist=name, data_class=data_class, rejected=rejected)
+        selection, pool = None, ()
+        select = self._selection_policy(sp, cons.requires)
+        if select is not None:
+            every = sorted(
+                self.registry.ids(),
+                key=lambda m: (self.registry.get(m).usd_per_m_input + self.registry.get(m).usd_per_m_output, m),
+            )
+            pool = tuple(
+                m for m in dict.fromkeys([*ok, *every]) if cons.reject(m, self.registry.get(m), data_class) is None
+            )
+            if evaluate:
+                selection = self.evaluations.select(select, pool, self.registry)
+                ok = [*selection.passing, *(m for m in ok if m not in selection.passing)]
         esc_ids = sp.escalate if sp is not None and sp.escalate is not None else p.escalate
         # Escalation is the stronger (pricier, slower) model by design: cost tier and latency do not bind it.
         esc_cons = _Constraints(cons.requires, None, None, cons.regions, cons.allow)
@@ -297,6 +347,12 @@ class ModelRouter:
         tiers = (tuple(ok), *(tuple(esc[i:]) for i in range(len(esc))))
         if degraded:
             head = f'degraded to the cheapest approved model ({degraded})'
+        elif selection is not None and selection.chosen is not None:
+            head = selection.head
+        elif selection is not None:
+            head = selection.head + (
+                f', first choice of the {origin}' if ok[0] == chain[0] else f', first approved in the {origin}'
+            )
         elif ok[0] == chain[0]:
             head = f'first choice of the {origin}'
         else:
@@ -309,7 +365,33 @@ class ModelRouter:
             why += f'; escalate to {", ".join(esc)} on invalid output'
         if rejected:
             why += '; rejected ' + '; '.join(f'{m} ({r})' for m, r in rejected.items())
-        return RoutePlan(name, data_class, project, team, tiers, why, rejected, degraded)
+        if selection is not None:
+            why += '; evaluations: ' + '; '.join(f'{m} {v}' for m, v in selection.verdicts.items())
+        return RoutePlan(
+            name,
+            data_class,
+            project,
+            team,
+            tiers,
+            why,
+            rejected,
+            degraded,
+            evaluation=selection.to_json() if selection is not None else None,
+            pool=pool,
+        )
+
+    def _selection_policy(self, sp: SpecialistPolicy | None, requires: set[str]) -> Any:
+        """The specialist's `select = "cheapest-passing"`, else that of the first capability it requires
+        (`[policy.capabilities.<name>]`, in name order), else None (static routing)."""
+        if sp is not None and sp.select == 'cheapest-passing':
+            return sp
+        if sp is not None and 'select' in sp.model_fields_set:
+            return None  # select = "static" said explicitly: no capability overrides it
+        for cap in sorted(requires):
+            cp = self.policy.capabilities.get(cap)
+            if cp is not None and cp.select == 'cheapest-passing':
+                return cp
+        return None
 
     def plan(self, spec: Routable, *, data_class: str, project: str = 'default', team: str = 'team') -> RoutePlan:
         """The plan for `spec` on a run of `data_class` (no side effects: nothing is recorded)."""
@@ -336,12 +418,22 @@ class ModelRouter:
         for dc in DATA_CLASSES:
             try:
                 plan = self._plan(
-                    spec.name, spec.requires, spec, data_class=dc, project='', team='', rules_scoped=False
+                    spec.name,
+                    spec.requires,
+                    spec,
+                    data_class=dc,
+                    project='',
+                    team='',
+                    rules_scoped=False,
+                    evaluate=False,
                 )
             except NoRouteError as e:
                 errors[dc] = e
                 continue
-            reachable.update(dict.fromkeys(plan.model_ids))  # rules scoped to a project or team only narrow this
+            reachable.update(dict.fromkeys(plan.model_ids))
+            reachable.update(
+                dict.fromkeys(plan.pool)
+            )  # what evaluation-driven routing may pick  # rules scoped to a project or team only narrow this
         if not reachable:
             e = errors.get('internal') or next(iter(errors.values()))
             why = '; '.join(f'{m}: {r}' for m, r in e.rejected.items())

@@ -69,17 +69,21 @@ class PreferredModelRouter:
 
     def __init__(self, default_model: Any = None) -> None:
         self.default_model = default_model
-        self._cache: dict[str, tuple[str, Model]] = {}
+        # (name, model declared) -> (id, model, what was declared): two members of one name under
+        # different leads of a nested team may declare different models. The declared object is kept so its id stays its own.
+        self._cache: dict[tuple[str, Any], tuple[str, Model, Any]] = {}
 
     def _resolve(self, spec: Routable) -> tuple[str, Model]:
-        hit = self._cache.get(spec.name)
+        declared = spec.model
+        key = (spec.name, declared if declared is None or isinstance(declared, str) else id(declared))
+        hit = self._cache.get(key)
         if hit is None:
-            m = spec.model if spec.model is not None else self.default_model
+            m = declared if declared is not None else self.default_model
             if m is None:
                 raise UserError(f'specialist {spec.name!r} has no model (set Specialist(model=...))')
-            hit = (model_id_of(m), build_model(m))
-            self._cache[spec.name] = hit
-        return hit
+            hit = (model_id_of(m), build_model(m), declared)
+            self._cache[key] = hit
+        return hit[0], hit[1]
 
     def candidates(self, spec: Routable) -> dict[str, Model]:
         model_id, model = self._resolve(spec)

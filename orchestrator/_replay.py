@@ -228,7 +228,7 @@ async def replay(
             raise UserError(f'run {rec.run_id} recorded no team factory: pass the team (--team module:callable)')
         team = await anyio.to_thread.run_sync(load_factory, rec.factory)
     assert isinstance(team, Team)  # load_factory returns only registered teams
-    agents = {a.name: a for a in [team.supervisor, *team.specialists.values()]}
+    agents = {a.name: a for a in team.tree.specs.values()}  # every level of a nested team
     for name in models or {}:
         if name not in agents:
             raise UserError(
@@ -282,6 +282,7 @@ async def replay(
         router=ReplayRouter(replay_models, routes),  # type: ignore[arg-type]
         observers=[StepMarker(session)],
         trace=False,
+        max_depth=team.max_depth,
     )
     for o in clone.observers:  # approval checkpoints (the guardrails' observer) do not wait in a replay
         if hasattr(o, 'gate'):

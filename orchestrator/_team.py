@@ -44,6 +44,7 @@ from ..tracing._setup import instrumentation_settings, resolve_tracer_provider, 
 from ._checkpoint import ModelCheckpoint, durability
 from ._live import teams
 from ._observers import ObserverCapability
+from ._tree import DEFAULT_MAX_DEPTH, SUPERVISOR_PATH, AgentTree
 
 __all__ = ('Team', 'TeamResult', 'DelegationResult', 'DATA_CLASSES')
 
@@ -119,12 +120,14 @@ def _served_model(messages: Sequence[Any], routed: str) -> str:
 def _needs_child_workflow(spec: Specialist[Any]) -> bool:
     """Whether a durable delegation to `spec` needs DBOS steps of its own, so a child workflow: it has
     toolsets (pydantic-ai makes MCP calls DBOS steps) or an output function (which may call
-    `side_effect_step` outside any tool call). Everything else a specialist does is checkpointed by
-    proctor's own tables, which concurrent branches of one workflow can share: model responses by
+    `side_effect_step` outside any tool call), or it leads a member that does (a child workflow is
+    started from workflow code, never from a delegation running in its parent's). Everything else a
+    specialist does is checkpointed by proctor's own tables, which concurrent branches of one
+    workflow can share: model responses by
     the run's recording, side effects of its function tools by the tool journal (keyed by the call,
     not by DBOS's operation order), approvals by the approvals table (waited for by polling it). A
     child workflow would add ~7 ms of DBOS bookkeeping per delegation (`feature_costs.py`)."""
-    return bool(spec.toolsets) or not isinstance(spec.output_type, type)
+    return bool(spec.toolsets) or not isinstance(spec.output_type, type) or any(map(_needs_child_workflow, spec.team))
 
 
 def _launch(store: StateStore) -> None:
@@ -162,8 +165,9 @@ class Team(Generic[OutputT]):
 
     `await team.run(task, project=..., data_class=...)` runs the supervisor on `task`; it delegates
     through one tool per specialist (`delegate_to_<name>`), several in one turn running
-    concurrently. With `durable=True` (the default) the run is a DBOS workflow in the state store,
-    so an interrupted run resumes (`team.resume(run_id)`, `proctor resume RUN`) without repeating
+    concurrently. A specialist with `team=[...]` leads a sub-team and delegates to its members the
+    same way, to `max_depth` delegations below the supervisor (default 4). With `durable=True` (the
+    default) the run is a DBOS workflow in the state store, so an interrupted run resumes (`team.resume(run_id)`, `proctor resume RUN`) without repeating
     finished model calls or side effects. `factory` ('module:callable' or 'file.py:callable') is
     recorded with each run so another process can rebuild this team to resume or replay it.
     """
@@ -185,6 +189,7 @@ class Team(Generic[OutputT]):
         observers: Sequence[RunObserver] = (),
         tracer_provider: Any = None,
         trace: bool = True,
+        max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         if not specialists:
             raise UserError(f'team {name!r} needs at least one specialist')
@@ -192,9 +197,11 @@ class Team(Generic[OutputT]):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes or supervisor.name in names:
             raise UserError(f'team {name!r}: duplicate agent names {sorted(dupes | ({supervisor.name} & set(names)))}')
+        self.tree = AgentTree.build(name, supervisor, specialists, max_depth=max_depth)
         self.name = name
         self.supervisor = supervisor
-        self.specialists: dict[str, Specialist[Any]] = {s.name: s for s in specialists}
+        self.max_depth = max_depth
+        self.specialists: dict[str, Specialist[Any]] = self.tree.members[SUPERVISOR_PATH]  # the supervisor's members
         self.workspace = Workspace.open(workspace) if workspace is not None else None
         self.store = StateStore(state_dir, database_url=database_url)
         self.records = RunRecords(self.store)
@@ -235,16 +242,20 @@ class Team(Generic[OutputT]):
         self.tracer = otel_trace.get_tracer(
             'proctor', tracer_provider=self.tracer_provider or otel_trace.NoOpTracerProvider()
         )
-        self._agents: dict[str, Agent[RunDeps, Any]] = {}
-        for spec in [supervisor, *specialists]:
-            self._agents[spec.name] = self._build_agent(spec, is_supervisor=spec is supervisor)
+        self._agents: dict[str, Agent[RunDeps, Any]] = {}  # by agent path
+        for path, spec in self.tree.specs.items():
+            try:
+                self._agents[path] = self._build_agent(spec, path)
+            except UserError as e:  # its own class (UnknownModelError, ...), naming the agent's path
+                e.args = (f'team {name!r}: agent {path}: {e}',)
+                raise
         teams.register(self)
 
     @property
     def signature(self) -> tuple[str, ...]:
         """What makes two builds the same team: its supervisor and specialists (a factory building it
         again, as a restarted process or a replay does, replaces it; a different team is refused)."""
-        return (self.supervisor.name, *sorted(self.specialists))
+        return self.tree.signature()
 
     def close(self) -> None:
         """Forget this team in the process, so another team may take its name on its state store."""
@@ -255,18 +266,19 @@ class Team(Generic[OutputT]):
     def _candidate_models(self, spec: Specialist[Any]) -> dict[str, Any]:
         return self.router.candidates(spec)
 
-    def _build_agent(self, spec: Specialist[Any], *, is_supervisor: bool) -> Agent[RunDeps, Any]:
+    def _build_agent(self, spec: Specialist[Any], path: str) -> Agent[RunDeps, Any]:
+        agent_name = self.tree.agent_name(self.name, path)
         candidates = self._candidate_models(spec)
         default_id = next(iter(candidates))
         for mid, m in candidates.items():
             self._model_ids[id(m)] = mid
         capabilities: list[Any] = [ObserverCapability(self.observers, self._model_ids, checkpoint=self._checkpoint)]
-        if self.durable and self._dbos_capability(spec, is_supervisor=is_supervisor):
-            _engine.rebuildable(f'{self.name}.{spec.name}')  # building this team again replaces its DBOS functions
-            capabilities.append(durability(f'{self.name}.{spec.name}', candidates))
+        if self.durable and self._dbos_capability(spec, path):
+            _engine.rebuildable(agent_name)  # building this team again replaces its DBOS functions
+            capabilities.append(durability(agent_name, candidates))
         toolsets: list[Any] = list(spec.toolsets)
-        if is_supervisor:
-            toolsets.append(self._delegation_toolset())
+        if path in self.tree.members:  # the supervisor, or a lead of a sub-team
+            toolsets.append(self._delegation_toolset(path))
         if self.tracer_provider is not None:
             from pydantic_ai.capabilities import Instrumentation
 
@@ -274,29 +286,30 @@ class Team(Generic[OutputT]):
             capabilities.append(Instrumentation(settings=settings))
         return Agent(
             candidates[default_id],
-            name=f'{self.name}.{spec.name}',
+            name=agent_name,
             instructions=spec.instructions,
             tools=list(spec.tools),
             toolsets=toolsets,
             output_type=spec.output_type,
             deps_type=RunDeps,
             retries=spec.retries,
-            model_settings=spec.model_settings,  # type: ignore[arg-type]
+            model_settings=spec.model_settings,
             capabilities=capabilities,
         )
 
-    def _dbos_capability(self, spec: Specialist[Any], *, is_supervisor: bool) -> bool:
+    def _dbos_capability(self, spec: Specialist[Any], path: str) -> bool:
         """Whether the agent of `spec` needs pydantic-ai's DBOS capability in a durable team: the
         supervisor, for its tools and its delegations that are child workflows; a specialist whose
-        delegations are child workflows (`_needs_child_workflow`: MCP calls are steps). Elsewhere it would
-        add its per-request bookkeeping (~1 ms per run) for nothing."""
-        if not is_supervisor:
+        delegations are child workflows (`_needs_child_workflow`: MCP calls are steps, and so is the lead
+        of such a member). Elsewhere it would add its per-request bookkeeping (~1 ms per run) for nothing."""
+        if path != SUPERVISOR_PATH:
             return _needs_child_workflow(spec)
         return bool(spec.tools or spec.toolsets) or any(_needs_child_workflow(s) for s in self.specialists.values())
 
-    def _delegation_toolset(self) -> FunctionToolset[RunDeps]:
+    def _delegation_toolset(self, lead: str) -> FunctionToolset[RunDeps]:
+        """The `delegate_to_<member>` tools of the agent at path `lead` (the supervisor or a sub-team's lead)."""
         tools: list[Tool[RunDeps]] = []
-        for spec in self.specialists.values():
+        for spec in self.tree.members[lead].values():
 
             def make(specialist: str) -> Any:
                 async def delegate(ctx: RunContext[RunDeps], subtask: str) -> str:
@@ -317,7 +330,8 @@ class Team(Generic[OutputT]):
                     metadata={'dbos': {'child_workflow': {}}} if child else None,
                 )
             )
-        return FunctionToolset(tools, id=f'{self.name}.delegation')
+        owner = self.name if lead == SUPERVISOR_PATH else self.tree.agent_name(self.name, lead)
+        return FunctionToolset(tools, id=f'{owner}.delegation')
 
     # ------------------------------------------------------------------ running
 
@@ -589,7 +603,7 @@ class Team(Generic[OutputT]):
         task = self._guard('input', task, deps)
         route = self._route(self.supervisor, deps)
         deps = RunDeps(**{**deps.__dict__, 'model_id': route.model_id})
-        agent = self._agents[self.supervisor.name]
+        agent = self._agents[SUPERVISOR_PATH]
         started = time.perf_counter()
         emit(
             self.observers,
@@ -673,12 +687,13 @@ class Team(Generic[OutputT]):
         )
 
     async def _delegate(self, ctx: RunContext[RunDeps], specialist: str, subtask: str) -> str:
-        """Run `specialist` on `subtask` for the agent whose context is `ctx` (the delegation tool's body)."""
-        spec = self.specialists.get(specialist)
-        if spec is None:  # pragma: no cover - tools exist only for known specialists
-            raise RunError(f'unknown specialist {specialist!r}', run_id=ctx.deps.run_id)
+        """Run `specialist` on `subtask` for the agent whose context is `ctx` (the delegation tool's body):
+        the supervisor or a sub-team's lead, `specialist` one of its members."""
         parent = ctx.deps
-        delegation_id = f'{parent.run_id}:{parent.agent_path}>{specialist}:{ctx.tool_call_id}'
+        spec = self.tree.members.get(parent.agent_path, {}).get(specialist)
+        if spec is None:  # pragma: no cover - tools exist only for known members
+            raise RunError(f'unknown specialist {specialist!r} under {parent.agent_path}', run_id=parent.run_id)
+        delegation_id = parent.delegation_id_of(specialist, ctx.tool_call_id)
         if self._checkpoint is not None and self.record:
             # Finished in an earlier execution of the run: served from its record, not run again.
             done = await self._checkpoint.finished_delegation(parent, delegation_id, spec.output_type)
@@ -741,7 +756,7 @@ class Team(Generic[OutputT]):
                 },
             ) as span:
                 with _engine.delegation_in_parent_workflow() if self.durable and not own_workflow else nullcontext():
-                    result = await self._agents[specialist].run(subtask, deps=deps, model=route.model_key)
+                    result = await self._agents[deps.agent_path].run(subtask, deps=deps, model=route.model_key)
                 output = self._guard('output', result.output, deps)
                 span.set_attributes(_usage_attributes(result.usage, route))
         except BaseException as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -13,12 +14,23 @@ from ..exceptions import UnknownRunError
 from ._schema import delegations, runs
 from ._store import StateStore
 
-__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords', 'RunStatus', 'DelegationStatus')
+__all__ = ('RunRecord', 'DelegationRecord', 'RunRecords', 'RunStatus', 'DelegationStatus', 'lead_delegation')
 
 #: A run's status: queued for a worker, executing, paused at an approval, or finished one of three ways.
 RunStatus = Literal['enqueued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled']
 #: A delegation's status (a delegation cannot be queued or cancelled on its own).
 DelegationStatus = Literal['running', 'waiting', 'succeeded', 'failed']
+
+
+def lead_delegation(delegation_id: str, known: Container[str]) -> str | None:
+    """The delegation that delegated `delegation_id` (a member of a sub-team: its lead's, whose id
+    its own extends, `<lead's id>><member>:<call>`), if it is in `known`; None for the supervisor's."""
+    i = delegation_id.rfind('>')
+    while i > 0:
+        if delegation_id[:i] in known:
+            return delegation_id[:i]
+        i = delegation_id.rfind('>', 0, i)
+    return None
 
 
 @dataclass

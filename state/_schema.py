@@ -23,6 +23,9 @@ __all__ = (
     'model_attempts',
     'budget_usage',
     'budget_reservations',
+    'eval_runs',
+    'eval_results',
+    'eval_cases',
 )
 
 metadata = sa.MetaData()
@@ -55,7 +58,7 @@ runs = sa.Table(
 delegations = sa.Table(
     'proctor_delegations',
     metadata,
-    sa.Column('delegation_id', sa.String(200), primary_key=True),
+    sa.Column('delegation_id', sa.String(400), primary_key=True),  # a sub-team member's extends its lead's
     sa.Column('run_id', sa.String(64), nullable=False, index=True),
     sa.Column('seq', sa.Integer, nullable=False),
     sa.Column('agent_path', sa.String(400), nullable=False),
@@ -251,4 +254,70 @@ budget_reservations = sa.Table(
     sa.Column('status', sa.String(16), nullable=False),
     sa.Column('created_at', sa.Float, nullable=False),
     sa.Column('settled_at', sa.Float),
+)
+
+# Evaluation runs (`proctor eval run`): one row per run of a suite; `complete` only once every case of
+# every model is recorded (the router reads complete runs only).
+eval_runs = sa.Table(
+    'proctor_eval_runs',
+    metadata,
+    sa.Column('run_id', sa.String(64), primary_key=True),
+    sa.Column('suite', sa.String(200), nullable=False, index=True),
+    sa.Column('subject', sa.String(200), nullable=False),  # the specialist or capability evaluated
+    sa.Column('suite_path', sa.Text),
+    sa.Column('suite_hash', sa.String(64), nullable=False),  # sha256 of the suite file as run
+    sa.Column('status', sa.String(16), nullable=False),  # running|complete|failed
+    sa.Column('models', sa.Text, nullable=False),  # JSON list of model ids
+    sa.Column('repeat', sa.Integer, nullable=False),
+    sa.Column('cases', sa.Integer, nullable=False),
+    sa.Column('project', sa.String(200), nullable=False),
+    sa.Column('started_at', sa.Float, nullable=False),
+    sa.Column('finished_at', sa.Float),
+    sa.Column('error', sa.Text),
+)
+
+# Per run and model: the numbers routing and the report read (written with the run's `complete`).
+eval_results = sa.Table(
+    'proctor_eval_results',
+    metadata,
+    sa.Column('run_id', sa.String(64), primary_key=True),
+    sa.Column('model_id', sa.String(200), primary_key=True),
+    sa.Column('suite', sa.String(200), nullable=False, index=True),
+    sa.Column('model_version', sa.String(100)),
+    sa.Column('cases', sa.Integer, nullable=False),  # case runs (cases x repeats) on this model
+    sa.Column('skipped', sa.Integer, nullable=False),  # cases of a data class the model is not approved for
+    sa.Column('passed', sa.Integer, nullable=False),
+    sa.Column('pass_rate', sa.Float, nullable=False),
+    sa.Column('mean_score', sa.Float, nullable=False),
+    sa.Column('p50_ms', sa.Float, nullable=False),
+    sa.Column('p95_ms', sa.Float, nullable=False),
+    sa.Column('input_tokens', sa.Integer, nullable=False),
+    sa.Column('output_tokens', sa.Integer, nullable=False),
+    sa.Column('cost_usd', sa.Float, nullable=False),
+    sa.Column('cost_per_case', sa.Float, nullable=False),
+    sa.Column('judge_cost_usd', sa.Float, nullable=False),
+    sa.Column('errors', sa.Integer, nullable=False),
+    sa.Column('created_at', sa.Float, nullable=False),
+)
+
+# Every case run: the output, each check's verdict, latency, tokens and cost.
+eval_cases = sa.Table(
+    'proctor_eval_cases',
+    metadata,
+    sa.Column('run_id', sa.String(64), primary_key=True),
+    sa.Column('model_id', sa.String(200), primary_key=True),
+    sa.Column('case_name', sa.String(200), primary_key=True),
+    sa.Column('repeat', sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column('data_class', sa.String(32), nullable=False),
+    sa.Column('passed', sa.Boolean, nullable=False),
+    sa.Column('score', sa.Float, nullable=False),
+    sa.Column('latency_ms', sa.Float, nullable=False),
+    sa.Column('input_tokens', sa.Integer, nullable=False),
+    sa.Column('output_tokens', sa.Integer, nullable=False),
+    sa.Column('cost_usd', sa.Float, nullable=False),
+    sa.Column('judge_cost_usd', sa.Float, nullable=False),
+    sa.Column('output', sa.Text),
+    sa.Column('checks', sa.Text, nullable=False),  # JSON list of {check, passed, score, reason}
+    sa.Column('error', sa.Text),
+    sa.Column('created_at', sa.Float, nullable=False),
 )

@@ -39,8 +39,8 @@ __all__ = (
 )
 
 #: 2: the columns added after the first release (ledger routing columns, span scope, audit and guard
-#: event keys) and their unique indexes.
-SCHEMA_VERSION = 2
+#: event keys) and their unique indexes. 3: the evaluation tables (`proctor_eval_runs`, `_results`, `_cases`).
+SCHEMA_VERSION = 3
 T = TypeVar('T')
 
 

@@ -158,3 +158,16 @@ def _is_package(module: str) -> bool:
 @pytest.mark.parametrize('layer', LAYERS[:-1])
 def test_every_layer_has_modules(layer: str) -> None:
     assert any(_layer(m) == layer for m in GRAPH), f'no module found in layer {layer!r}'
+
+
+def test_no_module_rebinds_its_globals_at_run_time():
+    # process-wide state lives in objects a reader can find (a registry, an engine dataclass), not in
+    # module globals rebound by a function
+    found = sorted(
+        f'{path.relative_to(ROOT)}:{node.lineno} global {", ".join(node.names)}'
+        for path in ROOT.rglob('*.py')
+        if not SKIP_DIRS.intersection(path.relative_to(ROOT).parts[:1])
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Global)
+    )
+    assert not found, 'global statements:\n' + '\n'.join(found)

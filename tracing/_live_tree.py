@@ -165,7 +165,11 @@ class LiveTree(RunObserver):
             if nodes:
                 return None
             parent_path = e.agent_path.rpartition('>')[0]
-            parent = next((n for n in reversed(root.walk()) if n.agent_path == parent_path), root)
+            # its lead: the running node of the parent path (a sub-team's member), else the run's root
+            parent = next(
+                (n for n in reversed(root.walk()) if n.agent_path == parent_path and n.status == 'running'),
+                next((n for n in reversed(root.walk()) if n.agent_path == parent_path), root),
+            )
             parent.children.append(_Node(e.specialist, e.agent_path, e.subtask, e.model_id))
             return f'  {e.agent_path} started on {e.model_id or "?"}: {_short(e.subtask, 100)}'
         running = [n for n in nodes if n.status == 'running']

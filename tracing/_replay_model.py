@@ -48,8 +48,11 @@ class Fork:
     index: int
 
 
-def _agent_path(scope: str) -> str:
-    return scope.rpartition(':')[0] if ':' in scope else scope
+def _above(scope: str, fork_scope: str) -> bool:
+    """Whether agent run `scope` delegated, directly or through its members, to agent run `fork_scope`:
+    the supervisor is above every delegation, a lead above its members' (`supervisor>coding:c1` is
+    above `supervisor>coding:c1>tester:c2`: a delegation's scope extends its lead's)."""
+    return scope != fork_scope and (scope == 'supervisor' or fork_scope.startswith(scope + '>'))
 
 
 class ReplaySession:
@@ -80,10 +83,7 @@ class ReplaySession:
                 return index >= f.index
             if scope in self.live_scopes or (rec is None and scope not in self.scopes):
                 return True  # a delegation a live step started
-            above = f.scope != scope and (
-                scope == 'supervisor' or _agent_path(f.scope).startswith(_agent_path(scope) + '>')
-            )
-            if above and (rec is None or rec.seq > f.step.seq):
+            if _above(scope, f.scope) and (rec is None or rec.seq > f.step.seq):
                 return True
         if rec is None or rec.kind not in ('model', 'model_error'):
             raise MissingRecording(step, run_id=self.rec.run_id)
@@ -97,9 +97,7 @@ class ReplaySession:
                 self.call_source[f'{scope}#tool:{part.tool_call_id}@{n}'] = 'live' if live else 'replayed'
                 if live and part.tool_name.startswith(DELEGATE_PREFIX):
                     # its scope may reuse a recorded call id (scripted models count from 1): still live
-                    self.live_scopes.add(
-                        f'{_agent_path(scope)}>{part.tool_name[len(DELEGATE_PREFIX) :]}:{part.tool_call_id}'
-                    )
+                    self.live_scopes.add(f'{scope}>{part.tool_name[len(DELEGATE_PREFIX) :]}:{part.tool_call_id}')
 
 
 class ReplayModel(WrapperModel):
@@ -239,4 +237,5 @@ def replay_spec(spec: Any, session: ReplaySession) -> Any:
         [ReplayToolset(FunctionToolset(list(spec.tools), max_retries=spec.retries), session)] if spec.tools else []
     )
     toolsets += [ReplayToolset(ts, session) for ts in spec.toolsets]
-    return replace(spec, tools=(), toolsets=tuple(toolsets))
+    members = tuple(replay_spec(m, session) for m in spec.team)  # a lead's sub-team, replayed the same way
+    return replace(spec, tools=(), toolsets=tuple(toolsets), team=members)
