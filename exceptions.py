@@ -24,6 +24,7 @@ __all__ = (
     'MemoryStoreError',
     'RunError',
     'NoRouteError',
+    'ProviderError',
     'BudgetExceeded',
     'GuardrailTripped',
     'ApprovalRejected',
@@ -148,6 +149,30 @@ class NoRouteError(RunError):
         super().__init__(
             f'no model for specialist {specialist!r} with data class {data_class!r} ({why})', run_id=run_id
         )
+
+
+class ProviderError(RunError):
+    """The model provider failed and that ended the run: every model tried for the specialist failed
+    (or refused the request). `attempts` lists each model tried with its one-line reason (HTTP status and
+    the provider's message, trimmed); the provider's own exception is `__cause__`."""
+
+    def __init__(self, *, specialist: str, attempts: list[dict[str, Any]], run_id: str | None = None) -> None:
+        self.specialist = specialist
+        self.attempts = attempts
+        tried = '; '.join(f'{a["model"]}: {a["reason"]}' for a in attempts) or 'no model answered'
+        where = f'run {run_id}: ' if run_id else ''
+        n = len(attempts)
+        super().__init__(
+            f'{where}specialist {specialist!r} got no model response ({n} model{"s" if n != 1 else ""} tried): {tried}',
+            run_id=run_id,
+        )
+
+    def __reduce__(self) -> Any:  # keyword-only init: pickled (DBOS) by its fields
+        return (_rebuild_provider_error, (self.specialist, self.attempts, self.run_id))
+
+
+def _rebuild_provider_error(specialist: str, attempts: list[dict[str, Any]], run_id: str | None) -> ProviderError:
+    return ProviderError(specialist=specialist, attempts=attempts, run_id=run_id)
 
 
 class BudgetExceeded(RunError):

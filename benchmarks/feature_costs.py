@@ -36,7 +36,10 @@ def main() -> None:
     p.add_argument('--batches', type=int, default=12, help='turns over every variant')
     p.add_argument('--batch', type=int, default=20, help='runs per variant per turn')
     p.add_argument(
-        '--variants', default=','.join(DEFAULT_VARIANTS), help=f'comma-separated: none, all, or features {O.FEATURES}'
+        '--variants',
+        default=','.join(DEFAULT_VARIANTS),
+        help=f"comma-separated: none, all, features {O.FEATURES} (`+pai`: pydantic-ai's Instrumentation), "
+        'pydantic-ai (the bare pydantic-ai team of the peers)',
     )
     p.add_argument('--k', type=int, default=1, help='delegations per run (20: the fan-out shape of scenario b0)')
     p.add_argument(
@@ -49,7 +52,15 @@ def main() -> None:
     if 'none' not in names:
         names.insert(0, 'none')
     O.C.FakeLLM.configure(k=a.k, latency=0.0)
-    teams = {v: O.build(O._features(v), name=f'bench-{v}', worker_tool=a.worker_tool) for v in names}
+    teams: dict[str, object] = {}
+    for v in names:
+        if v == 'pydantic-ai':  # the peers' bare pydantic-ai team, in this process too
+            import pydantic_ai_bench as P
+
+            P.build()
+            teams[v] = P.TEAM['supervisor']
+        else:
+            teams[v] = O.build(O._features(v), name=f'bench-{v}', worker_tool=a.worker_tool)
     cpu: dict[str, list[float]] = {v: [] for v in names}
 
     async def run() -> None:
@@ -73,9 +84,12 @@ def main() -> None:
         'batches': a.batches,
         'batch': a.batch,
     }
+    bare = median.get('pydantic-ai')
     for v, m in median.items():
         out[f'{v}_cpu_ms_per_run'] = round(m, 2)
-        if v != 'none':
+        if bare:
+            out[f'{v}_x_pydantic_ai'] = round(m / bare, 2)
+        if v not in ('none', 'pydantic-ai'):
             out[f'{v}_extra_cpu_ms'] = round(m - base, 2)
             out[f'{v}_x_none'] = round(m / base, 2)
     print(json.dumps(out), flush=True)

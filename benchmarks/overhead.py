@@ -39,6 +39,10 @@ STATE = tempfile.mkdtemp(prefix='proctor-bench-')
 
 
 def _features(spec: str) -> set[str]:
+    """A feature spec: `all`, `none` or a comma list; `+pai` at the end (`all+pai`, `tracing+pai`):
+    tracing through pydantic-ai's `Instrumentation` instead of proctor's own spans."""
+    if spec.endswith('+pai'):
+        return _features(spec[: -len('+pai')]) | {'pydantic-ai-instrumentation'}
     if spec in ('all', ''):
         return set(FEATURES)
     if spec == 'none':
@@ -78,6 +82,8 @@ def build(features: set[str], *, name: str = 'bench', worker_tool: bool = False)
         kwargs['guardrails'] = _default_guardrails()
     if 'ledger' in features:
         kwargs.update(_ledger_kwargs())
+    if 'pydantic-ai-instrumentation' in features:
+        kwargs['instrumentation'] = 'pydantic-ai'
     team = Team(
         Supervisor(
             model=ScriptedModel(supervisor_llm, name='fake-supervisor'),

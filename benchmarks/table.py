@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -31,8 +32,8 @@ PEERS = (  # medians of 5 rounds on this machine kind, from ../shared/BENCHMARK.
 )
 
 
-def _run(cmd: list[str]) -> dict[str, object]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ['no output'])[-1]
@@ -59,31 +60,47 @@ def main() -> None:
         '--rounds', type=int, default=1, help='rounds over every variant, interleaved; the table shows medians'
     )
     p.add_argument('--json', default=None, help='also write the raw JSON lines here')
+    p.add_argument(
+        '--baseline',
+        default=None,
+        help='a directory holding another `proctor` package (say `git archive main` unpacked into DIR/proctor): '
+        'each proctor variant is also measured on it, in the same interleaved rounds, as "<variant> (baseline)"',
+    )
     a = p.parse_args()
     common = ['--runs', str(a.runs)] + (['--skip-import'] if a.skip_import else [])
     variants = [v.strip() for v in a.variants.split(',') if v.strip()]
+    if a.baseline:
+        variants = [x for v in variants for x in ([v] if v == 'pydantic-ai' else [f'{v}@baseline', v])]
     raw: dict[str, list[dict[str, object]]] = {v: [] for v in variants}
     labels: dict[str, str] = {}
     for rnd in range(a.rounds):
         for v in variants:  # interleaved, so a busy spell of the machine spreads over every variant
+            env = None
+            name, _, where = v.partition('@')
+            if where:
+                env = {**os.environ, 'PYTHONPATH': os.pathsep.join([a.baseline, os.environ.get('PYTHONPATH', '')])}
             if v == 'pydantic-ai':
                 cmd = [sys.executable, str(SHARED / 'pydantic_ai_bench.py'), *common]
                 labels[v] = 'bare pydantic-ai (same session)'
             else:
-                cmd = [sys.executable, str(HERE / 'overhead.py'), '--features', v, *common]
-                labels[v] = {'all': 'proctor, all features on', 'none': 'proctor, all features off'}.get(
-                    v, f'proctor, {v} only'
-                )
+                cmd = [sys.executable, str(HERE / 'overhead.py'), '--features', name, *common]
+                labels[v] = {
+                    'all': 'proctor, all features on',
+                    'none': 'proctor, all features off',
+                    'all+pai': "proctor, all on, pydantic-ai's Instrumentation",
+                    'tracing+pai': "proctor, tracing only, pydantic-ai's Instrumentation",
+                }.get(name, f'proctor, {name} only') + (' (baseline)' if where else '')
             print(f'round {rnd + 1}/{a.rounds}: {labels[v]} ...', file=sys.stderr, flush=True)
-            raw[v].append(_run(cmd))
+            raw[v].append(_run(cmd, env))
     if a.json:
         Path(a.json).write_text(''.join(json.dumps({**r, 'table_variant': v}) + '\n' for v in variants for r in raw[v]))
     rows = [(labels[v], _median(raw[v])) for v in variants]
     base = next((r for lb, r in rows if lb.startswith('bare')), None)
     print(
-        '| variant | CPU ms/run (a) | wall ms/run (a) | × bare pydantic-ai CPU | K=20 L=0 ms (b0) | K=20 L=0.2 s wall (b) | import s |'
+        '| variant | CPU ms/run (a) | wall ms/run (a) | × bare pydantic-ai CPU | K=20 L=0 ms (b0) '
+        '| K=20 L=0.2 s wall (b) | peak RSS MB | import s |'
     )
-    print('|---|---:|---:|---:|---:|---:|---:|')
+    print('|---|---:|---:|---:|---:|---:|---:|---:|')
     for label, r in rows:
         ratio = (
             f'{float(r["a_cpu_ms_per_run"]) / float(base["a_cpu_ms_per_run"]):.2f}'
@@ -92,10 +109,11 @@ def main() -> None:
         )
         print(
             f'| {label} | {r.get("a_cpu_ms_per_run", "–")} | {r.get("a_ms_per_run_median", "–")} | {ratio} | '
-            f'{r.get("b0_ms_per_run_median", "–")} | {r.get("b_wall_s_median", r.get("b_error", "–"))} | {r.get("import_s_median", "–")} |'
+            f'{r.get("b0_ms_per_run_median", "–")} | {r.get("b_wall_s_median", r.get("b_error", "–"))} | '
+            f'{r.get("peak_rss_mb", "–")} | {r.get("import_s_median", "–")} |'
         )
     for name, cpu, wall in PEERS:
-        print(f'| {name} (BENCHMARK.md) | {cpu} | – | – | – | {wall} | – |')
+        print(f'| {name} (BENCHMARK.md) | {cpu} | – | – | – | {wall} | – | – |')
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
-"""`proctor models list` (the registry of a proctor.toml) and `proctor models attempts RUN`."""
+"""`proctor models list` (the registry of a proctor.toml), `proctor models check [MODEL]` (one tiny request
+to each) and `proctor models attempts RUN`."""
 
 from __future__ import annotations
 
@@ -71,6 +72,51 @@ def list_models(
         right=('$/M in', '$/M out', 'context'),
         title=f'models in {config}',
     )
+
+
+@models_app.command('check')
+def check_models_cmd(
+    model: Annotated[list[str] | None, typer.Argument(help='Registry ids to check (default: every model).')] = None,
+    config: ConfigOption = Path('proctor.toml'),
+    timeout: Annotated[float, typer.Option(help='Seconds to wait for each model.')] = 30.0,
+    as_json: Annotated[bool, typer.Option('--json', help='One JSON document.')] = False,
+) -> None:
+    """Send one tiny request ("Reply with OK.", 8 tokens at most) to each model of the registry and print
+    whether it is reachable, its status and latency. Exits 1 if any model did not answer."""
+    import anyio
+
+    from ..models._check import check_models
+    from ..models._router import ModelRouter
+
+    registry = ModelRouter.from_file(config).registry
+    ids = list(model or registry.ids())
+    for mid in ids:
+        registry.get(mid)  # an unknown id: UnknownModelError naming the known ones
+    results = anyio.run(lambda: check_models(registry, ids, timeout_s=timeout))
+    if as_json:
+        typer.echo(json.dumps({'config': str(config), 'models': [r.to_json() for r in results]}))
+    else:
+        from ._output import print_table
+
+        print_table(
+            ('id', 'model', 'reachable', 'status', 'latency', 'detail'),
+            [
+                (
+                    r.model_id,
+                    r.model,
+                    'yes' if r.reachable else 'no',
+                    r.status,
+                    f'{r.latency_ms:.0f} ms' if r.latency_ms is not None else '-',
+                    r.detail,
+                )
+                for r in results
+            ],
+            flex='detail',
+            right=('latency',),
+            title=f'models in {config}',
+        )
+    if not all(r.reachable for r in results):
+        raise typer.Exit(1)
 
 
 @models_app.command('attempts')

@@ -7,6 +7,10 @@ for this agent run, picks the tier (escalating after failed output validation) a
 (429, 408, 5xx, timeouts, connection errors) move on to the next approved model; any other error
 (a 400, an auth error) is raised as is. Every attempt is stamped on the response's `metadata`
 (or on the error) so the ledger records it, durably, from the step's recorded result.
+
+Both report the model that serves as theirs (`model_name`, `system`): pydantic-ai's `chat` span is
+named after the provider's model (`chat smollm2`, `gen_ai.request.model`, `gen_ai.provider.name`),
+and the registry id, version and route reason go on it as `proctor.*` attributes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace as otel_trace
 from pydantic_ai.exceptions import (
     ModelAPIError,
     ModelConnectionError,
@@ -33,6 +38,7 @@ from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 
 from ..exceptions import NoRouteError, RunError
+from ._errors import mark_model, mark_specialist
 from ._plan import RoutePlan, plan_for, skipped
 
 if TYPE_CHECKING:
@@ -89,7 +95,35 @@ class RegistryModel(WrapperModel):
 
     @property
     def model_name(self) -> str:
-        return self.proctor_id
+        """The provider's model (what `chat` spans and `gen_ai.request.model` name); the id is `proctor_id`."""
+        return self.wrapped.model_name
+
+    @property
+    def label(self) -> str:
+        """How errors name this model: its registry id, and where it is served."""
+        info = self.info
+        if not isinstance(info.model, str):
+            return self.proctor_id
+        return f'{self.proctor_id} ({info.model}{" at " + info.base_url if info.base_url else ""})'
+
+    def _describe_span(self, plan: RoutePlan | None, tier: int) -> None:
+        """Point the current `chat` span at this model: a fallback serves another model than the span opened for."""
+        span = otel_trace.get_current_span()
+        if not span.is_recording() or (getattr(span, 'attributes', None) or {}).get('gen_ai.operation.name') != 'chat':
+            return
+        attrs: dict[str, Any] = {
+            'gen_ai.request.model': self.wrapped.model_name,
+            'gen_ai.provider.name': self.wrapped.system,
+            'gen_ai.system': self.wrapped.system,
+            'proctor.model_id': self.proctor_id,
+            'proctor.route_tier': tier,
+        }
+        if self.info.version:
+            attrs['proctor.model_version'] = self.info.version
+        if plan is not None:
+            attrs['proctor.route_reason'] = plan.reason
+        span.set_attributes(attrs)
+        span.update_name(f'chat {self.wrapped.model_name}')
 
     def _admit(self) -> tuple[RoutePlan | None, int]:
         plan, tier = _current.get() or (None, 0)
@@ -123,12 +157,14 @@ class RegistryModel(WrapperModel):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         started = time.perf_counter()
-        _, tier = _current.get() or (None, 0)
+        plan, tier = _current.get() or (None, 0)
+        self._describe_span(plan, tier)
         try:
             self._admit()
             response = await self.wrapped.request(messages, model_settings, model_request_parameters)
         except Exception as e:
             self._record(tier, started, e)
+            mark_model(e, self.label)
             raise
         self._record(tier, started, None)
         return response
@@ -142,13 +178,15 @@ class RegistryModel(WrapperModel):
         run_context: RunContext[Any] | None = None,
     ) -> AsyncGenerator[StreamedResponse]:
         started = time.perf_counter()
-        _, tier = _current.get() or (None, 0)
+        plan, tier = _current.get() or (None, 0)
+        self._describe_span(plan, tier)
         try:
             self._admit()
             cm = self.wrapped.request_stream(messages, model_settings, model_request_parameters, run_context)
             stream = await cm.__aenter__()
         except Exception as e:
             self._record(tier, started, e)
+            mark_model(e, self.label)
             raise
         self._record(tier, started, None)
         try:
@@ -169,9 +207,23 @@ class RoutedModel(FallbackModel):
         self._members = {m.proctor_id: m for m in members}
         self._chains: dict[tuple[str, ...], FallbackModel] = {}
 
+    def _serving(self) -> RegistryModel | None:
+        """The first model of the current plan's chain (what serves unless it fails), if a plan is set."""
+        plan = plan_for(self.specialist)
+        if plan is None:
+            return None
+        return self._members.get(plan.primary)
+
     @property
     def model_name(self) -> str:
-        return f'route:{self.specialist}'
+        """The provider's model the plan serves first (`route:<specialist>` outside a run)."""
+        member = self._serving()
+        return member.model_name if member is not None else f'route:{self.specialist}'
+
+    @property
+    def system(self) -> str:
+        member = self._serving()
+        return member.system if member is not None else super().system
 
     def _plan(self, messages: list[ModelMessage]) -> tuple[RoutePlan, int, FallbackModel]:
         plan = plan_for(self.specialist)
@@ -204,6 +256,7 @@ class RoutedModel(FallbackModel):
             response = await fm.request(messages, model_settings, model_request_parameters)
         except BaseException as e:
             setattr(e, ATTEMPTS_ATTR, log)
+            mark_specialist(e, self.specialist)
             raise
         finally:
             _attempts.reset(t_log)
@@ -229,6 +282,9 @@ class RoutedModel(FallbackModel):
         try:
             async with fm.request_stream(messages, model_settings, model_request_parameters, run_context) as stream:
                 yield stream
+        except BaseException as e:
+            mark_specialist(e, self.specialist)
+            raise
         finally:
             try:
                 _current.reset(t_cur)

@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic_ai.models import Model
 
 from ..exceptions import ConfigError, ModelUnavailableError, UnknownModelError
+from ._compat import Compat
 from ._models import LOCAL_MODELS, build_model
 
 __all__ = ('ModelInfo', 'ModelRegistry', 'COST_TIERS', 'LATENCY_CLASSES', 'validation_message')
@@ -59,6 +60,8 @@ class ModelInfo(BaseModel):
     model: str | Model
     base_url: str | None = None
     api_key_env: str | None = None  # env var holding the key of an openai-compatible server
+    # How an openai-compatible server differs from OpenAI's API: a preset name or a table (`_compat.Compat`).
+    compat: Compat | None = None
     version: str | None = None
     usd_per_m_input: NonNegativeFloat = 0.0
     usd_per_m_output: NonNegativeFloat = 0.0
@@ -85,6 +88,8 @@ class ModelInfo(BaseModel):
             raise ValueError('an openai-compatible model needs base_url (e.g. "http://localhost:11434/v1")')
         if self.base_url and not compatible:
             raise ValueError('base_url is only for model = "openai-compatible:<name>"')
+        if self.compat is not None and not compatible:
+            raise ValueError('compat is only for model = "openai-compatible:<name>"')
         return self
 
     @property
@@ -119,6 +124,9 @@ class ModelInfo(BaseModel):
             'model': self.provider_string,
             'version': self.version,
             'base_url': self.base_url,
+            'compat': self.compat.preset
+            if self.compat is not None and self.compat.preset
+            else ('custom' if self.compat is not None else None),
             'usd_per_m_input': self.usd_per_m_input,
             'usd_per_m_output': self.usd_per_m_output,
             'cost_tier': self.tier,
@@ -255,12 +263,13 @@ class ModelRegistry:
         spec = info.model
         try:
             if isinstance(spec, str) and spec.startswith('openai-compatible:'):
-                from pydantic_ai.models.openai import OpenAIChatModel
-                from pydantic_ai.providers.openai import OpenAIProvider
+                from ._openai_compat import build_openai_compatible
 
                 key = os.environ.get(info.api_key_env, '') if info.api_key_env else ''
-                provider = OpenAIProvider(base_url=info.base_url, api_key=key or 'not-needed')
-                return OpenAIChatModel(spec.split(':', 1)[1], provider=provider)
+                assert info.base_url is not None  # checked when the entry was validated
+                return build_openai_compatible(
+                    spec.split(':', 1)[1], base_url=info.base_url, api_key=key or None, compat=info.compat
+                )
             return build_model(spec)
         except (UnknownModelError, ModelUnavailableError) as e:
             raise ConfigError(

@@ -9,9 +9,10 @@ that recording the checkpoint of model requests:
   from where the recording ends;
 - a response that a durable action will depend on is committed before that action: a response with
   tool calls (a delegation's child workflow, a journaled side effect, an approval follow from it)
-  is written at once; a final answer is committed before its delegation is recorded as finished
-  and before the run is (`Team._delegate`, `Team._execute_once`). A crash before then asks the
-  model again for that answer, which nothing durable has seen yet;
+  is written at once; a final answer is written in the same transaction as the row that records
+  its delegation, or the run, as finished (both are queued on the store's one writer:
+  `Team._delegate`, `Team._execute_once`), so a delegation never counts as finished without its
+  answer. A crash before then asks the model again for that answer, which nothing durable has seen yet;
 - a delegation recorded as finished (`succeeded`) is served from its record when the run executes
   again (`finished_delegation`): its agent does not run again, so none of its model calls repeat.
 
@@ -104,7 +105,9 @@ class ModelCheckpoint:
         import sqlalchemy as sa
 
         from ..state._schema import delegations
+        from ..state._writer import flusher
 
+        flusher.flush_store(self.store)  # what this process queued of the run (its rows) and has not written yet
         d = delegations.c
         with self.store.engine.connect() as c:
             q = sa.select(d.delegation_id, d.output).where(d.run_id == run_id, d.status == 'succeeded')

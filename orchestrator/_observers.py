@@ -12,8 +12,10 @@ from pydantic_ai.tools import RunContext, ToolDefinition
 
 from ..core._deps import RunDeps
 from ..core._events import ModelCall, OutputCall, RunObserver, ToolCall, ToolCallDenied, current_tool_call
+from ..models._errors import mark_failure
+from ..tracing._genai import GenAISpans
 
-__all__ = ('ObserverCapability',)
+__all__ = ('ObserverCapability', 'TracedObserverCapability')
 
 
 def _key(deps: RunDeps, suffix: Any) -> str:
@@ -21,18 +23,37 @@ def _key(deps: RunDeps, suffix: Any) -> str:
 
 
 class ObserverCapability(AbstractCapability[RunDeps]):
-    """Dispatches an agent's model and tool calls to the team's observers."""
+    """Dispatches an agent's model and tool calls to the team's observers. `spans`: the team's GenAI
+    spans (`proctor.tracing._genai`), around the observers (as pydantic-ai's outermost
+    `Instrumentation` was), so a guardrail's event lands on the span of the call it judged."""
 
-    def __init__(self, observers: list[RunObserver], model_ids: dict[int, str], *, checkpoint: Any = None) -> None:
+    def __init__(
+        self,
+        observers: list[RunObserver],
+        model_ids: dict[int, str],
+        *,
+        checkpoint: Any = None,
+        spans: GenAISpans | None = None,
+    ) -> None:
         self.observers = observers  # the team's list: observers added later are seen too
         self.model_ids = model_ids  # id(Model) -> model id in the registry
         self.checkpoint = checkpoint  # a durable recorded team's `ModelCheckpoint` (`_checkpoint`)
+        self.spans = spans
 
     async def wrap_model_request(
         self, ctx: RunContext[RunDeps], *, request_context: Any, handler: Any
     ) -> ModelResponse:
+        if self.spans is not None:
+            return await self.spans.chat(request_context, lambda: self._model_request(ctx, request_context, handler))
+        return await self._model_request(ctx, request_context, handler)
+
+    async def _model_request(self, ctx: RunContext[RunDeps], request_context: Any, handler: Any) -> ModelResponse:
         if not self.observers:
-            return await handler(request_context)
+            try:
+                return await handler(request_context)
+            except Exception as e:
+                mark_failure(e, ctx.deps.specialist, self.model_ids.get(id(request_context.model)))
+                raise
         model = request_context.model
         call = ModelCall(
             deps=ctx.deps,
@@ -51,6 +72,7 @@ class ObserverCapability(AbstractCapability[RunDeps]):
         try:
             response = recorded if recorded is not None else await handler(request_context)
         except BaseException as e:
+            mark_failure(e, ctx.deps.specialist, call.model_id)
             for o in self.observers:
                 await o.on_model_error(call, e)
             raise
@@ -82,6 +104,11 @@ class ObserverCapability(AbstractCapability[RunDeps]):
     async def wrap_tool_execute(
         self, ctx: RunContext[RunDeps], *, call: ToolCallPart, tool_def: ToolDefinition, args: Any, handler: Any
     ) -> Any:
+        if self.spans is not None:
+            return await self.spans.tool(call, args, lambda: self._tool_execute(ctx, call, args, handler))
+        return await self._tool_execute(ctx, call, args, handler)
+
+    async def _tool_execute(self, ctx: RunContext[RunDeps], call: ToolCallPart, args: Any, handler: Any) -> Any:
         tc = ToolCall(
             deps=ctx.deps,
             key=_key(ctx.deps, f'tool:{call.tool_call_id}'),
@@ -113,3 +140,12 @@ class ObserverCapability(AbstractCapability[RunDeps]):
             return result
         finally:
             current_tool_call.reset(token)
+
+
+class TracedObserverCapability(ObserverCapability):
+    """`ObserverCapability` with the agent run's `invoke_agent` span too (a separate class: an agent
+    without spans pays for no run hook)."""
+
+    async def wrap_run(self, ctx: RunContext[RunDeps], *, handler: Any) -> Any:
+        assert self.spans is not None
+        return await self.spans.agent_run(ctx, handler)

@@ -29,6 +29,7 @@ from ..exceptions import RunError, UnknownRunError, UserError
 from ..guardrails._observer import GuardrailObserver
 from ..guardrails._pipeline import GuardrailPipeline
 from ..guardrails._protocol import GuardContext, Hook
+from ..models._errors import failure_text, provider_error
 from ..models._ledger import LedgerObserver
 from ..models._routing import PreferredModelRouter, Route, Router
 from ..state import _dbos as _engine
@@ -39,11 +40,12 @@ from ..tools._workspace import Workspace
 from ..tracing._audit import AuditObserver
 from ..tracing._continuity import anchor_run, trace_parent
 from ..tracing._events import apply_guardrails
+from ..tracing._genai import GenAISpans
 from ..tracing._recording import Recorder, ResponseRecorder
-from ..tracing._setup import instrumentation_settings, resolve_tracer_provider, settle
+from ..tracing._setup import instrumentation_settings, resolve_tracer_provider, settle, trace_content
 from ._checkpoint import ModelCheckpoint, durability
 from ._live import teams
-from ._observers import ObserverCapability
+from ._observers import ObserverCapability, TracedObserverCapability
 from ._tree import DEFAULT_MAX_DEPTH, SUPERVISOR_PATH, AgentTree
 
 __all__ = ('Team', 'TeamResult', 'DelegationResult', 'DATA_CLASSES')
@@ -51,6 +53,8 @@ __all__ = ('Team', 'TeamResult', 'DelegationResult', 'DATA_CLASSES')
 log = get_logger('proctor.team')
 
 MAX_TASK_CHARS = 100_000
+#: `Team(instrumentation=...)`: proctor's own GenAI spans (the default), or pydantic-ai's `Instrumentation`.
+INSTRUMENTATIONS = ('proctor', 'pydantic-ai')
 
 
 @dataclass
@@ -170,6 +174,8 @@ class Team(Generic[OutputT]):
     default) the run is a DBOS workflow in the state store, so an interrupted run resumes (`team.resume(run_id)`, `proctor resume RUN`) without repeating
     finished model calls or side effects. `factory` ('module:callable' or 'file.py:callable') is
     recorded with each run so another process can rebuild this team to resume or replay it.
+    Traced agents get proctor's own GenAI spans (`proctor.tracing._genai`); `instrumentation='pydantic-ai'`
+    uses pydantic-ai's `Instrumentation` capability instead (same span names and GenAI attributes, more cost).
     """
 
     def __init__(
@@ -190,6 +196,7 @@ class Team(Generic[OutputT]):
         tracer_provider: Any = None,
         trace: bool = True,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        instrumentation: str = 'proctor',
     ) -> None:
         if not specialists:
             raise UserError(f'team {name!r} needs at least one specialist')
@@ -237,8 +244,19 @@ class Team(Generic[OutputT]):
         router_observers = getattr(self.router, 'observers', None)
         if router_observers is not None:
             self.observers[:0] = [o for o in router_observers() if not any(o is x for x in observers)]
+        if instrumentation not in INSTRUMENTATIONS:
+            raise UserError(
+                f'team {name!r}: unknown instrumentation {instrumentation!r} (one of {", ".join(INSTRUMENTATIONS)})'
+            )
+        self.instrumentation = instrumentation
         self.trace = trace
         self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None
+        # The agents' GenAI spans: proctor's own (`tracing._genai`), unless pydantic-ai's `Instrumentation` is asked for.
+        self._spans = (
+            GenAISpans(self.tracer_provider, content=trace_content())
+            if self.tracer_provider is not None and instrumentation == 'proctor'
+            else None
+        )
         self.tracer = otel_trace.get_tracer(
             'proctor', tracer_provider=self.tracer_provider or otel_trace.NoOpTracerProvider()
         )
@@ -272,14 +290,17 @@ class Team(Generic[OutputT]):
         default_id = next(iter(candidates))
         for mid, m in candidates.items():
             self._model_ids[id(m)] = mid
-        capabilities: list[Any] = [ObserverCapability(self.observers, self._model_ids, checkpoint=self._checkpoint)]
+        observe = TracedObserverCapability if self._spans is not None else ObserverCapability
+        capabilities: list[Any] = [
+            observe(self.observers, self._model_ids, checkpoint=self._checkpoint, spans=self._spans)
+        ]
         if self.durable and self._dbos_capability(spec, path):
             _engine.rebuildable(agent_name)  # building this team again replaces its DBOS functions
             capabilities.append(durability(agent_name, candidates))
         toolsets: list[Any] = list(spec.toolsets)
         if path in self.tree.members:  # the supervisor, or a lead of a sub-team
             toolsets.append(self._delegation_toolset(path))
-        if self.tracer_provider is not None:
+        if self.tracer_provider is not None and self._spans is None:
             from pydantic_ai.capabilities import Instrumentation
 
             settings = instrumentation_settings(self.tracer_provider)
@@ -395,10 +416,13 @@ class Team(Generic[OutputT]):
             else:
                 out = await self.execute(run_id, task, project, data_class)
         except BaseException as e:
-            if self.record and not _engine.lost_ownership(e):
+            err = provider_error(e, run_id=run_id)  # a provider failure reads as a ProviderError (#20)
+            if self.record and not _engine.lost_ownership(e):  # a process that took the run over writes it
                 with anyio.CancelScope(shield=True):
                     status = 'cancelled' if isinstance(e, anyio.get_cancelled_exc_class()) else 'failed'
-                    await self._db(self.records.set_status, run_id, status, error=f'{type(e).__name__}: {e}'[:2000])
+                    await self._db(self.records.set_status, run_id, status, error=failure_text(err or e, e)[:4000])
+            if err is not None:
+                raise err from e
             raise
         return self._result(run_id, out)
 
@@ -517,8 +541,11 @@ class Team(Generic[OutputT]):
         except BaseException as e:
             if _engine.lost_ownership(e):
                 raise
+            err = provider_error(e, run_id=rec.run_id)
             with anyio.CancelScope(shield=True):
-                await self._db(self.records.set_status, rec.run_id, 'failed', error=f'{type(e).__name__}: {e}'[:2000])
+                await self._db(self.records.set_status, rec.run_id, 'failed', error=failure_text(err or e, e)[:4000])
+            if err is not None:
+                raise err from e
             raise
         return self._result(rec.run_id, out)
 
@@ -654,10 +681,8 @@ class Team(Generic[OutputT]):
             await settle(self.store)
             raise
         usage = result.usage
-        if self._checkpoint is not None:
-            await self._checkpoint.commit()  # the final answer is recorded before the run counts as finished
-        if self.record:
-            await self._db(self._finish_run, run_id, output, usage, route)
+        if self.record:  # written with the run's other rows (and its final answer) by the `settle` below
+            self._finish_run(run_id, output, usage, route)
         emit(
             self.observers,
             RunEvent(
@@ -676,7 +701,7 @@ class Team(Generic[OutputT]):
         return {'output': output, 'usage': usage}
 
     def _finish_run(self, run_id: str, output: Any, usage: RunUsage, route: Route) -> None:
-        self.records.finish_run(
+        self.records.queue_finish_run(
             run_id,
             output=output,
             input_tokens=usage.input_tokens,
@@ -707,8 +732,7 @@ class Team(Generic[OutputT]):
         route = self._route(spec, deps)
         deps = RunDeps(**{**deps.__dict__, 'model_id': route.model_id})
         if self.record:
-            await self._db(
-                self.records.start_delegation,
+            row = dict(
                 delegation_id=delegation_id,
                 run_id=parent.run_id,
                 agent_path=deps.agent_path,
@@ -717,6 +741,10 @@ class Team(Generic[OutputT]):
                 model_id=route.model_id,
                 route_reason=route.reason,
             )
+            if self.durable:  # stored before it runs: after a crash `proctor runs show` names what was running
+                await self._db(lambda: self.records.start_delegation(**row))
+            else:  # written with the run's other rows (the writer's next flush), no transaction of its own
+                self.records.queue_start_delegation(**row)
         started = time.perf_counter()
         emit(
             self.observers,
@@ -774,23 +802,16 @@ class Team(Generic[OutputT]):
                 ),
             )
             if self.record and not _engine.lost_ownership(e):  # a process that took the run over writes it
-                with anyio.CancelScope(shield=True):
-                    await self._db(
-                        self.records.finish_delegation,
-                        delegation_id,
-                        status='failed',
-                        error=f'{type(e).__name__}: {e}'[:2000],
-                    )
+                self.records.queue_finish_delegation(
+                    delegation_id, status='failed', error=f'{type(e).__name__}: {e}'[:2000]
+                )
             if own_workflow:
                 await settle(self.store)
             raise
         usage = result.usage
         served = _served_model(result.new_messages(), route.model_id)
-        if self._checkpoint is not None:
-            await self._checkpoint.commit()  # its final answer is recorded before it counts as finished
-        if self.record:
-            await self._db(
-                self.records.finish_delegation,
+        if self.record:  # queued: written in one transaction with its final answer, never before it
+            self.records.queue_finish_delegation(
                 delegation_id,
                 status='succeeded',
                 output=output,

@@ -14,6 +14,7 @@ import anyio.to_thread
 from dbos import DBOS
 
 from ..exceptions import RunError
+from ..models._errors import failure_text, provider_error
 from ..state import _dbos as _engine
 from ..state._records import RunRecords
 from ..state._store import StateStore
@@ -70,6 +71,6 @@ async def queued_run_workflow(team: str, run_id: str, task: str, project: str, d
         if isinstance(e, _engine.workflow_cancelled()):
             await anyio.to_thread.run_sync(records.set_status, run_id, 'cancelled')
             raise
-        error = f'{type(e).__name__}: {e}'[:2000]
+        error = failure_text(provider_error(e, run_id=run_id) or e, e)[:4000]  # a provider failure, said plainly
         await anyio.to_thread.run_sync(lambda: records.set_status(run_id, 'failed', error=error))
         raise

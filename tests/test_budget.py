@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from proctor import Budget, BudgetExceeded, Ledger, ModelRegistry, ModelRouter, Specialist, Supervisor, Team
+from proctor.exceptions import ProviderError
 from proctor.models._budget import BudgetGuard
 from proctor.orchestrator import ModelCall, RunDeps, budget_status
 from proctor.state._schema import budget_reservations
@@ -111,7 +112,7 @@ async def test_a_failed_call_releases_its_reservation(state_dir):
         [Budget('team', '*', usd=1.0)], models={'pricey': {'model': worker('pricey', fail(400)), 'data_classes': ALL}}
     )
     team = team_with(r, name='t400')
-    with pytest.raises(Exception, match='status_code: 400'):
+    with pytest.raises(ProviderError, match='pricey: HTTP 400'):
         await team.run('go', project='p')
     row = scope(team.store, 'team:t400')
     assert row['reserved_usd'] == pytest.approx(0, abs=1e-12) and row['spent_usd'] > 0  # the supervisor's call

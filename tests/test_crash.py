@@ -244,7 +244,10 @@ def test_kill_right_after_the_delegations_finished_asks_only_the_unanswered_call
     h.start('calls-after')
     h.decide(h.pending('tool'), 'approve')
     h.paused_at('pause-supervisor-1')
-    assert {h.delegation_status('calls-after', s) for s in ('coding', 'research')} == {'succeeded'}
+    wait_for(
+        lambda: {h.delegation_status('calls-after', s) for s in ('coding', 'research')} == {'succeeded'},
+        what='both delegations recorded as finished',
+    )
     h.kill()
     h.release('pause-supervisor-1')
     # A delegation counts as finished only once its final answer is recorded.

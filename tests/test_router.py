@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic_ai.exceptions import ModelTimeoutError
 
 from proctor import Ledger, ModelRegistry, ModelRouter, NoRouteError, Specialist, Supervisor, Team, UnknownModelError
-from proctor.exceptions import ConfigError
+from proctor.exceptions import ConfigError, ProviderError
 from proctor.testing import ScriptedModel, delegate, fail, final_output, last_user_prompt, text, tool_results
 
 pytestmark = pytest.mark.anyio
@@ -262,7 +262,7 @@ async def test_provider_failures_fall_back_to_the_next_approved_model(state_dir,
 async def test_no_fallback_on_a_4xx_another_model_would_repeat(state_dir, status):
     router, models = flaky_router({'primary': fail(status)})
     team = team_of(router, 'worker')
-    with pytest.raises(Exception, match=f'status_code: {status}'):
+    with pytest.raises(ProviderError, match=f'primary: HTTP {status}'):
         await team.run('go', project='p')
     assert models['backup'].calls == 0
     [run] = team.list_runs(limit=1)

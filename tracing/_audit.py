@@ -13,7 +13,7 @@ from pydantic_ai.messages import ModelResponse
 from ..core._events import ModelCall, RunObserver
 from ..state._audit import append_in
 from ..state._writer import BufferedWriter
-from ._recording import messages_hash
+from ._recording import messages_hash, response_hash
 
 __all__ = ('AuditObserver',)
 
@@ -79,7 +79,7 @@ class AuditObserver(BufferedWriter, RunObserver):
                 'provider': response.provider_name or call.system or None,
                 'provider_response_id': response.provider_response_id,
                 'finish_reason': response.finish_reason,
-                'output_hash': messages_hash([response]),
+                'output_hash': response_hash(call, response),
                 'input_tokens': response.usage.input_tokens,
                 'output_tokens': response.usage.output_tokens,
             }

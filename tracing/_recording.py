@@ -82,14 +82,38 @@ def tool_step_id(call: ToolCall) -> str:
 
 
 _VOLATILE = re.compile(rb'"(?:timestamp|run_id|conversation_id|model_id)":"[^"]*",?')
+_MAX_FRAGMENTS = 1024
+# id(message) -> (message, its parts list, its JSON minus volatile fields): a conversation's history
+# goes with every request, so each message is serialised once, not once per later request.
+_fragments: dict[int, tuple[Any, Any, bytes]] = {}
+
+
+def _fragment(message: Any) -> bytes:
+    hit = _fragments.get(id(message))
+    if hit is not None and hit[0] is message and hit[1] is message.parts:
+        return hit[2]
+    frag = _VOLATILE.sub(b'', ModelMessagesTypeAdapter.dump_json([message])[1:-1])
+    _fragments[id(message)] = (message, message.parts, frag)
+    while len(_fragments) > _MAX_FRAGMENTS:
+        try:
+            del _fragments[next(iter(_fragments))]
+        except (KeyError, RuntimeError, StopIteration):  # another thread's eviction
+            break
+    return frag
 
 
 def messages_hash(messages: list[Any]) -> str:
     """sha256 of the serialized messages minus what differs between identical calls (timestamps, run
     and conversation ids, the id pydantic-ai stamps of the model object that served a response).
-    Quotes inside string values are escaped in JSON, so only real keys match."""
-    data = ModelMessagesTypeAdapter.dump_json(messages)
-    return hashlib.sha256(_VOLATILE.sub(b'', data)).hexdigest()
+    Quotes inside string values are escaped in JSON, so only real keys match. The digest is that of
+    the whole list's JSON, built from each message's JSON (serialised once, `_fragment`)."""
+    h = hashlib.sha256(b'[')
+    for i, m in enumerate(messages):
+        if i:
+            h.update(b',')
+        h.update(_fragment(m))
+    h.update(b']')
+    return h.hexdigest()
 
 
 def input_tail(messages: Any) -> str:
@@ -102,8 +126,28 @@ def input_tail(messages: Any) -> str:
     return text if len(text) <= 200 else text[:199] + '…'
 
 
+def response_json(call: ModelCall, response: ModelResponse) -> bytes:
+    """The response's JSON (`[response]`), serialised once per call and shared by its observers."""
+    data = call.extra.get('response_json')
+    if data is None:
+        data = call.extra['response_json'] = ModelMessagesTypeAdapter.dump_json([response])
+    return data
+
+
+def response_hash(call: ModelCall, response: ModelResponse) -> str:
+    """`messages_hash([response])`, from the call's one serialisation of the response."""
+    return hashlib.sha256(_VOLATILE.sub(b'', response_json(call, response))).hexdigest()
+
+
 def dump_response(response: ModelResponse) -> Any:
     return ModelMessagesTypeAdapter.dump_python([response], mode='json')[0]
+
+
+def _with_response(payload: dict[str, Any], response: bytes) -> str:
+    """`payload` plus `'response'` as JSON text, splicing in the response's JSON already made (not
+    dumping it to Python and encoding it again)."""
+    head = json.dumps(payload, default=str)
+    return head[:-1] + (', ' if len(head) > 2 else '') + '"response": ' + response[1:-1].decode() + '}'
 
 
 def load_response(payload: Any) -> ModelResponse:
@@ -112,8 +156,8 @@ def load_response(payload: Any) -> ModelResponse:
     return msg
 
 
-def _insert_rows(c: sa.Connection, rows: list[tuple[str, str, str, dict[str, Any], float]]) -> None:
-    # seq: the next number of the run, taken inside the statement (under the write lock). Plain
+def _insert_rows(c: sa.Connection, rows: list[tuple[str, str, str, Any, float]]) -> None:
+    # payload: a dict, or its JSON text already made (`_with_response`). seq: the next number of the run, taken inside the statement (under the write lock). Plain
     # DB-API executemany: one prepared statement for every row.
     mark = '?' if c.dialect.paramstyle == 'qmark' else '%s'
     sql = (
@@ -124,7 +168,7 @@ def _insert_rows(c: sa.Connection, rows: list[tuple[str, str, str, dict[str, Any
     c.exec_driver_sql(
         sql,
         [
-            (run_id, step, kind, json.dumps(payload, default=str), at, run_id)
+            (run_id, step, kind, payload if isinstance(payload, str) else json.dumps(payload, default=str), at, run_id)
             for run_id, step, kind, payload, at in rows
         ],
     )
@@ -184,9 +228,13 @@ class _RecordingWriter(BufferedWriter):
     def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
         _insert_rows(conn, items)
 
-    def _write(self, deps: RunDeps, step: str, kind: str, payload: dict[str, Any]) -> None:
+    def _write(
+        self, deps: RunDeps, step: str, kind: str, payload: dict[str, Any], *, response: bytes | None = None
+    ) -> None:
+        """Queue a row; `response`: the response's JSON (`[response]`), added to the payload as is."""
         payload = {'agent_path': deps.agent_path, 'specialist': deps.specialist, **payload}
-        self._buf.append((deps.run_id, step, kind, payload, time.time()))
+        row: Any = payload if response is None else _with_response(payload, response)
+        self._buf.append((deps.run_id, step, kind, row, time.time()))
 
 
 class ResponseRecorder(_RecordingWriter, RunObserver):
@@ -194,7 +242,7 @@ class ResponseRecorder(_RecordingWriter, RunObserver):
     (`orchestrator._checkpoint`), with no tool results, audit or input hashes."""
 
     async def after_model_call(self, call: ModelCall, response: ModelResponse) -> None:
-        self._write(call.deps, step_id(call.deps, call.key), 'model', {'response': dump_response(response)})
+        self._write(call.deps, step_id(call.deps, call.key), 'model', {}, response=response_json(call, response))
 
 
 class Recorder(_RecordingWriter, RunObserver):
@@ -220,7 +268,9 @@ class Recorder(_RecordingWriter, RunObserver):
 
     async def after_model_call(self, call: ModelCall, response: ModelResponse) -> None:
         # The input's hash (shared with the audit log) lets replay notice a model asked something new.
-        digest = call.extra.setdefault('input_hash', messages_hash(list(call.messages)))
+        digest = call.extra.get('input_hash')
+        if digest is None:
+            digest = call.extra['input_hash'] = messages_hash(list(call.messages))
         self._write(
             call.deps,
             step_id(call.deps, call.key),
@@ -228,10 +278,10 @@ class Recorder(_RecordingWriter, RunObserver):
             {
                 'model_id': call.model_id,
                 'model_name': call.model_name,
-                'response': dump_response(response),
                 'input_hash': digest,
                 'input_tail': input_tail(call.messages),
             },
+            response=response_json(call, response),
         )
 
     async def on_model_error(self, call: ModelCall, error: BaseException) -> None:

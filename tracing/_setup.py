@@ -32,6 +32,7 @@ from ._store import StoreSpanProcessor
 
 __all__ = (
     'instrumentation_settings',
+    'trace_content',
     'resolve_tracer_provider',
     'store_processor',
     'flush_store',
@@ -86,15 +87,18 @@ def _owned_provider(store: StateStore) -> TracerProvider:
         return _owned.setdefault(key, provider)
 
 
+def trace_content() -> bool:
+    """Whether spans carry prompts and outputs: yes unless `PROCTOR_TRACE_CONTENT=0` (then nothing of
+    a confidential task reaches a collector; replay recordings and the audit log are unaffected)."""
+    return os.environ.get('PROCTOR_TRACE_CONTENT', '1').strip().lower() not in ('0', 'false', 'no', 'off')
+
+
 def instrumentation_settings(tracer_provider: Any) -> Any:
-    """pydantic-ai's GenAI instrumentation settings for a team's agents. Prompts and outputs are in
-    the spans unless `PROCTOR_TRACE_CONTENT=0` (then spans carry no content, so nothing of a
-    confidential task reaches a collector; replay recordings and the audit log are unaffected). It
-    saves no measurable CPU: the spans cost, not their content (benchmarks/README.md)."""
+    """pydantic-ai's GenAI instrumentation settings for a team's agents (`Team(instrumentation='pydantic-ai')`),
+    content as `trace_content` says."""
     from pydantic_ai.models.instrumented import InstrumentationSettings
 
-    content = os.environ.get('PROCTOR_TRACE_CONTENT', '1').strip().lower() not in ('0', 'false', 'no', 'off')
-    return InstrumentationSettings(tracer_provider=tracer_provider, include_content=content)
+    return InstrumentationSettings(tracer_provider=tracer_provider, include_content=trace_content())
 
 
 def resolve_tracer_provider(tracer_provider: Any, store: StateStore) -> Any:

@@ -53,7 +53,10 @@ def main() -> None:
                         for span in ss.spans:
                             line = {
                                 'trace_id': span.trace_id.hex(),
+                                'span_id': span.span_id.hex(),
+                                'parent_span_id': span.parent_span_id.hex() or None,
                                 'name': span.name,
+                                'kind': span.kind,
                                 'attributes': _attrs(span.attributes),
                                 'service': resource.get('service.name'),
                                 'pid': resource.get('process.pid'),

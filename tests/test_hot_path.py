@@ -1,0 +1,58 @@
+"""What the hot path's shortcuts must keep: the input hash of a conversation built from each message's
+cached JSON equals the hash of the whole list's JSON (recordings made before stay comparable), and a
+recorded response spliced in as JSON reads back as the response."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest, ModelResponse, TextPart, ToolCallPart
+
+from proctor.tracing._recording import _VOLATILE, load_response, messages_hash
+
+
+def _whole_list_hash(messages) -> str:
+    return hashlib.sha256(_VOLATILE.sub(b'', ModelMessagesTypeAdapter.dump_json(messages))).hexdigest()
+
+
+def test_incremental_input_hash_is_the_whole_list_hash():
+    history = [
+        ModelRequest.user_text_prompt('build "it", with a timestamp":"x" inside'),
+        ModelResponse(parts=[ToolCallPart('lookup', {'q': 'é'}, tool_call_id='c1')], model_name='m'),
+        ModelRequest.user_text_prompt('next'),
+        ModelResponse(parts=[TextPart('done')], model_name='m'),
+    ]
+    for n in range(len(history) + 1):
+        assert messages_hash(history[:n]) == _whole_list_hash(history[:n])
+    assert messages_hash(history) == messages_hash(history)  # served from the cache the second time
+    history[3].parts = [TextPart('changed')]  # a new parts list is serialised again
+    assert messages_hash(history) == _whole_list_hash(history)
+
+
+@pytest.mark.anyio
+async def test_recorded_response_json_reads_back(state_dir):
+    from proctor import Specialist, Supervisor, Team
+    from proctor.testing import ScriptedModel, delegate, text, tool_results
+    from proctor.tracing import Recording
+
+    def sup(messages):
+        return text('ok: ' + tool_results(messages)[0]) if tool_results(messages) else [delegate('w', 'go')]
+
+    team = Team(
+        Supervisor(model=ScriptedModel(sup, name='s')),
+        [Specialist('w', 'Work.', model=ScriptedModel(lambda m: text('wörked'), name='w'))],
+        name='hot-path',
+        durable=False,
+    )
+    result = await team.run('do it')
+    rec = Recording.from_store(team.store, result.run_id)
+    models = [s for s in rec.steps if s.kind == 'model']
+    assert [s.response().parts[0].content for s in models if isinstance(s.response().parts[0], TextPart)] == [
+        'wörked',
+        'ok: wörked',
+    ]
+    for s in models:
+        assert s.payload['agent_path'] and s.payload['input_hash'] and json.dumps(s.payload)
+        assert load_response(s.payload['response']).model_name in ('s', 'w')
