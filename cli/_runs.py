@@ -19,7 +19,18 @@ def _when(ts: float | None) -> str:
 
 
 def _dur(s: float | None) -> str:
-    return '-' if s is None else f'{s:.1f}s'
+    from ..core._format import human_duration
+
+    return human_duration(s, missing='-')
+
+
+def _run_dur(r: Any) -> str:
+    """A finished run's duration; a running or waiting one's time so far (`4 min 50 s so far`)."""
+    if r.finished_at is None and r.status in ('running', 'waiting'):
+        import time
+
+        return f'{_dur(time.time() - r.started_at)} so far'
+    return _dur(r.duration_s)
 
 
 def _short(value: Any, n: int = 60) -> str:
@@ -56,7 +67,7 @@ def list_runs(
                 r.project,
                 r.status,
                 _when(r.started_at),
-                _dur(r.duration_s),
+                _run_dur(r),
                 str(r.input_tokens + r.output_tokens),
                 f'{r.cost_usd:.4f}',
                 _short(r.task, 200),
@@ -97,19 +108,24 @@ def show_run(
 
     from ._output import console
 
+    so_far = ' so far' if r.finished_at is None else ''  # a running or waiting run: what it spent until now
     tree = Tree(
         f'[bold]{r.run_id}[/] {e(r.team)}/{e(r.project)} \\[{e(r.data_class)}] [bold]{e(r.status)}[/] '
-        f'{_dur(r.duration_s)} tokens {r.input_tokens}+{r.output_tokens} ${r.cost_usd:.4f}'
+        f'{_run_dur(r)} tokens {r.input_tokens}+{r.output_tokens} in {r.requests} requests '
+        f'${r.cost_usd:.4f}{so_far}'
     )
     tree.add(f'task: {e(_short(r.task, 200))}')
+    if r.model_id or r.preferred_model:
+        tree.add(f'supervisor: {e(r.route)}')
     nodes: dict[str, Tree] = {}  # a sub-team's delegations under their lead's
     for d in r.delegations:
         lead = lead_delegation(d.delegation_id, nodes)
-        nodes[d.delegation_id] = (nodes[lead] if lead is not None else tree).add(
+        branch = nodes[d.delegation_id] = (nodes[lead] if lead is not None else tree).add(
             f'{e(d.agent_path)} \\[{e(d.status)}] model={e(str(d.model_id))} tokens {d.input_tokens}+{d.output_tokens} '
             f'{_dur(None if d.finished_at is None else d.finished_at - d.started_at)}: {e(_short(d.subtask, 60))} → '
             f'{e(_short(d.output if d.error is None else d.error, 80))}'
         )
+        branch.add(f'route: {e(d.route)}')  # its sub-team's delegations follow, under it too
     if r.error:
         tree.add(f'[red]error: {e(_short(r.error, 300))}[/]')
     if r.output is not None:

@@ -26,9 +26,9 @@ def _short(value: Any, n: int = 80) -> str:
 
 
 def _ms(ms: float | None) -> str:
-    if ms is None:
-        return 'open'
-    return f'{ms / 1000:.2f}s' if ms >= 1000 else f'{ms:.1f}ms'
+    from ..core._format import human_duration
+
+    return 'open' if ms is None else human_duration(ms / 1000)
 
 
 def _echo_json(value: Any) -> None:
@@ -77,10 +77,12 @@ def list_traces(
 _STYLE = {'run': 'bold', 'delegate': 'bold magenta', 'agent': 'cyan', 'model': 'green', 'tool': 'yellow'}
 
 
-def _label(n: TraceNode) -> str:
+def _label(n: TraceNode, routes: dict[str, str] | None = None) -> str:
     from rich.markup import escape
 
     d = n.details
+    # the route as the run's records have it (served model, fallback and why), for a delegation or the run
+    route = (routes or {}).get(str(n.attributes.get('proctor.delegation_id') or n.category))
     parts = [
         f'[{_STYLE.get(n.category, "")}]{escape(n.name)}[/]',
         _ms(n.duration_ms) if n.duration_ms is not None else '[red]open[/]',
@@ -91,11 +93,14 @@ def _label(n: TraceNode) -> str:
             parts.append(
                 'supervisor:'
             )  # the run span's model and usage are its supervisor's own; the header has the run's total
-        parts += [
-            f'model={escape(str(d.get("model", "-")))}',
-            f'({escape(_short(d.get("route_reason", ""), 50))})',
-            tokens,
-        ]
+        if route:
+            parts += [f'model: {escape(_short(route, 160))}', tokens]  # preferred → served, and why
+        else:
+            parts += [
+                f'model={escape(str(d.get("model", "-")))}',
+                f'({escape(_short(d.get("route_reason", ""), 50))})',
+                tokens,
+            ]
         if 'cost_usd' in d:
             parts.append(f'${d["cost_usd"]:.6f}')
         if n.category == 'delegate':
@@ -133,8 +138,11 @@ def _event_label(e: dict[str, Any]) -> str:
     a = e['attributes']
     name = e['name']
     if name == 'proctor.guardrail':
-        return f'[red]⚑ guardrail[/] {escape(str(a.get("hook")))} {escape(str(a.get("guard")))}: {escape(str(a.get("decision")))} — {escape(_short(a.get("reason", ""), 100))}'
+        decision = 'needs approval' if a.get('decision') == 'approve' else str(a.get('decision'))
+        return f'[red]⚑ guardrail[/] {escape(str(a.get("hook")))} {escape(str(a.get("guard")))}: {escape(decision)} — {escape(_short(a.get("reason", ""), 100))}'
     if name.startswith('proctor.approval'):
+        # a pending approval is waiting for an operator: it never reads as a decision
+        a = {**a, 'status': 'waiting for operator'} if a.get('status') == 'pending' else a
         what = ' '.join(f'{k}={escape(_short(v, 40))}' for k, v in a.items())
         return f'[blue]⏸ {escape(name.removeprefix("proctor."))}[/] {what}'
     if name == 'exception':
@@ -153,15 +161,21 @@ def show_trace(
     from rich.markup import escape
     from rich.tree import Tree
 
+    from ..state._records import RunRecords
     from ..tracing._view import trace_tree
     from ._output import console
 
-    view = trace_tree(state_from_ctx(ctx), run_id)
+    store = state_from_ctx(ctx)
+    view = trace_tree(store, run_id)
     if as_json:
         _echo_json(view.to_json(attributes=attributes))
         return
+    rec = RunRecords(store).get(view.run.run_id)
+    routes = {d.delegation_id: d.route for d in rec.delegations}
+    if rec.model_id or rec.preferred_model:
+        routes['run'] = rec.route
     r = view.run
-    dur = '-' if r.duration_s is None else f'{r.duration_s:.2f}s'
+    dur = '-' if r.duration_s is None else _ms(r.duration_s * 1000)
     tree = Tree(
         f'[bold]run {r.run_id}[/] {escape(r.team)}/{escape(r.project)} {escape(f"[{r.data_class}]")} [bold]{escape(r.status)}[/] {dur} '
         f'tokens {r.input_tokens}+{r.output_tokens} ${r.cost_usd:.6f}  trace {view.trace_id or "-"}'
@@ -170,7 +184,7 @@ def show_trace(
         tree.add('[dim](no spans stored for this run: it ran with trace=False, or was sampled out)[/]')
 
     def add(parent: Tree, n: TraceNode) -> None:
-        branch = parent.add(_label(n))
+        branch = parent.add(_label(n, routes))
         for e in n.events:
             branch.add(_event_label(e))
         for c in n.children:
@@ -253,6 +267,8 @@ def _print_report(report: Any) -> None:
     )
     if report.error:
         con.print(f'[red]error: {escape(_short(report.error, 300))}[/]')
+    for n in report.notes:
+        con.print(f'[yellow]note[/]: {escape(n)}')
     if report.diff is None:
         if not report.divergences:
             con.print('[green]no divergence: same delegations, tool calls, guardrail decisions and output[/]')

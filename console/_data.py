@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..state._records import RunRecord
+from ..state._records import RunRecord, apply_ledger
 from ..state._schema import approvals, guard_events, ledger, runs
 from ..state._store import StateStore
 
@@ -34,25 +34,16 @@ class ConsoleData:
     def list_runs(
         self, *, limit: int = 100, status: str | None = None, team: str | None = None, project: str | None = None
     ) -> list[RunRecord]:
-        """Runs newest first, each with cost and tokens at least what the ledger has recorded so far."""
+        """Runs newest first, with their tokens, requests and cost as the ledger has them so far (settled
+        onto each run's row with every ledger write: `state._records.add_call`)."""
         q = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
         for col, value in (('status', status), ('team', team), ('project', project)):
             if value:
                 q = q.where(runs.c[col] == value)
         with self.store.engine.connect() as c:
             recs = [RunRecord(**(dict(r) | {'output': _json(r['output'])})) for r in c.execute(q).mappings()]
-        self.fill_live_usage(recs)
-        return recs
-
-    def fill_live_usage(self, recs: list[RunRecord]) -> None:
-        """A run's row is totalled when it finishes; before that, show what the ledger has so far."""
-        live = self.costs_by_run([r.run_id for r in recs if r.finished_at is None])
-        for r in recs:
-            if r.run_id in live:
-                cost, tokens = live[r.run_id]
-                r.cost_usd = max(r.cost_usd, cost)
-                if tokens > r.input_tokens + r.output_tokens:
-                    r.input_tokens = tokens - r.output_tokens
+            apply_ledger(c, recs)
+            return recs
 
     def facets(self) -> dict[str, list[str]]:
         """Distinct teams, projects and statuses of recorded runs (for the filter menus)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..core._format import human_duration
 from ..state._store import StateStore
 from ._auth import Operator, Session, SessionSigner
 from ._data import ConsoleData
@@ -178,24 +180,14 @@ def _when(ts: float | None) -> str:
     return '–' if ts is None else dt.datetime.fromtimestamp(ts).strftime('%Y-%m-%d %H:%M:%S')
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return '–'
-    if seconds < 1:
-        return f'{seconds * 1000:.0f} ms'
-    if seconds < 120:
-        return f'{seconds:.1f} s'
-    if seconds < 7200:
-        return f'{seconds / 60:.1f} min'
-    return f'{seconds / 3600:.1f} h'
-
-
 def templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / 'templates'), autoescape=True, undefined=jinja2.StrictUndefined
     )
     env.filters['when'] = _when
-    env.filters['duration'] = _duration
+    env.filters['duration'] = human_duration
+    env.filters['since'] = lambda ts: human_duration(None if ts is None else time.time() - ts)
+    env.filters['duration_ms'] = lambda ms: human_duration(None if ms is None else ms / 1000)
     env.filters['usd'] = lambda v: f'${(v or 0):.4f}'
     env.filters['num'] = lambda v: f'{(v or 0):,}'
     return Jinja2Templates(env=env)

@@ -47,18 +47,50 @@ def _run_json(rec: Any) -> dict[str, Any]:
     return d
 
 
+#: How an approval's status reads: a pending one is waiting for an operator, not approved.
+APPROVAL_WORDING = {
+    'pending': 'waiting for operator',
+    'approved': 'approved',
+    'rejected': 'rejected',
+    'expired': 'expired',
+}
+
+
+def approval_wording(a: dict[str, Any]) -> str:
+    """`waiting for operator`, `approved by alice`, `rejected by bob`, `expired`."""
+    status = str(a.get('status'))
+    if status == 'pending' and a.get('expires_at') is not None and a['expires_at'] <= time.time():
+        status = 'expired'
+    words = APPROVAL_WORDING.get(status, status)
+    return f'{words} by {a["decider"]}' if status in ('approved', 'rejected') and a.get('decider') else words
+
+
+def _decisions(guard_events: list[dict[str, Any]], approvals: list[dict[str, Any]]) -> None:
+    """What each guardrail decision led to (`shown`): a decision that asked for an approval reads as
+    that approval's state (waiting for operator, approved by ..., rejected by ...), not as 'approve'."""
+    for a in approvals:
+        a['shown'] = approval_wording(a)
+    unmatched = sorted(approvals, key=lambda a: a['created_at'])
+    for g in guard_events:
+        if g['decision'] != 'approve':
+            g['shown'] = g['decision']
+            continue
+        a = next((x for x in unmatched if x['agent_path'] == g['agent_path']), None)
+        if a is not None:
+            unmatched.remove(a)
+        g['shown'] = 'needs approval' if a is None else f'needs approval: {a["shown"]}'
+        g['approval_id'] = None if a is None else a['approval_id']
+
+
 async def _load_run(request: Request) -> tuple[Any, dict[str, Any]]:
     c = console_of(request)
 
     def load() -> tuple[Any, dict[str, Any]]:
         rec = RunRecords(c.store).get(request.path_params['run_id'])
-        c.data.fill_live_usage([rec])
         spans = c.data.spans_of(rec.run_id, rec.trace_id)
-        return rec, {
-            'spans': spans,
-            'guard_events': c.data.guard_events_of(rec.run_id),
-            'approvals': c.data.approvals_of(rec.run_id),
-        }
+        guards, approvals = c.data.guard_events_of(rec.run_id), c.data.approvals_of(rec.run_id)
+        _decisions(guards, approvals)
+        return rec, {'spans': spans, 'guard_events': guards, 'approvals': approvals}
 
     return await in_thread(load)
 
@@ -73,7 +105,9 @@ async def run_page(request: Request) -> Response:
     if wants_json(request):
         return JSONResponse({**rec.to_json(), **extra, 'replay': c.replays.get(rec.run_id)})
     source = 'spans' if extra['spans'] else 'records'
-    waterfall = layout(extra['spans'] or spans_from_records(rec))
+    # A finished run's spans that never ended (their process stopped) end with the run on the axis.
+    end_ns = None if rec.finished_at is None else int(rec.finished_at * 1e9)
+    waterfall = layout(extra['spans'] or spans_from_records(rec), now_ns=end_ns)
     return render(
         request,
         'run.html',

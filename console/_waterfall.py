@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core._format import human_duration
 from ..state._records import lead_delegation
 
 __all__ = ('WaterfallRow', 'EventMark', 'Waterfall', 'layout', 'category_of', 'spans_from_records')
@@ -79,11 +80,7 @@ def category_of(name: str) -> str:
 
 
 def _label(ms: float) -> str:
-    if ms >= 10_000:
-        return f'{ms / 1000:.0f} s'
-    if ms >= 1000:
-        return f'{ms / 1000:.1f} s'
-    return f'{ms:.0f} ms'
+    return human_duration(ms / 1000)
 
 
 def _ticks(total_ms: float, n: int = 5) -> list[tuple[float, str]]:

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from .._log import get_logger
 from ..state._schema import approvals, delegations, runs
 from ..state._store import StateStore
+from ..state._writer import flusher
 from ._approvals import Approval, ApprovalQueue, approval_id_for, audit_decision, wake
 
 __all__ = ('ApprovalRequest', 'ApprovalGate')
@@ -195,14 +196,13 @@ class ApprovalGate:
 
     def _mark(self, req: ApprovalRequest, *, waiting: bool) -> None:
         """Run (and delegation) status 'waiting' while any of the run's approvals is pending, else back to 'running'."""
-        try:
-            from ..state._records import RunRecords
-
-            flush = getattr(RunRecords(self.store), 'flush', None)
-            if flush is not None:
-                flush()  # queued record writes first, so ours is the latest
-        except Exception:
-            pass
+        if waiting:
+            # Everything the run did up to the wait (its spans, recordings, ledger rows) is stored
+            # before it waits: a waiting run reads the same in every view, however long it waits.
+            try:
+                flusher.flush_store(self.store)
+            except Exception as e:  # a failed write is retried with the next flush; the wait goes on
+                log.warning('approval.flush_failed', error=f'{type(e).__name__}: {e}')
         r, d = runs.c, delegations.c
         with self.store.engine.begin() as c:
             if waiting:

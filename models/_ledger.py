@@ -22,6 +22,7 @@ from pydantic_ai.messages import ModelResponse
 from .._log import get_logger
 from ..core._events import ModelCall, RunObserver
 from ..exceptions import UserError
+from ..state._records import add_call, add_calls
 from ..state._schema import ledger, model_attempts
 from ..state._scope import current_scope
 from ..state._store import StateStore
@@ -209,9 +210,12 @@ class Ledger:
         with self.engine.begin() as c:
             if entry.call_key is None:
                 c.execute(ledger.insert().values(**asdict(entry)))
+                add_call(c, entry.run_id, '', entry.input_tokens, entry.output_tokens, entry.cost_usd)
                 return True
             new = c.execute(_INSERT_ENTRY, _entry_row(entry)).rowcount > 0
             self._attempts(c, entry.call_key, entry.run_id, entry.agent_path, entry.specialist, attempts)
+            if new:  # the run's (and delegation's) row carries its spend from the call on
+                add_call(c, entry.run_id, entry.call_key, entry.input_tokens, entry.output_tokens, entry.cost_usd)
         return new
 
     def record_attempts(
@@ -353,9 +357,17 @@ class _LedgerBuffer(BufferedWriter):
     """Ledger rows of unpriced calls, written with the store's other buffered records."""
 
     def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
+        # The calls not recorded yet (a recovered run re-runs its hooks) also go onto their run's and
+        # delegation's rows, in this transaction (`state._records.add_calls`).
+        keys = list(dict.fromkeys(e.call_key for e, _ in items))
+        known = set(conn.execute(sa.select(ledger.c.call_key).where(ledger.c.call_key.in_(keys))).scalars())
         conn.execute(_INSERT_ENTRY, [_entry_row(e) for e, _ in items])
+        new: dict[str, LedgerEntry] = {}
         for e, attempts in items:
             Ledger._attempts(conn, e.call_key, e.run_id, e.agent_path, e.specialist, attempts)
+            if e.call_key not in known:
+                new.setdefault(e.call_key, e)  # type: ignore[arg-type]
+        add_calls(conn, [(e.run_id, e.call_key, e.input_tokens, e.output_tokens, e.cost_usd) for e in new.values()])
 
 
 _buffers: dict[str, _LedgerBuffer] = {}  # one per store and process

@@ -43,11 +43,23 @@ class ObserverCapability(AbstractCapability[RunDeps]):
     async def wrap_model_request(
         self, ctx: RunContext[RunDeps], *, request_context: Any, handler: Any
     ) -> ModelResponse:
-        if self.spans is not None:
-            return await self.spans.chat(request_context, lambda: self._model_request(ctx, request_context, handler))
-        return await self._model_request(ctx, request_context, handler)
+        # A durable run executing again gets the response its recording holds for this step, as
+        # observers did the first time (they are idempotent on `call.key`), without asking the model;
+        # no `chat` span either: the execution that asked the model has one (with its usage), and a
+        # second would count the call twice in any trace viewer.
+        key = _key(ctx.deps, f'model:{ctx.run_step}')
+        recorded = (
+            await self.checkpoint.recorded(ctx.deps, key) if self.checkpoint is not None and self.observers else None
+        )
+        if self.spans is not None and recorded is None:
+            return await self.spans.chat(
+                request_context, lambda: self._model_request(ctx, request_context, handler, key, None)
+            )
+        return await self._model_request(ctx, request_context, handler, key, recorded)
 
-    async def _model_request(self, ctx: RunContext[RunDeps], request_context: Any, handler: Any) -> ModelResponse:
+    async def _model_request(
+        self, ctx: RunContext[RunDeps], request_context: Any, handler: Any, key: str, recorded: ModelResponse | None
+    ) -> ModelResponse:
         if not self.observers:
             try:
                 return await handler(request_context)
@@ -57,16 +69,13 @@ class ObserverCapability(AbstractCapability[RunDeps]):
         model = request_context.model
         call = ModelCall(
             deps=ctx.deps,
-            key=_key(ctx.deps, f'model:{ctx.run_step}'),
+            key=key,
             model_id=self.model_ids.get(id(model)) or ctx.deps.model_id or model.model_name,
             model_name=model.model_name,
             system=getattr(model, 'system', ''),
             messages=request_context.messages,
             model_settings=request_context.model_settings,
         )
-        # A durable run executing again gets the response its recording holds for this step, as
-        # observers did the first time (they are idempotent on `call.key`), without asking the model.
-        recorded = await self.checkpoint.recorded(ctx.deps, call.key) if self.checkpoint is not None else None
         for o in self.observers:
             await o.before_model_call(call)
         try:

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from pydantic_ai.models import Model
@@ -48,6 +48,7 @@ from ..tracing._compare import Divergence, ForkDiff, divergences, fork_diff, inp
 from ..tracing._recording import WORKSPACE_STEP, RecordedStep, Recording, restore_workspace
 from ..tracing._replay_model import Fork, ReplayGate, ReplayModel, ReplayRouter, ReplaySession, StepMarker, replay_spec
 from ._live import load_factory, teams
+from ._recorded_team import RecordedTeam, recorded_team
 from ._team import Team
 
 __all__ = ('replay', 'replay_sync', 'ReplayReport')
@@ -83,6 +84,7 @@ class ReplayReport:
     diff: ForkDiff | None = None
     steps: list[str] = field(default_factory=list)  # the recorded model steps, in order (fork points)
     input_changes: list[Divergence] = field(default_factory=list)  # asked otherwise, answered from the recording
+    notes: list[str] = field(default_factory=list)  # how the replay was made (e.g. a team rebuilt from the recording)
 
     def summary(self) -> str:
         head = (
@@ -94,6 +96,7 @@ class ReplayReport:
         notes = [
             f'  note: model input changed at {d.step}: expected {d.expected}, got {d.got}' for d in self.input_changes
         ]
+        notes += [f'  note: {n}' for n in self.notes]
         return '\n'.join([head, *(f'  {d}' for d in self.divergences), *notes])
 
     def raise_for_divergence(self) -> None:
@@ -223,11 +226,15 @@ async def replay(
         raise UserError('--model needs --fork-at: a plain replay makes no live calls')
     if isinstance(team, str):
         team = load_factory(team)
+    notes: list[str] = []
     if team is None:
-        if not rec.factory:
-            raise UserError(f'run {rec.run_id} recorded no team factory: pass the team (--team module:callable)')
-        team = await anyio.to_thread.run_sync(load_factory, rec.factory)
-    assert isinstance(team, Team)  # load_factory returns only registered teams
+        if rec.factory:
+            team = await anyio.to_thread.run_sync(load_factory, rec.factory)
+        else:  # a run started from a script: the recording is enough for a replay, or says what it lacks
+            recorded = recorded_team(rec)
+            notes = list(recorded.notes)
+            team = cast(Team, recorded)  # it has what replay reads of a team
+    assert isinstance(team, (Team, RecordedTeam))  # load_factory returns only registered teams
     agents = {a.name: a for a in team.tree.specs.values()}  # every level of a nested team
     for name in models or {}:
         if name not in agents:
@@ -269,6 +276,10 @@ async def replay(
         snapshot = next((s for s in rec.steps if s.step == WORKSPACE_STEP), None)
         if snapshot is not None:  # the files as the run found them, not as it left them
             await anyio.to_thread.run_sync(restore_workspace, snapshot.payload, workspace)
+    elif notes and (snapshot := next((s for s in rec.steps if s.step == WORKSPACE_STEP), None)) is not None:
+        workspace = scratch / 'workspace'  # a team rebuilt from its recording: the recorded files
+        workspace.mkdir()
+        await anyio.to_thread.run_sync(restore_workspace, snapshot.payload, workspace)
     clone = Team(
         replay_spec(team.supervisor, session),
         [replay_spec(s, session) for s in team.specialists.values()],
@@ -327,8 +338,10 @@ async def replay(
     diff = None
     changed: list[Divergence] = []
     if fork is None:
+        if notes:  # rebuilt from the recording: no guardrails ran, and the instructions are not the recorded ones
+            got.guard_decisions = list(rec.guard_decisions)
         found = divergences(rec, got)
-        changed = input_changes(rec, got)
+        changed = [] if notes else input_changes(rec, got)
     else:
         found = []
 
@@ -360,6 +373,7 @@ async def replay(
         diff=diff,
         steps=[s.step for s in rec.steps if s.kind == 'model'],
         input_changes=changed,
+        notes=notes,
     )
 
 

@@ -244,6 +244,10 @@ class Team(Generic[OutputT]):
         router_observers = getattr(self.router, 'observers', None)
         if router_observers is not None:
             self.observers[:0] = [o for o in router_observers() if not any(o is x for x in observers)]
+        # Its calls reach its ledger: the ledger's writers keep each run's and delegation's usage (one account).
+        self.records.usage_from_ledger = record and any(
+            isinstance(o, LedgerObserver) and (o.store is None or o.store.url == self.store.url) for o in self.observers
+        )
         if instrumentation not in INSTRUMENTATIONS:
             raise UserError(
                 f'team {name!r}: unknown instrumentation {instrumentation!r} (one of {", ".join(INSTRUMENTATIONS)})'

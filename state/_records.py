@@ -11,7 +11,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from ..exceptions import UnknownRunError
-from ._schema import delegations, runs
+from ._schema import delegations, ledger, model_attempts, runs
 from ._store import StateStore
 from ._writer import BufferedWriter, flusher
 
@@ -22,6 +22,10 @@ __all__ = (
     'RunStatus',
     'DelegationStatus',
     'lead_delegation',
+    'add_call',
+    'add_calls',
+    'apply_ledger',
+    'route_line',
     'RecordsBuffer',
 )
 
@@ -61,6 +65,32 @@ class DelegationRecord:
     output_tokens: int
     requests: int
     cost_usd: float
+    # Derived from the ledger's attempts when read (`RunRecords.get`): the model the route put first,
+    # and why another one served (None: it served on its first choice, or nothing was asked yet).
+    preferred_model: str | None = None
+    fallback: str | None = None
+
+    @property
+    def route(self) -> str:
+        """One line: preferred → served model, the fallback's reason, and the route's reason."""
+        return route_line(self.preferred_model, self.model_id, self.fallback, self.route_reason)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, 'route': self.route}
+
+
+def route_line(preferred: str | None, served: str | None, fallback: str | None, reason: str | None) -> str:
+    """`sonnet → gpt4o (fell back: sonnet failed: ModelHTTPError 503 …) · plan: …` — which model
+    served, the one it fell back from and why, then the router's reason."""
+    if preferred and served and preferred != served:
+        head = f'{preferred} → {served}'
+    else:
+        head = served or preferred or '?'
+    if fallback:
+        head += f' (fell back: {fallback})'
+    elif preferred and served == preferred:
+        head += ' (first choice)'
+    return f'{head} · plan: {reason}' if reason else head
 
 
 @dataclass
@@ -84,15 +114,25 @@ class RunRecord:
     trace_id: str | None
     durable: bool
     delegations: list[DelegationRecord] = field(default_factory=list)
+    # The supervisor's model (from the ledger, when read with delegations): served, preferred, why it fell back.
+    model_id: str | None = None
+    preferred_model: str | None = None
+    fallback: str | None = None
 
     @property
     def duration_s(self) -> float | None:
         return None if self.finished_at is None else self.finished_at - self.started_at
 
+    @property
+    def route(self) -> str:
+        """The supervisor's model: preferred → served, and why it fell back."""
+        return route_line(self.preferred_model, self.model_id, self.fallback, None)
+
     def to_json(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != 'delegations'}
         d['duration_s'] = self.duration_s
-        d['delegations'] = [x.__dict__ for x in self.delegations]
+        d['route'] = self.route
+        d['delegations'] = [x.to_json() for x in self.delegations]
         return d
 
 
@@ -168,6 +208,118 @@ _RUN_FINISH_WITH_DELEGATIONS = (
         cost_usd=_b('cost') + _delegation_sum(delegations.c.cost_usd, 0.0),
     )
 )
+# One account per run: the ledger holds every answered model call (a failed run's and a waiting
+# run's too), and a run's and each delegation's tokens, requests and cost are its ledger rows' sums.
+# The ledger's writers add each new row's call to its run's and delegation's rows in the transaction
+# that writes the row (`add_call`), so the rows carry what was spent so far at any moment; a team whose
+# calls reach its ledger (`RunRecords.usage_from_ledger`) leaves the figures alone as its agent runs
+# finish. Reads sum the ledger again (`apply_ledger`, `RunRecords.get`), for rows written otherwise.
+_L = ledger.c
+
+
+def _bump(table: sa.Table) -> Any:
+    c = table.c
+    return {
+        'input_tokens': c.input_tokens + _b('tin'),
+        'output_tokens': c.output_tokens + _b('tout'),
+        'requests': c.requests + 1,
+        'cost_usd': c.cost_usd + _b('cost'),
+    }
+
+
+_OF_DELEGATION = sa.and_(_L.run_id == _b('rid'), sa.func.substr(_L.call_key, 1, _b('n')) == _b('prefix'))
+
+
+def _ledger_total(col: Any, zero: Any) -> Any:
+    return sa.select(sa.func.coalesce(sa.func.sum(col), zero)).where(_OF_DELEGATION).scalar_subquery()
+
+
+_SETTLE_DELEGATION = (
+    delegations.update()
+    .where(delegations.c.delegation_id == _b('did'))
+    .values(
+        input_tokens=_ledger_total(_L.input_tokens, 0),
+        output_tokens=_ledger_total(_L.output_tokens, 0),
+        requests=sa.select(sa.func.count()).where(_OF_DELEGATION).scalar_subquery(),
+        cost_usd=_ledger_total(_L.cost_usd, 0.0),
+    )
+)
+_BUMP_RUN = runs.update().where(runs.c.run_id == _b('rid')).values(**_bump(runs))
+_BUMP_DELEGATION = delegations.update().where(delegations.c.delegation_id == _b('did')).values(**_bump(delegations))
+
+
+def add_call(
+    conn: sa.Connection, run_id: str, call_key: str, input_tokens: int, output_tokens: int, cost: float
+) -> None:
+    """Add one new ledger row's call to its run's and delegation's rows, in `conn`'s transaction
+    (two indexed updates). Call it only for a row the transaction inserted (the ledger is idempotent)."""
+    add_calls(conn, [(run_id, call_key, input_tokens, output_tokens, cost)])
+
+
+def add_calls(conn: sa.Connection, calls: Any) -> None:
+    """`add_call` for many new rows: (run id, call key, tokens in, tokens out, cost) each."""
+    params = [
+        {'rid': rid, 'did': (key or rid).rpartition('#')[0] or rid, 'tin': tin, 'tout': tout, 'cost': cost}
+        for rid, key, tin, tout, cost in calls
+    ]
+    if params:
+        conn.execute(_BUMP_RUN, params)
+        mine = [p for p in params if p['did'] != p['rid']]  # a delegation's call (the supervisor's has no row)
+        if mine:
+            conn.execute(_BUMP_DELEGATION, mine)
+
+
+def apply_ledger(conn: sa.Connection, recs: Any) -> None:
+    """Read-side of the one account: each run's tokens, requests and cost as its ledger rows sum
+    (one grouped query), for rows the ledger's writers did not settle (a row written by other code,
+    a store from before `add_call`). A run with no ledger row keeps its own figures."""
+    by_id = {r.run_id: r for r in recs}
+    if not by_id:
+        return
+    q = (
+        sa.select(
+            _L.run_id,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(_L.input_tokens), 0),
+            sa.func.coalesce(sa.func.sum(_L.output_tokens), 0),
+            sa.func.coalesce(sa.func.sum(_L.cost_usd), 0.0),
+        )
+        .where(_L.run_id.in_(list(by_id)))
+        .group_by(_L.run_id)
+    )
+    for rid, n, tin, tout, cost in conn.execute(q):
+        r = by_id[rid]
+        r.requests, r.input_tokens, r.output_tokens, r.cost_usd = int(n), int(tin), int(tout), float(cost)
+
+
+def _fallbacks(attempts: list[Any]) -> tuple[str | None, str | None, str | None]:
+    """(first choice, served model, why it fell back) of one agent run's calls, from their attempts."""
+    calls: dict[str, list[Any]] = {}
+    for a in attempts:
+        calls.setdefault(a['call_key'], []).append(a)
+    preferred = served = why = None
+    n_fallbacks = 0
+    for tries in calls.values():
+        tries.sort(key=lambda a: a['seq'])
+        first = next((a for a in tries if a['tier'] == 0), tries[0])
+        preferred = preferred or first['model_id']
+        ok = next((a for a in tries if a['status'] == 'ok'), None)
+        served = ok['model_id'] if ok is not None else served
+        failed = [a for a in tries if a['status'] != 'ok']
+        if failed:
+            n_fallbacks += 1
+            if why is None:
+                causes = '; '.join(
+                    f'{a["model_id"]} {a["status"]}'
+                    + (f': {" ".join(str(a["error"]).split())[:160]}' if a['error'] else '')
+                    for a in failed
+                )
+                why = causes + (f', so {ok["model_id"]} served' if ok is not None else ', and no model answered')
+    if why is not None and n_fallbacks > 1:
+        why += f' ({n_fallbacks} of {len(calls)} calls fell back)'
+    return preferred, served, why
+
+
 _RUN_TRACE = runs.update().where(runs.c.run_id == _b('rid'), runs.c.trace_id.is_(None)).values(trace_id=_b('tid'))
 _DELEGATION_FINISH = (
     delegations.update()
@@ -186,6 +338,23 @@ _DELEGATION_FINISH = (
         ),  # the serving model, when known
     )
 )
+# The same, for a team whose calls reach its ledger: the ledger's writers keep the usage (`add_call`).
+_RUN_DONE = (
+    runs.update()
+    .where(runs.c.run_id == _b('rid'))
+    .values(status='succeeded', output=_b('out'), finished_at=_b('fin'), error=None)
+)
+_DELEGATION_DONE = (
+    delegations.update()
+    .where(delegations.c.delegation_id == _b('did'))
+    .values(
+        status=_b('status'),
+        output=_b('out'),
+        error=_b('err'),
+        finished_at=_b('fin'),
+        model_id=sa.func.coalesce(_b('mid', type_=delegations.c.model_id.type), delegations.c.model_id),
+    )
+)
 _GET_RUN = sa.select(runs).where(runs.c.run_id == _b('rid'))
 _GET_DELEGATIONS = sa.select(delegations).where(delegations.c.run_id == _b('rid')).order_by(delegations.c.seq)
 _DELEGATION_SEQ = sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == _b('rid'))
@@ -202,6 +371,7 @@ def _finish_run_in(
     requests: int,
     cost_usd: float,
     add_delegations: bool = False,
+    from_ledger: bool = False,
 ) -> None:
     params = {
         'rid': run_id,
@@ -212,6 +382,9 @@ def _finish_run_in(
         'req': requests,
         'cost': cost_usd,
     }
+    if from_ledger:  # the ledger's writers keep the run's usage (`add_call`)
+        c.execute(_RUN_DONE, params)
+        return
     c.execute(_RUN_FINISH_WITH_DELEGATIONS if add_delegations else _RUN_FINISH, params)
 
 
@@ -244,7 +417,10 @@ def _start_delegation_in(
         requests=0,
         cost_usd=0.0,
     )
-    c.execute(_insert_ignore(c, delegations, 'delegation_id'), values)
+    if c.execute(_insert_ignore(c, delegations, 'delegation_id'), values).rowcount:
+        # Its calls the ledger wrote before this row (the row was queued): their usage, summed once.
+        prefix = delegation_id + '#'
+        c.execute(_SETTLE_DELEGATION, {'did': delegation_id, 'rid': run_id, 'prefix': prefix, 'n': len(prefix)})
 
 
 def _finish_delegation_in(
@@ -260,6 +436,7 @@ def _finish_delegation_in(
     requests: int = 0,
     cost_usd: float = 0.0,
     model_id: str | None = None,
+    from_ledger: bool = False,
 ) -> None:
     params = {
         'did': delegation_id,
@@ -273,7 +450,7 @@ def _finish_delegation_in(
         'cost': cost_usd,
         'mid': model_id,
     }
-    c.execute(_DELEGATION_FINISH, params)
+    c.execute(_DELEGATION_DONE if from_ledger else _DELEGATION_FINISH, params)
 
 
 class RecordsBuffer(BufferedWriter):
@@ -296,6 +473,9 @@ class RunRecords:
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
+        #: The team's model calls reach this store's ledger, whose writers keep each run's and
+        #: delegation's usage (`add_call`): finishing a run or delegation records no usage of its own.
+        self.usage_from_ledger = False
 
     def create_run(
         self,
@@ -370,12 +550,13 @@ class RunRecords:
                 requests=requests,
                 cost_usd=cost_usd,
                 add_delegations=add_delegations,
+                from_ledger=self.usage_from_ledger,
             )
 
     def queue_finish_run(self, run_id: str, **kw: Any) -> None:
         """`finish_run`, written with the run's other rows in the store's next flush (`settle` at
         the run's end): no transaction or thread hop of its own."""
-        self._buffer().add(_finish_run_in, run_id, time.time(), **kw)
+        self._buffer().add(_finish_run_in, run_id, time.time(), from_ledger=self.usage_from_ledger, **kw)
 
     def queue_start_delegation(self, **kw: Any) -> None:
         """`start_delegation`, written in the store's next flush (the background writer's, within a
@@ -386,7 +567,7 @@ class RunRecords:
 
     def queue_finish_delegation(self, delegation_id: str, **kw: Any) -> None:
         """`finish_delegation`, written like `queue_start_delegation`, after its start."""
-        self._buffer().add(_finish_delegation_in, delegation_id, time.time(), **kw)
+        self._buffer().add(_finish_delegation_in, delegation_id, time.time(), from_ledger=self.usage_from_ledger, **kw)
 
     def _buffer(self) -> RecordsBuffer:
         buf = _buffers.get(self.store.url)
@@ -470,6 +651,7 @@ class RunRecords:
                 requests=requests,
                 cost_usd=cost_usd,
                 model_id=model_id,
+                from_ledger=self.usage_from_ledger,
             )
 
     def get(self, run_id: str, *, with_delegations: bool = True) -> RunRecord:
@@ -483,10 +665,52 @@ class RunRecords:
                     raise UnknownRunError(run_id)
                 row = rows[0]
             rec = self._run(row)
-            if with_delegations:
+            if not with_delegations:
+                apply_ledger(c, [rec])
+            else:
                 drows = c.execute(_GET_DELEGATIONS, {'rid': rec.run_id}).mappings()
                 rec.delegations = [self._delegation(d) for d in drows]
+                self._routes(c, rec)
             return rec
+
+    @staticmethod
+    def _routes(c: sa.Connection, rec: RunRecord) -> None:
+        """Each agent's first-choice model, serving model and fallback reason, from the ledger's attempts."""
+        m = model_attempts.c
+        rows = c.execute(
+            sa.select(m.call_key, m.seq, m.model_id, m.tier, m.status, m.error).where(m.run_id == rec.run_id)
+        ).mappings()
+        by_scope: dict[str, list[Any]] = {}
+        for a in rows:
+            by_scope.setdefault(str(a['call_key']).rpartition('#')[0], []).append(a)
+        calls = c.execute(
+            sa.select(_L.call_key, _L.model_id, _L.input_tokens, _L.output_tokens, _L.cost_usd)
+            .where(_L.run_id == rec.run_id)
+            .order_by(_L.created_at, _L.id)
+        ).all()
+        served_by_scope: dict[str, str] = {}
+        spent: dict[str, list[Any]] = {}  # scope -> [requests, tokens in, tokens out, cost]
+        for key, mid, tin, tout, cost in calls:
+            scope = str(key).rpartition('#')[0] if key else rec.run_id
+            served_by_scope[scope] = mid
+            acc = spent.setdefault(scope, [0, 0, 0, 0.0])
+            acc[0], acc[1], acc[2], acc[3] = acc[0] + 1, acc[1] + tin, acc[2] + tout, acc[3] + cost
+        if calls:
+            rec.requests = sum(a[0] for a in spent.values())
+            rec.input_tokens = sum(a[1] for a in spent.values())
+            rec.output_tokens = sum(a[2] for a in spent.values())
+            rec.cost_usd = float(sum(a[3] for a in spent.values()))
+        for d in rec.delegations:
+            if d.delegation_id in spent:
+                d.requests, d.input_tokens, d.output_tokens, d.cost_usd = spent[d.delegation_id]
+        preferred, served, why = _fallbacks(by_scope.get(rec.run_id, []))
+        rec.model_id = served_by_scope.get(rec.run_id) or served
+        rec.preferred_model, rec.fallback = preferred or rec.model_id, why
+        for d in rec.delegations:
+            preferred, served, why = _fallbacks(by_scope.get(d.delegation_id, []))
+            if served and d.status not in ('succeeded',):
+                d.model_id = served_by_scope.get(d.delegation_id) or served
+            d.preferred_model, d.fallback = preferred or d.model_id, why
 
     def list(self, *, limit: int = 50, status: str | None = None, team: str | None = None) -> list[RunRecord]:
         self.flush()
@@ -496,7 +720,9 @@ class RunRecords:
         if team:
             q = q.where(runs.c.team == team)
         with self.store.engine.connect() as c:
-            return [self._run(r) for r in c.execute(q).mappings()]
+            recs = [self._run(r) for r in c.execute(q).mappings()]
+            apply_ledger(c, recs)
+            return recs
 
     @staticmethod
     def _run(row: Any) -> RunRecord:

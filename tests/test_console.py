@@ -12,6 +12,7 @@ import anyio
 import httpx
 import pytest
 import sqlalchemy as sa
+from pydantic import BaseModel
 from starlette.testclient import TestClient
 
 from proctor import Specialist, Supervisor, Team
@@ -21,7 +22,16 @@ from proctor.guardrails import ApprovalPolicy, ApprovalQueue, ApprovalRule
 from proctor.orchestrator import RunRecords
 from proctor.state._schema import approvals, budget_usage, ledger
 from proctor.state._store import StateStore
-from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_call, tool_results, turn_of
+from proctor.testing import (
+    ScriptedModel,
+    delegate,
+    final_output,
+    last_user_prompt,
+    text,
+    tool_call,
+    tool_results,
+    turn_of,
+)
 from proctor.tools import read_file, write_file
 from proctor.tracing import audit_entries
 
@@ -637,9 +647,29 @@ def test_replay_button_replays_with_no_live_calls_and_shows_the_match(store, sho
     assert outcome['by'] == 'bob' and outcome['divergences'] == []
 
 
+def test_replay_of_a_script_run_rebuilds_its_team_from_the_recording(store, client):
+    """A run started from a script records no factory: its recording is enough for a replay."""
+    team = Team(
+        Supervisor(model=ScriptedModel([delegate('research', 'look'), lambda m: text('hi ' + tool_results(m)[0])])),
+        [Specialist('research', 'R.', model=ScriptedModel([tool_call('note', {'n': 1}), text('x')]), tools=[note])],
+        name='nofactory',
+        durable=False,
+    )
+    run = team.run_sync('go')
+    csrf = sign_in(client, 'bob-token')
+    outcome = client.post(f'/api/runs/{run.run_id}/replay', headers={'X-CSRF-Token': csrf}).json()
+    assert outcome['matched'] is True, outcome
+    assert (outcome['replayed_model_calls'], outcome['live_model_calls'], outcome['replayed_tool_calls']) == (4, 0, 2)
+    assert 'Matched' in client.get(f'/runs/{run.run_id}').text
+
+
+class Answer(BaseModel):
+    answer: str
+
+
 def test_replay_of_a_run_it_cannot_rebuild_says_why(store, client):
     team = Team(
-        Supervisor(model=ScriptedModel(['hi'])),
+        Supervisor(model=ScriptedModel([final_output(answer='hi')]), output_type=Answer),
         [Specialist('research', 'R.', model=ScriptedModel(['x']))],
         name='nofactory',
         durable=False,
@@ -648,7 +678,13 @@ def test_replay_of_a_run_it_cannot_rebuild_says_why(store, client):
     csrf = sign_in(client, 'bob-token')
     outcome = client.post(f'/api/runs/{run.run_id}/replay', headers={'X-CSRF-Token': csrf}).json()
     assert outcome['matched'] is False and 'recorded no team factory' in outcome['summary']
+    # what the recording lacks, exactly: the supervisor's output type (code, not recorded)
+    assert "the output type of agent 'supervisor' (it answered through final_result)" in outcome['summary']
     assert 'Did not match' in client.get(f'/runs/{run.run_id}').text
+
+
+def note(n: int) -> str:
+    return f'noted {n}'
 
 
 # ---------------------------------------------------------------------------------------------- usage

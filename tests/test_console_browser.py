@@ -7,6 +7,7 @@ the system browser. Screenshots of the inbox, the trace and usage go to `docs/sc
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from proctor.guardrails import ApprovalPolicy, ApprovalRule
 from proctor.models._budget import Budget
 from proctor.models._router import ModelRouter
 from proctor.state._store import StateStore
-from proctor.testing import ScriptedModel, delegate, text, tool_call, tool_results, turn_of
+from proctor.testing import ScriptedModel, delegate, fail, text, tool_call, tool_results, turn_of
 from proctor.tools import read_file, write_file
 
 pytestmark = pytest.mark.browser
@@ -72,9 +73,13 @@ def greeter_team(workspace: str) -> Team:
             'data_classes': ['public', 'internal', 'confidential'],
         }
 
+    def flaky(messages):
+        raise fail(503)  # research's first choice is down: haiku-sim serves instead (a fallback)
+
     router = ModelRouter(
         {
             'sonnet-sim': model('sonnet-sim', supervisor, 3.0, 15.0),
+            'flaky-sim': model('flaky-sim', flaky, 0.5, 2.0),
             'haiku-sim': model('haiku-sim', researcher, 0.8, 4.0),
             'coder-sim': model('coder-sim', coder, 1.0, 5.0),
         },
@@ -83,7 +88,7 @@ def greeter_team(workspace: str) -> Team:
     return Team(
         Supervisor(model='sonnet-sim'),
         [
-            Specialist('research', 'Research.', model='haiku-sim'),
+            Specialist('research', 'Research.', model='flaky-sim', fallback_models=['haiku-sim']),
             Specialist('coding', 'Code.', model='coder-sim', tools=[write_file, read_file]),
         ],
         name='greeter',
@@ -195,7 +200,24 @@ def test_operator_approves_a_paused_run_and_a_reviewer_reads_its_trace(state_dir
     expect(card.locator('.role')).to_have_text('operator')
     expect(card.locator('time.expiry')).to_contain_text('in ')
     expect(page.locator('#pending-count')).to_have_text('1')
+    expect(card.locator('header .badge.status-pending')).to_have_text('waiting for operator')
     page.screenshot(path=str(SCREENSHOTS / 'inbox.png'), full_page=True)
+
+    # a reviewer opens the waiting run: the pending approval reads as waiting, never as 'approve'
+    run_href = card.locator('a[href^="/runs/"]').first.get_attribute('href')
+    review = browser('bob')
+    sign_in(review, console, 'bob-token')
+    review.goto(f'{console}{run_href}')
+    expect(review.locator('#run-status')).to_have_text('waiting')
+    # what it has spent so far, from the ledger (not 0 requests while the ledger counts its calls)
+    expect(review.locator('#run-tokens')).to_contain_text('(so far)')
+    expect(review.locator('#run-tokens')).not_to_contain_text(re.compile(r'(^|\D)0 requests'))
+    expect(review.locator('#guardrails tbody tr .badge')).to_have_text('needs approval: waiting for operator')
+    expect(review.locator('#approvals tbody tr .badge')).to_have_text('waiting for operator')
+    expect(review.locator('#guardrails')).not_to_contain_text(re.compile(r'\bapprove\b'))
+    # the waiting coding agent's span is kept open, drawn as running
+    expect(review.locator('details.wf-row.open-span[data-category=agent]').first).to_contain_text('running · ')
+    review.screenshot(path=str(SCREENSHOTS / 'waiting.png'), full_page=True)
 
     card.locator('button.reject').click()  # no reason yet: the page says so and nothing is sent
     assert card.locator('textarea[name=reason]').evaluate('t => t.validationMessage') == 'A rejection needs a reason.'
@@ -217,10 +239,13 @@ def test_operator_approves_a_paused_run_and_a_reviewer_reads_its_trace(state_dir
     page.click(f'a[href="/runs/{result.run_id}"]')
     expect(page.locator('#run-status')).to_have_text('succeeded')
 
-    # a reviewer (no operator role) reads the trace
-    review = browser('bob')
-    sign_in(review, console, 'bob-token')
+    # the reviewer (no operator role) reads the finished run's trace
     review.goto(f'{console}/runs/{result.run_id}')
+    # research was served by its fallback: the route line says which model served, from which, and why
+    route = review.locator('article.agent[data-agent-path="supervisor>research"] .route')
+    expect(route).to_contain_text('route: flaky-sim → haiku-sim (fell back: flaky-sim failed: ModelHTTPError')
+    expect(route).to_contain_text('503')
+    expect(review.locator('#guardrails .badge').first).to_have_text('needs approval: approved by alice')
     delegations = review.locator('details.wf-row[data-category=delegate]')
     expect(delegations).to_have_count(2)
     expect(delegations.locator('.wf-name')).to_contain_text(['delegate research', 'delegate coding'])

@@ -89,10 +89,6 @@ def test_the_quickstart_runs_as_written_and_prints_a_result(tmp_path: Path) -> N
     assert '0 live' in replay.stdout and 'no divergence' in replay.stdout, replay.stdout
 
 
-#: Written in parallel by the providers documentation work; drop from here once it is on main.
-PENDING_DOCS = {'docs/providers.md'}
-
-
 def _links(path: Path) -> list[str]:
     text = re.sub(r'^```.*?^```', '', path.read_text(encoding='utf-8'), flags=re.S | re.M)  # not in code blocks
     return re.findall(r'\]\(([^)\s]+)\)', text)
@@ -109,6 +105,5 @@ def test_documentation_links_stay_in_the_repository_and_resolve(doc: str) -> Non
             continue  # an anchor on the same page
         target = (source.parent / target_path).resolve()
         assert target.is_relative_to(ROOT), f'{doc} links outside the repository: {link}'
-        rel = str(target.relative_to(ROOT))
-        assert target.exists() or rel in PENDING_DOCS, f'{doc} links to {link}, which does not exist'
+        assert target.exists(), f'{doc} links to {link}, which does not exist'
     assert '../shared' not in source.read_text(encoding='utf-8'), f'{doc} points at ../shared/'

@@ -10,10 +10,11 @@ from pathlib import Path
 import anyio
 import pytest
 import sqlalchemy as sa
+from pydantic_ai import TextOutput
 
 from proctor import Specialist, Supervisor, Team
 from proctor.cli._app import main as cli
-from proctor.exceptions import MissingRecording, ReplayDivergence
+from proctor.exceptions import MissingRecording, ReplayDivergence, UserError
 from proctor.guardrails._protocol import Decision
 from proctor.orchestrator import replay, replay_sync
 from proctor.state._schema import recordings
@@ -125,7 +126,8 @@ async def test_replay_makes_zero_live_calls_and_zero_side_effects(recorded):
     assert report.divergences == [] and report.status == 'succeeded' and report.output == result.output
     assert report.input_changes == []  # every model was asked exactly what it was asked in the run
     assert (report.replayed_model_calls, report.live_model_calls) == (sum(before.values()), 0) == (7, 0)
-    assert (report.replayed_tool_calls, report.live_tool_calls) == (3, 0)
+    # 3 tool calls and the 2 delegations (each a recorded tool call of the supervisor)
+    assert (report.replayed_tool_calls, report.live_tool_calls) == (5, 0)
     assert calls(team) == before  # no scripted model was asked anything
     assert SIDE_EFFECTS == ['look up the *** api']  # the tool did not run again
     assert report.steps[0] == 'supervisor#model:1'
@@ -523,6 +525,57 @@ async def test_proctor_replay_of_a_durable_run_approved_at_a_checkpoint_complete
     assert code == 0, printed
     report = json.loads(printed)
     assert report['ok'] is True and report['status'] == 'succeeded' and report['output'] == result.output
-    assert report['live_model_calls'] == 0 and report['replayed_tool_calls'] == 1
+    assert report['live_model_calls'] == 0 and report['replayed_tool_calls'] == 2  # the write and its delegation
     assert not (ws / 'notes.md').exists()  # the approved write is replayed from its recording, not done again
     assert [a.status for a in queue.list()] == ['approved']  # and nobody was asked again
+
+
+async def test_replay_of_a_script_run_rebuilds_the_team_from_its_recording(state_dir):
+    """A run started from a script records no factory: `proctor replay RUN` rebuilds its team from the
+    recording (its agents, its tools as recorded stubs) and replays it with zero live calls."""
+    SIDE_EFFECTS.clear()
+    team = build_team(name='scripted')
+    team.factory = None  # as a script's team: nothing to rebuild it from
+    result = await team.run('ship the secret client', project='p')
+    flush_store(team.store)
+
+    def replay_cli() -> tuple[int, str]:
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf):
+                cli(['replay', result.run_id, '--json'])
+        except SystemExit as e:
+            return int(e.code or 0), buf.getvalue()
+        return 0, buf.getvalue()
+
+    code, printed = await anyio.to_thread.run_sync(replay_cli)
+    report = json.loads(printed)
+    assert code == 0 and report['ok'] is True, report
+    assert report['output'] == result.output and report['divergences'] == []
+    assert (report['replayed_model_calls'], report['live_model_calls']) == (7, 0)
+    assert (report['replayed_tool_calls'], report['live_tool_calls']) == (5, 0)  # 3 tool calls, 2 delegations
+    assert SIDE_EFFECTS == ['look up the *** api']  # the stubs never ran
+    notes = ' '.join(report['notes'])
+    assert 'rebuilt from the recording' in notes and 'recorded guardrail decisions were not compared' in notes
+
+
+async def test_replay_without_a_factory_says_exactly_what_the_recording_lacks(state_dir):
+    team = Team(
+        Supervisor(model=ScriptedModel([delegate('coding', 'x'), text('done')])),
+        [Specialist('coding', 'Code.', model=ScriptedModel(lambda m: text('ok')), output_type=TextOutput(make_output))],
+        name='outputs',
+        durable=False,
+    )
+    result = await team.run('go')
+    assert result.output == 'done'
+    lacks = "recorded no team factory, and its recording lacks the output function of agent 'supervisor>coding'"
+    with pytest.raises(UserError, match=lacks):
+        await replay(result.run_id)
+
+
+def make_output(text: str) -> str:
+    """An output function: code the recording cannot stand in for."""
+    return text.upper()

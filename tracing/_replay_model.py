@@ -16,10 +16,10 @@ from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.toolsets.wrapper import WrapperToolset
 
-from ..core._events import ModelCall, OutputCall, RunObserver
+from ..core._events import ModelCall, OutputCall, RunObserver, ToolCall
 from ..exceptions import MissingRecording, RunError
 from ..models._routing import Route
-from ._recording import DELEGATE_PREFIX, RecordedStep, Recording, step_id, step_scope
+from ._recording import DELEGATE_PREFIX, RecordedStep, Recording, step_id, step_scope, tool_step_id
 
 __all__ = (
     'ReplayGate',
@@ -193,6 +193,14 @@ class StepMarker(RunObserver):
 
     async def before_model_call(self, call: ModelCall) -> None:
         _step.set(step_id(call.deps, call.key))
+
+    async def before_tool_call(self, call: ToolCall) -> dict[str, Any]:
+        # A delegation is a recorded tool call too (its specialist's steps replay under it): count it
+        # with the others, as replayed, or live when a live response asked for it.
+        if call.tool.startswith(DELEGATE_PREFIX):
+            source = self.session.call_source.get(tool_step_id(call), 'replayed')
+            self.session.counts['live_tool' if source == 'live' else 'replayed_tool'] += 1
+        return call.args
 
     async def process_output(self, call: OutputCall, proceed: Callable[[], Awaitable[Any]]) -> Any:
         s = self.session

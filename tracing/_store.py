@@ -198,12 +198,15 @@ class StoreSpanProcessor(BufferedWriter, SpanProcessor):
     def __init__(self, store: StateStore, *, owned: bool) -> None:
         self.owned = owned
         self._open: deque[dict[str, Any]] = deque()  # placeholder rows of spans still running
+        self._running: dict[int, tuple[Any, str]] = {}  # span id -> (open span of one of our runs, its run id)
+        self._stored_open: set[int] = set()  # open spans that have a placeholder row (queued or written)
         self._closed = False
         super().__init__(store)
 
     @property
     def pending(self) -> int:
-        return len(self._buf) + len(self._open)
+        unstored = sum(1 for sid in list(self._running) if sid not in self._stored_open)
+        return len(self._buf) + len(self._open) + unstored
 
     def open_root(self, run_id: str, name: str) -> tuple[str, str] | None:
         """(trace id, span id) of run `run_id`'s span `name` if it is still waiting to be written."""
@@ -216,8 +219,33 @@ class StoreSpanProcessor(BufferedWriter, SpanProcessor):
         """Store `span` while it is still open (its full row replaces this one when it ends)."""
         self._open.append(span_row(span, run_id))
 
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        # Spans still open at a flush are stored open too (as the root is), once: a run waiting for an
+        # operator, or still running, shows its agents, delegations and tool calls as running, with
+        # their finished model and tool spans under them. Most spans end before any flush: no extra row.
+        reg = _registry.get(span.get_span_context().trace_id)
+        if reg is not None and reg[0] == self.store.url:
+            self._running[span.get_span_context().span_id] = (span, reg[1])
+
+    def _store_running(self) -> None:
+        """Placeholder rows for the spans open now that have none yet (called as a flush takes the buffers)."""
+        running = list(self._running.items())
+        self._stored_open.intersection_update({sid for sid, _ in running})  # spans that ended meanwhile
+        for sid, (span, run_id) in running:
+            if sid in self._stored_open:
+                continue
+            try:
+                row = span_row(span, run_id)
+            except RuntimeError:  # its attributes changed while being read (another thread): next flush
+                continue
+            if row['end_ns'] is None:
+                self._open.append(row)
+                self._stored_open.add(sid)
+
     def on_end(self, span: ReadableSpan) -> None:
         ctx = span.context
+        if ctx is not None and self._running.pop(ctx.span_id, None) is not None:
+            self._stored_open.discard(ctx.span_id)
         reg = _registry.get(ctx.trace_id) if ctx is not None else None
         if reg is None:
             if not self.owned:
@@ -232,6 +260,7 @@ class StoreSpanProcessor(BufferedWriter, SpanProcessor):
             flusher.wake()
 
     def take(self) -> list[Any]:
+        self._store_running()
         # One item: the placeholders of spans still open, and the spans that ended.
         opened = [self._open.popleft() for _ in range(len(self._open))]
         ended = super().take()
