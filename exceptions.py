@@ -203,10 +203,14 @@ class BudgetExceeded(RunError):
 class GuardrailTripped(RunError):
     """A guardrail blocked a payload."""
 
-    def __init__(self, *, guard: str, hook: str, reason: str, run_id: str | None = None) -> None:
+    def __init__(
+        self, *, guard: str, hook: str, reason: str, run_id: str | None = None, tell_agent: bool = False
+    ) -> None:
         self.guard = guard
         self.hook = hook
         self.reason = reason
+        #: A blocked tool call the model is told about (the run goes on), not a stopped run.
+        self.tell_agent = tell_agent
         super().__init__(f'guardrail {guard!r} blocked the {hook}: {reason}', run_id=run_id)
 
 

@@ -1,19 +1,28 @@
-"""Crash soak: kill -9 durable runs at random points, resume them, and check exactly-once side effects.
+"""Crash soak: kill -9 durable runs at random points, resume them, and check exactly-once side effects
+and that no finished model call is asked again.
 
 Each trial starts a fresh run of `tests/crash_team.py` (two side effects, `safe` then `risky`; `risky`
-needs an operator's approval) in a subprocess and SIGKILLs it at a random point: a random time, or
-just after a random event (a model turn, an effect entered or done, an approval opened), so kills land
-in imports, model steps, effects and approval waits. About a third of the trials kill the resumed
-process once more. The run is then resumed with `proctor resume` until it finishes.
+needs an operator's approval) in a subprocess and SIGKILLs it at a random point: at start-up (after
+the imports, after the team is built, after the run is recorded, after DBOS launched, after the
+workflow started), at a random time, or just after a random event (a model turn, an effect entered
+or done, an approval opened), so kills land in imports, model steps, effects and approval waits.
+Half of the trials kill the resumed process again (double kills), a fifth of them twice more (three
+kills in one run). The run is then resumed with `proctor resume` until it finishes (a run killed
+before it was recorded is started again with the same command and run id).
 
 An operator thread decides approvals from this process the whole time, after a random delay (so
 decisions land before, during and after the outages): tool approvals are approved; an in-doubt
 approval (an effect cut off mid-way) is decided the way a human would, by checking the effect's
 real state (the counter file): skip it if it happened, re-run it if it did not.
 
-Prints one JSON line: trials, kills, runs completed, duplicated side effects (must be 0), lost
-approvals (must be 0: an approval given but not honoured, left pending, or opened twice for one
-call), missing side effects, in-doubt approvals, and where the kills landed.
+Every model call of the team is traced (`model:<agent path>:<turn>`); after each kill the soak notes
+which calls' responses the run's recording holds, and a call the next process makes again whose
+response was already recorded is a **repeated model call** (must be 0).
+
+Prints one JSON line: trials, kills, runs completed, duplicated side effects (must be 0), repeated
+model calls (must be 0), lost approvals (must be 0: an approval given but not honoured, left
+pending, or opened twice for one call), missing side effects, in-doubt approvals, and where the
+kills landed.
 
     python benchmarks/crash_soak.py --trials 50
 """
@@ -35,6 +44,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TEAM = HERE.parent / 'tests' / 'crash_team.py'
+sys.path.insert(0, str(TEAM.parent))
+from crash_team import model_calls, recorded_calls  # noqa: E402
+
+START_POINTS = ('imported', 'built', 'recorded', 'launched', 'started')
 EVENTS = (
     'coding-model:0',
     'coding-model:1',
@@ -94,7 +107,9 @@ class Operator(threading.Thread):
                     pass
 
 
-def _kill_point(rng: random.Random) -> tuple[str, float]:
+def _kill_point(rng: random.Random, *, first: bool) -> tuple[str, float]:
+    if first and rng.random() < 0.3:
+        return 'start-' + rng.choice(START_POINTS), 0.0
     if rng.random() < 0.3:
         return 'time', rng.uniform(0.5, 8.0)
     return rng.choice(EVENTS), rng.uniform(0.0, 0.3)
@@ -108,6 +123,14 @@ def _wait_and_kill(
     if point == 'time':
         end = time.monotonic() + delay
         while time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.01)
+    elif point.startswith('start-'):  # the process waits at its start-up pause point (`crash_team.py`)
+        mark = f'paused:pause-{point}'
+        while (
+            proc.poll() is None
+            and time.monotonic() < deadline
+            and mark not in _lines(crash_dir / 'trace')[seen_before:]
+        ):
             time.sleep(0.01)
     else:
         while proc.poll() is None and time.monotonic() < deadline:
@@ -155,23 +178,35 @@ def trial(i: int, root: Path, rng: random.Random, env_base: dict[str, str]) -> d
         except UnknownRunError:
             return False
 
+    r = rng.random()
+    rounds = 1 if r < 0.5 else 2 if r < 0.8 else 3
+    segments: list[tuple[set[str], int]] = []  # after each kill: the recorded calls, the trace length
+    first_point, delay = _kill_point(rng, first=True)
+    gate = crash_dir / f'pause-{first_point}'
+    if first_point.startswith('start-'):
+        gate.touch()
     proc = launch(resume=False)
-    rounds = 2 if rng.random() < 0.3 else 1
-    for _ in range(rounds):
-        point, delay = _kill_point(rng)
-        if not _wait_and_kill(proc, crash_dir, op.queue, point, delay, len(_lines(crash_dir / 'trace'))):
+    for i in range(rounds):
+        point, delay = (first_point, delay) if i == 0 else _kill_point(rng, first=False)
+        seen = len(_lines(crash_dir / 'trace'))
+        killed = _wait_and_kill(proc, crash_dir, op.queue, point, delay, seen if i else 0)
+        gate.unlink(missing_ok=True)
+        if not killed:
             break  # it finished before the kill point
         kills.append(point)
         proc.communicate()
+        segments.append((recorded_calls(state), len(_lines(crash_dir / 'trace'))))
         time.sleep(rng.uniform(0, 1.0))  # the operator may decide while the run is down
-        proc = launch(resume=recorded())  # killed before the run was recorded: start it again
+        # Recorded: `proctor resume`; killed before the run was recorded: the same command again.
+        proc = launch(resume=recorded())
     out, err = proc.communicate(timeout=300)
-    if proc.returncode != 0 and b'does not exist' in err:
-        # Killed after the run row was written but before its workflow started: nothing to resume yet.
-        proc = launch(resume=False)
-        out, err = proc.communicate(timeout=300)
     op.stop.set()
     op.join()
+    trace = _lines(crash_dir / 'trace')
+    repeated: list[str] = []
+    for n, (done, start) in enumerate(segments):
+        end = segments[n + 1][1] if n + 1 < len(segments) else len(trace)
+        repeated += [c for c in model_calls(trace[start:end]) if c in done]
     status = 'missing'
     try:
         status = records.get(run_id, with_delegations=False).status
@@ -191,6 +226,8 @@ def trial(i: int, root: Path, rng: random.Random, env_base: dict[str, str]) -> d
         'counter': dict(counter),
         'lost': lost,
         'in_doubt': sum(1 for a in approvals if a.kind == 'in_doubt'),
+        'repeated_calls': repeated,
+        'model_calls': len(model_calls(trace)),
         'error': None if status == 'succeeded' else (err or b'').decode(errors='replace')[-500:],
     }
 
@@ -230,10 +267,18 @@ def main() -> None:
         'runs_completed': sum(1 for r in results if r['status'] == 'succeeded'),
         'duplicated_side_effects': dup,
         'lost_approvals': sum(int(r['lost']) for r in results),  # type: ignore[call-overload]
+        'repeated_model_calls': sum(len(r['repeated_calls']) for r in results),  # type: ignore[arg-type]
+        'model_calls': sum(int(r['model_calls']) for r in results),  # type: ignore[call-overload]
+        'trials_by_kills': dict(sorted(Counter(len(r['kills']) for r in results).items())),  # type: ignore[arg-type]
         'missing_side_effects': missing,
         'in_doubt_approvals': sum(int(r['in_doubt']) for r in results),  # type: ignore[call-overload]
         'kill_points': dict(sorted(kill_points.items())),
         'failed_runs': [{'run_id': r['run_id'], 'status': r['status'], 'error': r['error']} for r in failed][:5],
+        'repeated': [
+            {'run_id': r['run_id'], 'kills': r['kills'], 'calls': r['repeated_calls']}
+            for r in results
+            if r['repeated_calls']
+        ][:5],
         'seconds': round(time.perf_counter() - started, 1),
         'seed': args.seed,
     }

@@ -151,11 +151,17 @@ def resume(
     A run that another live process (a worker, a script) is executing is refused, not run twice."""
     import anyio
 
-    from ..exceptions import UserError
+    from ..exceptions import UnknownRunError, UserError
     from ..orchestrator._live import load_factory
     from ..state._records import RunRecords
 
-    rec = RunRecords(state_from_ctx(ctx)).get(run_id, with_delegations=False)
+    try:
+        rec = RunRecords(state_from_ctx(ctx)).get(run_id, with_delegations=False)
+    except UnknownRunError:
+        raise UserError(
+            f'unknown run {run_id!r}: nothing of it was recorded (a process stopped before it recorded the run '
+            'leaves nothing to resume); start it again with the same run id: team.run(task, run_id=...)'
+        ) from None
     factory = team or rec.factory
     if not factory:
         raise UserError(f'run {rec.run_id} recorded no team factory; pass --team module:callable')

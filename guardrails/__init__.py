@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from ._injection import QUARANTINE_MARK, InjectionGuard, score_injection
     from ._limits import InputSizeLimit
     from ._observer import GuardrailObserver, denial_message
+    from ._outbound import READ_ONLY_TOOLS, OutboundGuard
     from ._pii import PII_KINDS, PIIGuard, find_pii, iban_ok, luhn_ok, redact_text
     from ._pipeline import GuardOutcome, GuardrailPipeline
     from ._policy import ApprovalPolicy, ApprovalRule
@@ -22,6 +23,7 @@ __all__ = (
     'HOOKS',
     'PII_KINDS',
     'QUARANTINE_MARK',
+    'READ_ONLY_TOOLS',
     'Approval',
     'ApprovalGate',
     'ApprovalPolicy',
@@ -38,6 +40,7 @@ __all__ = (
     'Hook',
     'InjectionGuard',
     'InputSizeLimit',
+    'OutboundGuard',
     'PIIGuard',
     'ToolPolicy',
     'approval_id_for',
@@ -70,6 +73,8 @@ _LAZY = {
     'InputSizeLimit': '._limits',
     'GuardrailObserver': '._observer',
     'denial_message': '._observer',
+    'OutboundGuard': '._outbound',
+    'READ_ONLY_TOOLS': '._outbound',
     'PII_KINDS': '._pii',
     'PIIGuard': '._pii',
     'find_pii': '._pii',

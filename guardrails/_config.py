@@ -3,6 +3,8 @@
 ```toml
 [guardrails]
 pii = true                                  # or a table: kinds, action ('redact'|'block'), hooks, allow
+outbound = true                             # secrets/PII in tool-call arguments; or a table: action
+                                            # ('block'|'approve'|'stop_run'), role, kinds, read_only, allow
 injection = { threshold = 2 }               # or true; action 'quarantine'|'block', hooks
 input_size = { input = 100000, tool_call = 200000 }
 tool_costs = { run_tests = 0.02 }           # fixed cost estimates for min_cost_usd rules
@@ -43,7 +45,7 @@ from ..exceptions import ConfigError
 
 __all__ = ('load_guardrails', 'guardrails_from', 'config_path', 'operator_roles')
 
-_SECTIONS = {'pii', 'injection', 'input_size', 'tools', 'data_class', 'approvals', 'tool_costs'}
+_SECTIONS = {'pii', 'outbound', 'injection', 'input_size', 'tools', 'data_class', 'approvals', 'tool_costs'}
 _RULE_KEYS = {
     'tool',
     'args',
@@ -74,7 +76,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 def load_guardrails(path: str | os.PathLike[str] | None = None, *, missing_ok: bool = False) -> list[Any]:
     """The guards the `[guardrails]` table of `path` configures, in a fixed order (size limits,
-    tool policy, data class, PII, injection, approvals). An absent table gives an empty list."""
+    tool policy, data class, PII, outbound tool arguments, injection, approvals). An absent table gives an empty list."""
     p = config_path(path)
     if missing_ok and not p.exists():
         return []
@@ -101,6 +103,7 @@ def guardrails_from(section: Any, *, file: str = 'proctor.toml') -> list[Any]:
     from ._data_class import DataClassGuard
     from ._injection import InjectionGuard
     from ._limits import InputSizeLimit
+    from ._outbound import OutboundGuard
     from ._pii import PIIGuard
     from ._policy import ApprovalPolicy, ApprovalRule
     from ._tools import ToolPolicy
@@ -132,7 +135,7 @@ def guardrails_from(section: Any, *, file: str = 'proctor.toml') -> list[Any]:
                 dict(_table(section['data_class'], 'guardrails.data_class', file)),
             )
         )
-    for name, cls in (('pii', PIIGuard), ('injection', InjectionGuard)):
+    for name, cls in (('pii', PIIGuard), ('outbound', OutboundGuard), ('injection', InjectionGuard)):
         value = section.get(name)
         if value is None or value is False:
             continue

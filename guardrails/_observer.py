@@ -1,7 +1,8 @@
 """`GuardrailObserver`: a team's guardrails at the tool hooks, and the approval checkpoints they ask for.
 
 `before_tool_call` runs the `tool_call` guards on the arguments: a redaction changes them, a block
-raises `GuardrailTripped`, and a require-approval decision (from an `ApprovalPolicy` or any guard)
+raises `GuardrailTripped` (or, a block that tells the agent, skips the call with the reason as its
+result), and a require-approval decision (from an `ApprovalPolicy` or any guard)
 opens an approval and waits for it. Approved: the tool runs. Rejected or expired: the model gets the
 denial as the tool result (`ToolCallDenied`) and goes on, or the run stops with `ApprovalRejected`
 if the policy says `on_reject='stop_run'`. `after_tool_call` runs the `tool_output` guards on the
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core._events import RunObserver, ToolCall, ToolCallDenied
-from ..exceptions import ApprovalRejected
+from ..exceptions import ApprovalRejected, GuardrailTripped
 from ..state._store import StateStore
 from ._approvals import Approval
 from ._gate import ApprovalGate, ApprovalRequest
@@ -62,13 +63,18 @@ class GuardrailObserver(RunObserver):
         if not self.pipeline.has('tool_call'):
             return call.args
         # Synchronous on purpose: see `ApprovalGate.decide` on keeping DBOS operation order.
-        outcome = self.pipeline.apply(
-            'tool_call',
-            call.args,
-            self._ctx('tool_call', call),
-            store=self.store if self.record else None,
-            key=call.idempotency_key,
-        )
+        try:
+            outcome = self.pipeline.apply(
+                'tool_call',
+                call.args,
+                self._ctx('tool_call', call),
+                store=self.store if self.record else None,
+                key=call.idempotency_key,
+            )
+        except GuardrailTripped as e:
+            if not e.tell_agent:
+                raise
+            raise ToolCallDenied(f'The {call.tool} call was blocked by guardrail {e.guard!r}: {e.reason}') from None
         args = outcome.payload if isinstance(outcome.payload, dict) else call.args
         if outcome.approval is not None:
             await self.wait_for_approval(call, args, outcome.approval)

@@ -62,7 +62,9 @@ class GuardrailPipeline:
                 approval = d
             elif d.action == 'block':
                 self._record(store, ctx, decisions, key)
-                raise GuardrailTripped(guard=g.name, hook=hook, reason=d.reason, run_id=ctx.run_id)
+                raise GuardrailTripped(
+                    guard=g.name, hook=hook, reason=d.reason, run_id=ctx.run_id, tell_agent=d.tell_agent
+                )
         self._record(store, ctx, decisions, key)
         return GuardOutcome(payload, approval, decisions)
 

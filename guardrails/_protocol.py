@@ -44,6 +44,9 @@ class Decision:
     expires_after_s: float | None = None
     on_reject: Literal['tell_agent', 'stop_run'] = 'tell_agent'
     escalate_to: str | None = None
+    # For 'block' at the tool_call hook: the call is skipped and the model told why (the run goes
+    # on), instead of the run stopping with `GuardrailTripped`.
+    tell_agent: bool = False
 
     @classmethod
     def allow(cls) -> Decision:
@@ -54,8 +57,8 @@ class Decision:
         return cls('redact', reason, payload)
 
     @classmethod
-    def block(cls, reason: str) -> Decision:
-        return cls('block', reason)
+    def block(cls, reason: str, *, tell_agent: bool = False) -> Decision:
+        return cls('block', reason, tell_agent=tell_agent)
 
     @classmethod
     def require_approval(

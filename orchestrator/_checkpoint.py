@@ -9,9 +9,12 @@ that recording the checkpoint of model requests:
   from where the recording ends;
 - a response that a durable action will depend on is committed before that action: a response with
   tool calls (a delegation's child workflow, a journaled side effect, an approval follow from it)
-  is written at once; a final answer is written with the delegation's or the run's end (`settle`),
-  before DBOS records that workflow's completion. A crash before then asks the model again for
-  that answer, which nothing durable has seen yet.
+  is written at once; a final answer is written in the same transaction as the row that records
+  its delegation, or the run, as finished (both are queued on the store's one writer:
+  `Team._delegate`, `Team._execute_once`), so a delegation never counts as finished without its
+  answer. A crash before then asks the model again for that answer, which nothing durable has seen yet;
+- a delegation recorded as finished (`succeeded`) is served from its record when the run executes
+  again (`finished_delegation`): its agent does not run again, so none of its model calls repeat.
 
 DBOS still makes the run a workflow (and a delegation to a specialist with toolsets or an output
 function a child workflow); other delegations run in the run's workflow code, their side effects
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from ..core._deps import RunDeps
     from ..state._store import StateStore
 
-__all__ = ('ModelCheckpoint', 'durability')
+__all__ = ('ModelCheckpoint', 'delegation_text', 'durability')
 
 _MAX_RUNS = 256  # runs whose recorded responses are kept in memory while they execute again
 
@@ -52,6 +55,7 @@ class ModelCheckpoint:
         #: recorded to serve, no lookup; and no earlier trace to continue.
         self.first: set[str] = set()
         self._recorded: OrderedDict[str, dict[str, str]] = OrderedDict()  # run id -> step -> payload JSON
+        self._finished: OrderedDict[str, dict[str, Any]] = OrderedDict()  # run id -> delegation id -> output
 
     async def recorded(self, deps: RunDeps, key: str) -> ModelResponse | None:
         """The response recorded for model call `key` of `deps`'s agent run in an earlier execution."""
@@ -85,6 +89,34 @@ class ModelCheckpoint:
             self._recorded.popitem(last=False)
         return steps
 
+    async def finished_delegation(self, deps: RunDeps, delegation_id: str, output_type: Any) -> str | None:
+        """What delegation `delegation_id` returned, when an earlier execution of the run recorded it
+        as finished: the text its tool gave the supervisor (None: run it)."""
+        if deps.run_id in self.first:
+            return None
+        done = self._finished.get(deps.run_id)
+        if done is None:
+            done = await anyio.to_thread.run_sync(self._load_finished, deps.run_id)
+        if delegation_id not in done:
+            return None
+        return delegation_text(done[delegation_id], output_type)
+
+    def _load_finished(self, run_id: str) -> dict[str, Any]:
+        import sqlalchemy as sa
+
+        from ..state._schema import delegations
+        from ..state._writer import flusher
+
+        flusher.flush_store(self.store)  # what this process queued of the run (its rows) and has not written yet
+        d = delegations.c
+        with self.store.engine.connect() as c:
+            q = sa.select(d.delegation_id, d.output).where(d.run_id == run_id, d.status == 'succeeded')
+            done = {did: None if out is None else json.loads(out) for did, out in c.execute(q).tuples()}
+        self._finished[run_id] = done
+        while len(self._finished) > _MAX_RUNS:
+            self._finished.popitem(last=False)
+        return done
+
     @staticmethod
     def must_commit(response: ModelResponse) -> bool:
         """A response with tool calls: what follows (child workflows, side effects, approvals) depends on it."""
@@ -98,6 +130,24 @@ class ModelCheckpoint:
     def forget(self, run_id: str) -> None:
         """Run `run_id` finished executing here: drop what was loaded for it."""
         self._recorded.pop(run_id, None)
+        self._finished.pop(run_id, None)
+
+
+def delegation_text(output: Any, output_type: Any = str) -> str:
+    """The text a delegation's tool returns for its (guarded) output, the same from a live output as
+    from its record (`RunRecords` keeps outputs as JSON: a pydantic model as its `model_dump`)."""
+    from pydantic import BaseModel
+
+    if isinstance(output, str) and (output_type is str or not isinstance(output_type, type)):
+        return output
+    if isinstance(output, BaseModel):
+        return output.model_dump_json()
+    if isinstance(output_type, type) and issubclass(output_type, BaseModel):
+        try:
+            return output_type.model_validate(output).model_dump_json()
+        except Exception:
+            pass
+    return json.dumps(output, default=str)
 
 
 def durability(name: str, models: dict[str, Any]) -> Any:

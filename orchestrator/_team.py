@@ -25,7 +25,7 @@ from ..agents._specialist import OutputT, Specialist, Supervisor
 from ..core._data_classes import DATA_CLASSES
 from ..core._deps import RunDeps
 from ..core._events import RunEvent, RunObserver, emit
-from ..exceptions import RunError, UserError
+from ..exceptions import RunError, UnknownRunError, UserError
 from ..guardrails._observer import GuardrailObserver
 from ..guardrails._pipeline import GuardrailPipeline
 from ..guardrails._protocol import GuardContext, Hook
@@ -139,6 +139,19 @@ def _launch(store: StateStore) -> None:
     from ._workflow import launch
 
     launch(store)
+
+
+def _recorded_run(records: RunRecords, run_id: str, task: str) -> bool:
+    """Whether run `run_id` is recorded already (the same run: its task must match)."""
+    try:
+        rec = records.get(run_id, with_delegations=False)
+    except UnknownRunError:
+        return False
+    if rec.run_id != run_id:  # a prefix of another run's id
+        return False
+    if rec.task != task:
+        raise UserError(f'run id {run_id!r} is taken by a run with another task; pick a new run id')
+    return True
 
 
 def _text_of(output: Any) -> str:
@@ -377,8 +390,17 @@ class Team(Generic[OutputT]):
         Raises `UserError` for bad input before anything is recorded, and a `RunError` (budget,
         guardrail, approval, no route) or the model's own error when the run fails; the run's record
         keeps the status and error either way.
+
+        A durable run given a `run_id` that is recorded already (its process was killed) is resumed,
+        not started again: whoever holds a run id can always run the same call again, whether the
+        killed process had recorded the run or not.
         """
         task = self._validate(task, data_class, project)
+        if run_id is not None and self.durable and self.record:
+            # Started before, by a process that stopped: continue that run (never start it twice).
+            again = await self._db(_recorded_run, self.records, run_id, task)
+            if again:
+                return await self.resume(run_id)
         run_id = run_id or self._new_run_id()
         if self.record:
             await self._db(
@@ -399,7 +421,7 @@ class Team(Generic[OutputT]):
                 out = await self.execute(run_id, task, project, data_class)
         except BaseException as e:
             err = provider_error(e, run_id=run_id)  # a provider failure reads as a ProviderError (#20)
-            if self.record:
+            if self.record and not _engine.lost_ownership(e):  # a process that took the run over writes it
                 with anyio.CancelScope(shield=True):
                     status = 'cancelled' if isinstance(e, anyio.get_cancelled_exc_class()) else 'failed'
                     await self._db(self.records.set_status, run_id, status, error=failure_text(err or e, e)[:4000])
@@ -521,6 +543,8 @@ class Team(Generic[OutputT]):
                 handle = await DBOS.retrieve_workflow_async(rec.run_id)
             out = await handle.get_result()
         except BaseException as e:
+            if _engine.lost_ownership(e):
+                raise
             err = provider_error(e, run_id=rec.run_id)
             with anyio.CancelScope(shield=True):
                 await self._db(self.records.set_status, rec.run_id, 'failed', error=failure_text(err or e, e)[:4000])
@@ -661,7 +685,7 @@ class Team(Generic[OutputT]):
             await settle(self.store)
             raise
         usage = result.usage
-        if self.record:  # written with the run's other rows by the `settle` below
+        if self.record:  # written with the run's other rows (and its final answer) by the `settle` below
             self._finish_run(run_id, output, usage, route)
         emit(
             self.observers,
@@ -699,6 +723,11 @@ class Team(Generic[OutputT]):
         if spec is None:  # pragma: no cover - tools exist only for known members
             raise RunError(f'unknown specialist {specialist!r} under {parent.agent_path}', run_id=parent.run_id)
         delegation_id = parent.delegation_id_of(specialist, ctx.tool_call_id)
+        if self._checkpoint is not None and self.record:
+            # Finished in an earlier execution of the run: served from its record, not run again.
+            done = await self._checkpoint.finished_delegation(parent, delegation_id, spec.output_type)
+            if done is not None:
+                return done
         # A child workflow's recovery does not run this body again once the workflow has completed;
         # a delegation in the run's own workflow code is run again by the run's recovery.
         own_workflow = self.durable and _needs_child_workflow(spec)
@@ -776,7 +805,7 @@ class Team(Generic[OutputT]):
                     elapsed_s=time.perf_counter() - started,
                 ),
             )
-            if self.record:
+            if self.record and not _engine.lost_ownership(e):  # a process that took the run over writes it
                 self.records.queue_finish_delegation(
                     delegation_id, status='failed', error=f'{type(e).__name__}: {e}'[:2000]
                 )
@@ -785,7 +814,7 @@ class Team(Generic[OutputT]):
             raise
         usage = result.usage
         served = _served_model(result.new_messages(), route.model_id)
-        if self.record:
+        if self.record:  # queued: written in one transaction with its final answer, never before it
             self.records.queue_finish_delegation(
                 delegation_id,
                 status='succeeded',

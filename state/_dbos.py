@@ -21,7 +21,10 @@ the DBOS version these were checked against and exercises each):
 - a queue's `_worker_concurrency` (`pause_queue`: dequeue nothing more while draining);
 - `dbos._dbos._get_dbos_instance()._sys_db.get_pending_workflows / reenqueue_for_recovery`: what
   DBOS's own recovery calls, for a worker taking over a dead one (`pending_workflows`, `reenqueue`);
-- `dbos._error.DBOSWorkflowCancelledError` (`workflow_cancelled`).
+- `dbos._error.DBOSWorkflowCancelledError` (`workflow_cancelled`);
+- `dbos._context.get_local_dbos_context()` (its `workflow_id`, `owner_xid`: the token of the execution
+  that owns the workflow now), `_sys_db._check_owner_txn` and `dbos._error.DBOSWorkflowConflictIDError`:
+  the fence of the tool journal (`owner_fence`, `ownership_lost`).
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ __all__ = (
     'launched_store',
     'launched_url',
     'live_holder',
+    'lost_ownership',
+    'owner_fence',
+    'ownership_lost',
     'pause_queue',
     'pending_workflows',
     'rebuildable',
@@ -266,6 +272,49 @@ def workflow_cancelled() -> type[BaseException]:
     from dbos._error import DBOSWorkflowCancelledError
 
     return DBOSWorkflowCancelledError
+
+
+def ownership_lost() -> type[BaseException]:
+    """The exception that tells an execution it no longer owns its workflow (another process took the
+    run over): it must stop, writing nothing more (DBOS then adopts the owner's outcome)."""
+    from dbos._error import DBOSWorkflowConflictIDError
+
+    return DBOSWorkflowConflictIDError
+
+
+def lost_ownership(e: BaseException) -> bool:
+    """Whether `e` says this execution lost its workflow to another (see `ownership_lost`)."""
+    return _engine.url is not None and isinstance(e, ownership_lost())
+
+
+@contextmanager
+def owner_fence() -> Iterator[None]:
+    """Hold this execution's ownership of the DBOS workflow it runs in while the block runs (the tool
+    journal's begin), or raise `ownership_lost()` if another execution owns it now.
+
+    A worker declared dead while still running (a long pause) goes on executing a run that another
+    worker took over, until its heartbeat tells it: its side effects must not happen too. DBOS
+    checks ownership when it records a step or an outcome, not before a step acts, and a delegation
+    in its parent's workflow code issues no DBOS operation at all; so the journal asks here, holding
+    the workflow's row (`FOR NO KEY UPDATE` on Postgres, the write lock on SQLite) until the block
+    has committed its row: a take-over (`reenqueue_for_recovery`, a resume) waits for it, and then
+    finds the journal row (done, or in doubt). Outside a DBOS workflow there is nothing to hold."""
+    ctx = None
+    if _engine.url is not None:
+        from dbos._context import get_local_dbos_context
+
+        ctx = get_local_dbos_context()
+    workflow_id = getattr(ctx, 'workflow_id', None)
+    owner = getattr(ctx, 'owner_xid', None)
+    if not workflow_id or owner is None:
+        yield
+        return
+    from dbos._dbos import _get_dbos_instance
+
+    sys_db = _get_dbos_instance()._sys_db
+    with sys_db.engine.begin() as c:
+        sys_db._check_owner_txn(c, workflow_id, owner)
+        yield
 
 
 def register_queue(name: str, *, worker_concurrency: int | None = None, polling_interval_sec: float = 1.0) -> Any:

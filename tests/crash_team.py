@@ -8,9 +8,15 @@ really happened. Pause points the test controls with files (the process waits wh
 exists, after announcing itself in `$CRASH_DIR/trace`):
 
 - `$CRASH_DIR/pause-effect-<name>-before` / `-after`: inside the effect, before / after it acts;
-- `$CRASH_DIR/pause-model-<turn>`: the coding model, before answering turn `<turn>`.
+- `$CRASH_DIR/pause-model-<turn>`: the coding model, before answering turn `<turn>` (`pause-supervisor-<turn>`,
+  `pause-research-<turn>`: the other two models).
 
 `$CRASH_EFFECT_S` makes each effect take that long before and after it acts (the soak kills at random).
+
+Every model call appends `model:<agent path>:<turn>` to the trace, so a test can tell a model call
+made again after resume (`recorded_calls`: the calls whose response the state store already holds).
+Run as a script (`crash_team.py RUN`), the process also waits at start-up points while the file
+`$CRASH_DIR/pause-start-<point>` exists (`imported`, `built`, `recorded`, `launched`, `started`).
 """
 
 from __future__ import annotations
@@ -70,29 +76,64 @@ async def bump(ctx: RunContext[RunDeps], name: str) -> str:
     return await side_effect_step('crash.bump', act)
 
 
+def _turn(messages: list) -> int:
+    return sum(1 for m in messages if getattr(m, 'kind', '') == 'response')
+
+
+def recorded_calls(state_dir: pathlib.Path) -> set[str]:
+    """`<agent path>:<turn>` of every model call whose response the run's recording holds."""
+    import json
+    import sqlite3
+
+    db = state_dir / 'proctor.db'
+    if not db.exists():
+        return set()
+    with sqlite3.connect(db) as c:
+        try:
+            rows = c.execute("SELECT step, payload FROM proctor_recordings WHERE kind = 'model'").fetchall()
+        except sqlite3.OperationalError:  # killed before the schema was made
+            return set()
+    # Step `<scope>#model:<n>`: the n-th request of that agent run (n from 1), answering turn n - 1.
+    return {f'{json.loads(p)["agent_path"]}:{int(step.rpartition(":")[2]) - 1}' for step, p in rows}
+
+
+def model_calls(trace_lines: list[str]) -> list[str]:
+    """`<agent path>:<turn>` of every model call in these trace lines."""
+    return [line[len('model:') :] for line in trace_lines if line.startswith('model:')]
+
+
 def build_team() -> Team:
     async def coding_model(messages: list) -> object:
-        turn = sum(1 for m in messages if getattr(m, 'kind', '') == 'response')
+        turn = _turn(messages)
         await _pause(f'pause-model-{turn}')
         trace(f'coding-model:{turn}')
+        trace(f'model:supervisor>coding:{turn}')
         if turn == 0:
             return [tool_call('bump', {'name': 'safe'})]
         if turn == 1:
             return [tool_call('bump', {'name': 'risky'})]
         return text('coding: ' + ' | '.join(tool_results(messages)))
 
-    supervisor = ScriptedModel(
-        [
-            [delegate('coding', 'change it'), delegate('research', 'look it up')],
-            lambda messages: text('done: ' + ' | '.join(tool_results(messages))),
-        ]
-    )
+    async def supervisor_model(messages: list) -> object:
+        turn = _turn(messages)
+        await _pause(f'pause-supervisor-{turn}')
+        trace(f'model:supervisor:{turn}')
+        if turn == 0:
+            return [delegate('coding', 'change it'), delegate('research', 'look it up')]
+        return text('done: ' + ' | '.join(tool_results(messages)))
+
+    async def research_model(messages: list) -> object:
+        turn = _turn(messages)
+        await _pause(f'pause-research-{turn}')
+        trace(f'model:supervisor>research:{turn}')
+        return text('research: ok')
+
     here = pathlib.Path(__file__).resolve()
     return Team(
-        Supervisor(model=supervisor),
+        Supervisor(model=ScriptedModel(supervisor_model, name='sup')),
         [
             Specialist('coding', 'Code.', model=ScriptedModel(coding_model, name='cod'), tools=[bump]),
-            Specialist('research', 'Research.', model=ScriptedModel([text('research: ok')], name='res')),
+            Specialist('research', 'Research.', model=ScriptedModel(research_model, name='res')),
         ],
         name='crash-team',
         factory=f'{here}:build_team',
@@ -100,9 +141,49 @@ def build_team() -> Team:
     )
 
 
+def _start_pause(point: str) -> None:
+    """Wait while `pause-start-<point>` exists (blocking: nothing else may move on meanwhile)."""
+    import time
+
+    gate = _dir() / f'pause-start-{point}'
+    if gate.exists():
+        trace(f'paused:pause-start-{point}')
+        while gate.exists():
+            time.sleep(0.01)
+
+
+def _with_start_pauses(team: Team) -> Team:
+    """Pause points after the run is recorded, after DBOS launched, after the workflow started."""
+    from proctor.orchestrator import _team as team_module
+
+    create_run, launch, start = team.records.create_run, team_module._launch, team._start_workflow
+
+    def recorded(**kwargs: object) -> object:
+        out = create_run(**kwargs)  # type: ignore[arg-type]
+        _start_pause('recorded')
+        return out
+
+    def launched(store: object) -> None:
+        launch(store)  # type: ignore[arg-type]
+        _start_pause('launched')
+
+    async def started(*args: object) -> object:
+        handle = await start(*args)  # type: ignore[arg-type]
+        _start_pause('started')
+        return handle
+
+    team.records.create_run = recorded  # type: ignore[method-assign]
+    team_module._launch = launched  # type: ignore[assignment]
+    team._start_workflow = started  # type: ignore[method-assign]
+    return team
+
+
 if __name__ == '__main__':
     import json
     import sys
 
-    result = build_team().run_sync('ship it', run_id=sys.argv[1])
+    _start_pause('imported')
+    team = build_team()
+    _start_pause('built')
+    result = _with_start_pauses(team).run_sync('ship it', run_id=sys.argv[1])
     print(json.dumps({'status': result.status, 'output': result.output}))

@@ -8,6 +8,10 @@ via `side_effect_step`) that appends `<tag> <pid>` to `$SCALE_EFFECTS`; every mo
 `$SCALE_LATENCY` seconds of scripted latency per model call; while the file `$SCALE_GATE` exists,
 the coding model waits (after logging its call): a test kills the worker there. For a tag starting
 with `gated`, the coding specialist instead calls `publish`, which waits for an operator's approval.
+While the file `$SCALE_RESEARCH_GATE`, or that path with `.<pid>` appended, exists, the research
+model waits after logging its call (the fence test pauses one worker there and lets the other on);
+while `$SCALE_BEAT_GATE.<pid>` exists, that worker's heartbeat waits before it beats (the window in
+which a worker declared dead does not know it yet).
 """
 
 from __future__ import annotations
@@ -68,6 +72,29 @@ async def publish(ctx: RunContext[RunDeps], what: str) -> str:
     return await side_effect_step('publish', act)
 
 
+def _gate_heartbeats() -> None:
+    """Heartbeats of this process wait while `$SCALE_BEAT_GATE.<pid>` exists (imported by a worker)."""
+    from proctor.state._heartbeats import Heartbeats
+
+    gate = os.environ.get('SCALE_BEAT_GATE')
+    beat = Heartbeats.beat
+    if not gate or getattr(beat, 'gated', False):
+        return
+
+    def gated(self: Heartbeats, executor_id: str) -> bool:
+        import time
+
+        while pathlib.Path(f'{gate}.{os.getpid()}').exists():
+            time.sleep(0.02)
+        return beat(self, executor_id)
+
+    gated.gated = True  # type: ignore[attr-defined]
+    Heartbeats.beat = gated  # type: ignore[method-assign]
+
+
+_gate_heartbeats()
+
+
 def build_team() -> Team:
     latency = float(os.environ.get('SCALE_LATENCY', '0'))
 
@@ -83,6 +110,9 @@ def build_team() -> Team:
     async def research(messages):
         tag = last_user_prompt(messages).split()[-1]
         _append('SCALE_CALLS', f'{tag} research {os.getpid()}')
+        gate = os.environ.get('SCALE_RESEARCH_GATE')
+        while gate and any(pathlib.Path(g).exists() for g in (gate, f'{gate}.{os.getpid()}')):
+            await anyio.sleep(0.02)
         if not tool_results(messages):
             return [tool_call('record_fact', {'fact': tag})]
         return text(f'found {tag}')

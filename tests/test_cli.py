@@ -46,7 +46,11 @@ def test_runs_list_and_show(state_dir, capsys):
     'args,message',
     [
         (['runs', 'show', 'no-such-run'], "error: unknown run 'no-such-run'"),
-        (['resume', 'no-such-run'], "error: unknown run 'no-such-run'"),
+        (
+            ['resume', 'no-such-run'],
+            "error: unknown run 'no-such-run': nothing of it was recorded (a process stopped before it recorded "
+            'the run leaves nothing to resume); start it again with the same run id: team.run(task, run_id=...)',
+        ),
         (['approvals', 'list', '--run', 'no-such-run'], "error: unknown run 'no-such-run'"),
     ],
 )

@@ -63,3 +63,69 @@ def test_recovery_calls_answer_for_an_unknown_executor_and_workflow(launched):
     assert _dbos.pending_workflows('proctor-nobody-0-deadbeef') == []
     assert _dbos.reenqueue('no-such-workflow', ['proctor-nobody-0-deadbeef'], 'proctor-test.q') is False
     assert _dbos.launched_store() is launched and _dbos.launched_url() == launched.dbos_url
+
+
+def _set_owner(store: StateStore, workflow_id: str, owner: str | None) -> str | None:
+    """Set the DBOS owner token of a workflow as a take-over would (returns the one it had)."""
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(store.dbos_url)
+    try:
+        with eng.begin() as c:
+            had = c.execute(
+                sa.text('SELECT owner_xid FROM workflow_status WHERE workflow_uuid = :w'), {'w': workflow_id}
+            ).scalar()
+            c.execute(
+                sa.text('UPDATE workflow_status SET owner_xid = :o WHERE workflow_uuid = :w'),
+                {'o': owner, 'w': workflow_id},
+            )
+        return had
+    finally:
+        eng.dispose()
+
+
+def _fence_outcome() -> str:
+    try:
+        with _dbos.owner_fence():
+            return 'held'
+    except _dbos.ownership_lost():
+        return 'refused'
+
+
+_fence_seen: list[str] = []
+
+
+def _register_fence_workflow():
+    from dbos import DBOS
+
+    @DBOS.workflow(name='proctor-test.fence')
+    async def fence_workflow(steal: bool) -> str:
+        store = _dbos.launched_store()
+        assert store is not None and DBOS.workflow_id is not None
+        wid = DBOS.workflow_id
+        mine = _set_owner(store, wid, 'another-execution') if steal else None
+        try:
+            _fence_seen.append(_fence_outcome())
+        finally:
+            if steal:
+                _set_owner(store, wid, mine)  # give it back, so the workflow can record its outcome
+        return _fence_seen[-1]
+
+    return fence_workflow
+
+
+_fence_workflow = _register_fence_workflow()  # registered before DBOS launches
+
+
+@pytest.mark.anyio
+async def test_the_fence_holds_for_the_owner_and_refuses_a_stale_execution(launched):
+    from dbos import DBOS, SetWorkflowID
+
+    assert _fence_outcome() == 'held'  # outside any workflow: nothing to hold
+    with SetWorkflowID('fence-owned'):
+        assert await (await DBOS.start_workflow_async(_fence_workflow, False)).get_result() == 'held'
+    with SetWorkflowID('fence-stolen'):
+        handle = await DBOS.start_workflow_async(_fence_workflow, True)
+        assert await handle.get_result() == 'refused'
+    assert _fence_seen == ['held', 'refused']
+    assert _dbos.lost_ownership(_dbos.ownership_lost()('fence-stolen'))

@@ -10,6 +10,11 @@ run) whose function writes `started`, acts, and commits `done` with the result b
   happened before the crash, so the call is marked **in doubt** and an approval of kind `in_doubt`
   asks an operator: approve re-runs it, reject skips it and tells the agent. Never a blind repeat.
 
+A journal row is begun (and an in-doubt effect re-run) only while this execution still owns the
+run's DBOS workflow (`_engine.owner_fence`): a worker that was declared dead while it still ran (a
+long pause) and whose run another worker took over is refused (`ownership_lost()`, which ends its
+execution of the run), so a live model's different tool call there cannot act a second time.
+
 The workflow branches on the step's recorded outcome (not on a fresh read), so every recovery
 issues the same DBOS operations in the same order. Non-durable runs, and delegations running in
 their parent's workflow code (which issue no DBOS operations: `_engine.in_workflow()`), use the same
@@ -32,7 +37,7 @@ from .._log import get_logger
 from ..core._events import ToolCall, ToolCallDenied, current_tool_call
 from ..exceptions import RunError
 from ..guardrails._gate import ApprovalGate, ApprovalRequest
-from ..state._dbos import in_workflow, run_step
+from ..state._dbos import in_workflow, owner_fence, ownership_lost, run_step
 from ..state._schema import journal
 from ..state._scope import current_scope
 from ..state._store import StateStore
@@ -137,6 +142,17 @@ class ToolJournal:
             key, ('in_doubt', 'started'), status='skipped', result='j:' + json.dumps(reason), finished_at=time.time()
         )
 
+    def reruns(self, key: str) -> int:
+        """How many approved re-runs of in-doubt effect `key` have begun (each needs its own approval)."""
+        row = self.get(key)
+        if row is None or row['status'] not in ('started', 'in_doubt') or not row['result']:
+            return 0
+        try:
+            value = _decode(row['result'])
+        except Exception:
+            return 0
+        return int(value.get('reruns', 0)) if isinstance(value, dict) else 0
+
     def outcome(self, key: str) -> EffectOutcome | None:
         row = self.get(key)
         if row is None:
@@ -152,7 +168,7 @@ class ToolJournal:
         `rerun`: an operator approved re-running this in-doubt effect.
         """
         row = self.get(key)
-        if row is None and self._begin(key, meta):
+        if row is None and self._fenced(key, meta, lambda: self._begin(key, meta)):
             return await self._act(key, fn)
         row = row or self.get(key)
         assert row is not None
@@ -162,10 +178,27 @@ class ToolJournal:
             log.warning('journal.in_doubt', key=key, tool=row['tool'])
             return EffectOutcome(key, 'in_doubt')
         if status == 'in_doubt':
-            if rerun and self._update(key, ('in_doubt',), status='started', started_at=time.time()):
+            # The re-runs begun are counted in the row: one cut off by another crash is in doubt
+            # again, and asks a new approval (`reruns`), never the one already given.
+            reruns = _encode({'reruns': self.reruns(key) + 1})
+            if rerun and self._fenced(
+                key,
+                meta,
+                lambda: self._update(key, ('in_doubt',), status='started', started_at=time.time(), result=reruns),
+            ):
                 return await self._act(key, fn)
             return EffectOutcome(key, 'in_doubt')
         return EffectOutcome(key, status, row['result'])
+
+    @staticmethod
+    def _fenced(key: str, meta: dict[str, Any], begin: Callable[[], bool]) -> bool:
+        """`begin()` while this execution owns its workflow; raises `ownership_lost()` if it does not."""
+        try:
+            with owner_fence():
+                return begin()
+        except ownership_lost():
+            log.warning('journal.fenced', key=key, tool=meta['tool'], run_id=meta['run_id'])
+            raise
 
     async def _act(self, key: str, fn: Callable[[], Awaitable[Any]]) -> EffectOutcome:
         try:
@@ -186,7 +219,7 @@ async def run_effect(
     """Run side effect `fn` exactly once under idempotency key `key` (see the module docstring)."""
     book = ToolJournal(store)
     durable = in_workflow()
-    attempt, rerun = 0, False
+    rerun = False
     while True:
         if durable:
 
@@ -208,8 +241,7 @@ async def run_effect(
             raise _decode_error(out.blob)
         if out.status == 'skipped':
             raise ToolCallDenied(f'The {meta["tool"]} call was skipped: {_decode(out.blob)}')
-        a = await _ask_in_doubt(store, key, meta, deps, attempt)
-        attempt += 1
+        a = await _ask_in_doubt(store, key, meta, deps, book.reruns(key))
         if a.status == 'approved':
             rerun = True
             continue
