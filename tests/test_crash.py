@@ -8,52 +8,20 @@ mid-way becomes an in-doubt approval instead of being repeated.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from crash_harness import Harness as BaseHarness
+from crash_harness import harness_fixture, wait_for
 from crash_team import model_calls, recorded_calls
 
-from proctor.guardrails import ApprovalQueue
 from proctor.state._records import RunRecords
-from proctor.state._store import StateStore
 
 pytestmark = pytest.mark.slow
 TEAM = Path(__file__).with_name('crash_team.py')
 
 
-def wait_for(predicate, timeout: float = 90.0, what: str = 'condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f'timed out waiting for {what}')
-
-
-class Harness:
-    def __init__(self, tmp: Path) -> None:
-        self.dir = tmp
-        self.env = {
-            **os.environ,
-            'CRASH_DIR': str(tmp),
-            'PROCTOR_STATE_DIR': str(tmp / 'state'),
-            'PROCTOR_OPERATOR': 'ops',
-            'PROCTOR_ROLES': 'operator',
-        }
-        self.queue = ApprovalQueue(StateStore(tmp / 'state'))
-        self.proc: subprocess.Popen[str] | None = None
-
-    def lines(self, name: str) -> list[str]:
-        p = self.dir / name
-        return p.read_text().split() if p.exists() else []
-
+class Harness(BaseHarness):
     def pause(self, name: str) -> None:
         (self.dir / name).touch()
 
@@ -61,38 +29,10 @@ class Harness:
         (self.dir / name).unlink()
 
     def start(self, run_id: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(TEAM), run_id],
-            env=self.env,
-            cwd=self.dir,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        self.spawn(str(TEAM), run_id)
 
     def resume(self, run_id: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'proctor', 'resume', run_id],
-            env=self.env,
-            cwd=self.dir,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-
-    def kill(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, 'the run ended before the kill'
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.proc.communicate()
-
-    def finish(self) -> dict:
-        assert self.proc is not None
-        out, err = self.proc.communicate(timeout=120)
-        assert self.proc.returncode == 0, err[-3000:]
-        result = json.loads(out.strip().splitlines()[-1])
-        result.pop('run_id', None)
-        return result
+        self.spawn('-m', 'proctor', 'resume', run_id)
 
     def paused_at(self, name: str) -> None:
         wait_for(lambda: f'paused:{name}' in self.lines('trace'), what=f'the run to pause at {name}')
@@ -127,18 +67,6 @@ class Harness:
         rec = RunRecords(self.queue.store).get(run_id)
         return next((d.status for d in rec.delegations if d.specialist == specialist), None)
 
-    def cli(self, *args: str) -> str:
-        out = subprocess.run(
-            [sys.executable, '-m', 'proctor', *args],
-            env=self.env,
-            cwd=self.dir,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
-        return out.stdout
-
 
 @pytest.fixture(autouse=True)
 def _team_module_importable(monkeypatch):
@@ -147,11 +75,7 @@ def _team_module_importable(monkeypatch):
 
 @pytest.fixture
 def h(tmp_path):
-    harness = Harness(tmp_path)
-    yield harness
-    if harness.proc is not None and harness.proc.poll() is None:
-        harness.proc.kill()
-        harness.proc.communicate()
+    yield from harness_fixture(Harness, tmp_path)
 
 
 DONE = {'status': 'succeeded', 'output': 'done: coding: bumped safe | bumped risky | research: ok'}

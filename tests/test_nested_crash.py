@@ -6,21 +6,18 @@ levels down pauses only its branch, and a decision from another process (the CLI
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from crash_harness import Harness as BaseHarness
+from crash_harness import harness_fixture, wait_for
 
-from proctor.guardrails import ApprovalQueue
 from proctor.state._records import RunRecords
-from proctor.state._store import StateStore
 from proctor.tracing import Recording
 
 pytestmark = pytest.mark.slow
@@ -28,54 +25,9 @@ TEAM = Path(__file__).with_name('nested_crash_team.py')
 AGENTS = ('supervisor', 'coding', 'research', 'implementer', 'tester', 'reader_a', 'reader_b')
 
 
-def wait_for(predicate, timeout: float = 90.0, what: str = 'condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f'timed out waiting for {what}')
-
-
-class Harness:
-    def __init__(self, tmp: Path) -> None:
-        self.dir = tmp
-        self.env = {
-            **os.environ,
-            'CRASH_DIR': str(tmp),
-            'PROCTOR_STATE_DIR': str(tmp / 'state'),
-            'PROCTOR_OPERATOR': 'ops',
-            'PROCTOR_ROLES': 'operator',
-        }
-        self.store = StateStore(tmp / 'state')
-        self.queue = ApprovalQueue(self.store)
-        self.proc: subprocess.Popen[str] | None = None
-
-    def lines(self, name: str) -> list[str]:
-        p = self.dir / name
-        return p.read_text().split() if p.exists() else []
-
+class Harness(BaseHarness):
     def model_calls(self) -> Counter[str]:
         return Counter(x for x in self.lines('trace') if x.startswith('model:'))
-
-    def spawn(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, *args],
-            env=self.env,
-            cwd=self.dir,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-
-    def finish(self) -> dict:
-        assert self.proc is not None
-        out, err = self.proc.communicate(timeout=120)
-        assert self.proc.returncode == 0, err[-3000:]
-        result = json.loads(out.strip().splitlines()[-1])
-        result.pop('run_id', None)
-        return result
 
     def pending(self) -> object:
         return wait_for(lambda: next(iter(self.queue.list(status='pending')), None), what='a pending approval')
@@ -83,26 +35,10 @@ class Harness:
     def statuses(self, run_id: str) -> dict[str, str]:
         return {d.agent_path: d.status for d in RunRecords(self.store).get(run_id).delegations}
 
-    def cli(self, *args: str) -> str:
-        out = subprocess.run(
-            [sys.executable, '-m', 'proctor', *args],
-            env=self.env,
-            cwd=self.dir,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
-        return out.stdout
-
 
 @pytest.fixture
 def h(tmp_path):
-    harness = Harness(tmp_path)
-    yield harness
-    if harness.proc is not None and harness.proc.poll() is None:
-        harness.proc.kill()
-        harness.proc.communicate()
+    yield from harness_fixture(Harness, tmp_path)
 
 
 SIBLINGS_DONE = {
