@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -538,20 +538,18 @@ class RunRecords:
     ) -> None:
         """Mark the run succeeded with its output and usage; `add_delegations`: the usage given is the
         supervisor's own, and the delegations' recorded usage is added to it."""
-        self.flush()
-        with self.store.engine.begin() as c:
-            _finish_run_in(
-                c,
-                run_id,
-                time.time(),
-                output=output,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                requests=requests,
-                cost_usd=cost_usd,
-                add_delegations=add_delegations,
-                from_ledger=self.usage_from_ledger,
-            )
+        self._write_now(
+            _finish_run_in,
+            run_id,
+            time.time(),
+            output=output,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            requests=requests,
+            cost_usd=cost_usd,
+            add_delegations=add_delegations,
+            from_ledger=self.usage_from_ledger,
+        )
 
     def queue_finish_run(self, run_id: str, **kw: Any) -> None:
         """`finish_run`, written with the run's other rows in the store's next flush (`settle` at
@@ -568,6 +566,13 @@ class RunRecords:
     def queue_finish_delegation(self, delegation_id: str, **kw: Any) -> None:
         """`finish_delegation`, written like `queue_start_delegation`, after its start."""
         self._buffer().add(_finish_delegation_in, delegation_id, time.time(), from_ledger=self.usage_from_ledger, **kw)
+
+    def _write_now(self, write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """`write(conn, *args, **kwargs)` in a transaction of its own, after this process's queued rows
+        (the direct twin of `_buffer().add(write, *args, **kwargs)`)."""
+        self.flush()
+        with self.store.engine.begin() as c:
+            write(c, *args, **kwargs)
 
     def _buffer(self) -> RecordsBuffer:
         buf = _buffers.get(self.store.url)
@@ -596,19 +601,17 @@ class RunRecords:
         route_reason: str | None,
     ) -> None:
         """Record a delegation as running (a resumed run re-entering it changes nothing)."""
-        self.flush()
-        with self.store.engine.begin() as c:
-            _start_delegation_in(
-                c,
-                time.time(),
-                delegation_id=delegation_id,
-                run_id=run_id,
-                agent_path=agent_path,
-                specialist=specialist,
-                subtask=subtask,
-                model_id=model_id,
-                route_reason=route_reason,
-            )
+        self._write_now(
+            _start_delegation_in,
+            time.time(),
+            delegation_id=delegation_id,
+            run_id=run_id,
+            agent_path=agent_path,
+            specialist=specialist,
+            subtask=subtask,
+            model_id=model_id,
+            route_reason=route_reason,
+        )
 
     def totals(self, run_id: str) -> tuple[int, int, int, float]:
         """Tokens in, tokens out, requests and cost of a run's delegations."""
@@ -637,22 +640,20 @@ class RunRecords:
         cost_usd: float = 0.0,
         model_id: str | None = None,
     ) -> None:
-        self.flush()
-        with self.store.engine.begin() as c:
-            _finish_delegation_in(
-                c,
-                delegation_id,
-                time.time(),
-                status=status,
-                output=output,
-                error=error,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                requests=requests,
-                cost_usd=cost_usd,
-                model_id=model_id,
-                from_ledger=self.usage_from_ledger,
-            )
+        self._write_now(
+            _finish_delegation_in,
+            delegation_id,
+            time.time(),
+            status=status,
+            output=output,
+            error=error,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            requests=requests,
+            cost_usd=cost_usd,
+            model_id=model_id,
+            from_ledger=self.usage_from_ledger,
+        )
 
     def get(self, run_id: str, *, with_delegations: bool = True) -> RunRecord:
         self.flush()
