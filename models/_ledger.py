@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-import anyio.to_thread
 import sqlalchemy as sa
 from pydantic_ai.messages import ModelResponse
 
@@ -61,11 +60,9 @@ _COLUMNS = {
 
 
 async def run_db(store: StateStore, fn: Any, *args: Any) -> Any:
-    """Run a short write on the state store: inline on SQLite (WAL, a fraction of a millisecond, less
-    than the thread hop, as `Team` does), in a worker thread on a server database (a round trip)."""
-    if store.is_sqlite:
-        return fn(*args)
-    return await anyio.to_thread.run_sync(lambda: fn(*args))
+    """Run a short write on the state store (`StateStore.call`: inline on SQLite, in a worker thread
+    on a server database)."""
+    return await store.call(fn, *args)
 
 
 def insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any], keys: list[str]) -> Any:

@@ -33,7 +33,6 @@ import json
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
 from pydantic_ai.messages import ModelResponse, ToolCallPart
 
 if TYPE_CHECKING:
@@ -63,10 +62,7 @@ class ModelCheckpoint:
             return None
         steps = self._recorded.get(deps.run_id)
         if steps is None:
-            if self.store.is_sqlite:
-                steps = self._load(deps.run_id)
-            else:
-                steps = await anyio.to_thread.run_sync(self._load, deps.run_id)
+            steps = await self.store.call(self._load, deps.run_id)
         from ..tracing._recording import load_response, step_id
 
         payload = steps.get(step_id(deps, key))
@@ -96,7 +92,7 @@ class ModelCheckpoint:
             return None
         done = self._finished.get(deps.run_id)
         if done is None:
-            done = await anyio.to_thread.run_sync(self._load_finished, deps.run_id)
+            done = await self.store.call(self._load_finished, deps.run_id)
         if delegation_id not in done:
             return None
         return delegation_text(done[delegation_id], output_type)

@@ -490,7 +490,7 @@ class Team(Generic[OutputT]):
         """Wait for a submitted run to finish: its result, or a `RunError` with its error."""
         from ..state._queue import wait_for_run
 
-        rec = await self._db(lambda: wait_for_run(self.store, run_id, timeout=timeout))
+        rec = await self.store.in_thread(wait_for_run, self.store, run_id, timeout=timeout)
         if rec.status != 'succeeded':
             raise RunError(f'run {rec.run_id} {rec.status}: {rec.error}', run_id=rec.run_id)
         return self._result(rec.run_id, {'output': rec.output})

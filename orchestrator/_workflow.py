@@ -64,13 +64,13 @@ async def queued_run_workflow(team: str, run_id: str, task: str, project: str, d
     records = RunRecords(_launched_store())
     try:
         t = await team_for(team, run_id)  # a factory that cannot be loaded here fails the run, naming it
-        await anyio.to_thread.run_sync(records.set_status, run_id, 'running')
+        await records.store.call(records.set_status, run_id, 'running')
         return await t.execute(run_id, task, project, data_class)
     except Exception as e:
         # Not BaseException: a worker shutting down cancels its runs, and another worker takes them over.
         if isinstance(e, _engine.workflow_cancelled()):
-            await anyio.to_thread.run_sync(records.set_status, run_id, 'cancelled')
+            await records.store.call(records.set_status, run_id, 'cancelled')
             raise
         error = failure_text(provider_error(e, run_id=run_id) or e, e)[:4000]  # a provider failure, said plainly
-        await anyio.to_thread.run_sync(lambda: records.set_status(run_id, 'failed', error=error))
+        await records.store.call(records.set_status, run_id, 'failed', error=error)
         raise

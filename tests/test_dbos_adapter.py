@@ -129,3 +129,51 @@ async def test_the_fence_holds_for_the_owner_and_refuses_a_stale_execution(launc
         assert await handle.get_result() == 'refused'
     assert _fence_seen == ['held', 'refused']
     assert _dbos.lost_ownership(_dbos.ownership_lost()('fence-stolen'))
+
+
+def _register_bookkeeping_workflow():
+    from dbos import DBOS
+
+    @DBOS.step(name='proctor-test.double')
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @DBOS.workflow(name='proctor-test.bookkeeping')
+    async def bookkeeping(x: int) -> int:
+        return await double(x) + 1
+
+    return bookkeeping
+
+
+_bookkeeping_workflow = _register_bookkeeping_workflow()
+
+
+@pytest.mark.anyio
+async def test_on_sqlite_dbos_records_workflows_and_steps_inline_and_durably(launched, monkeypatch):
+    # `dbos._outcome`'s `asyncio` is the adapter's stand-in: the bookkeeping DBOS wraps around each
+    # async workflow and step (record its start, look for a recorded result, record its output) runs
+    # on the event loop, no thread hop, and is stored all the same.
+    import asyncio
+    import traceback
+
+    import dbos._outcome
+    from dbos import DBOS, SetWorkflowID
+
+    assert isinstance(getattr(dbos._outcome, 'asyncio'), _dbos._InlineSystemDB)  # noqa: B009
+    hops: list[str] = []
+    real = asyncio.BaseEventLoop.run_in_executor
+
+    def counting(self, executor, fn, *args):
+        hops.append(''.join(traceback.format_stack(limit=4)))
+        return real(self, executor, fn, *args)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, 'run_in_executor', counting)
+    with SetWorkflowID('bookkeeping-1'):
+        assert await _bookkeeping_workflow(20) == 41
+    assert not [h for h in hops if 'dbos/_outcome.py' in h]  # start, step and output: all inline
+    status = await DBOS.get_workflow_status_async('bookkeeping-1')
+    assert status is not None and status.status == 'SUCCESS'
+    steps = await DBOS.list_workflow_steps_async('bookkeeping-1')
+    assert [s['output'] for s in steps] == [40]  # the step's output was recorded
+    with SetWorkflowID('bookkeeping-1'):  # run again under its id: served from the record
+        assert await _bookkeeping_workflow(20) == 41

@@ -135,7 +135,4 @@ async def settle(store: StateStore) -> None:
     if not flusher.pending(store):
         return
     with anyio.CancelScope(shield=True):
-        if store.is_sqlite:
-            flusher.flush_store(store)
-        else:
-            await anyio.to_thread.run_sync(flusher.flush_store, store)
+        await store.call(flusher.flush_store, store)
