@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Generic
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 from opentelemetry import trace as otel_trace
 from pydantic import BaseModel
@@ -745,10 +746,13 @@ class Team(Generic[OutputT]):
                 model_id=route.model_id,
                 route_reason=route.reason,
             )
-            if self.durable:  # stored before it runs: after a crash `proctor runs show` names what was running
-                await self._db(lambda: self.records.start_delegation(**row))
-            else:  # written with the run's other rows (the writer's next flush), no transaction of its own
-                self.records.queue_start_delegation(**row)
+            self.records.queue_start_delegation(**row)  # written with the run's other rows, in order
+            if self.durable:
+                # Stored before it runs: after a crash `proctor runs show` names what was running. One
+                # pass of the event loop first, so the delegations the same response started queue
+                # their rows too and are stored in one transaction (K=20: 1 commit instead of 20).
+                await anyio.lowlevel.checkpoint()
+                await settle(self.store)
         started = time.perf_counter()
         emit(
             self.observers,

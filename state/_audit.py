@@ -95,6 +95,7 @@ def append_audit(
 # Built once: a flush runs them every time.
 _TAIL = sa.select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
 _LOGGED = sa.select(audit).where(audit.c.idem_key.in_(sa.bindparam('keys', expanding=True)))
+_APPEND = audit.insert()
 
 
 def _append_many(
@@ -137,7 +138,7 @@ def append_in(c: sa.Connection, items: list[tuple[str, dict[str, Any], str | Non
             logged[key] = entry
         prev = digest
     if rows:
-        c.execute(audit.insert(), rows)
+        c.execute(_APPEND, rows)
     return out
 
 

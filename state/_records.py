@@ -357,6 +357,19 @@ _DELEGATION_DONE = (
 )
 _GET_RUN = sa.select(runs).where(runs.c.run_id == _b('rid'))
 _GET_DELEGATIONS = sa.select(delegations).where(delegations.c.run_id == _b('rid')).order_by(delegations.c.seq)
+_GET_ATTEMPTS = sa.select(
+    model_attempts.c.call_key,
+    model_attempts.c.seq,
+    model_attempts.c.model_id,
+    model_attempts.c.tier,
+    model_attempts.c.status,
+    model_attempts.c.error,
+).where(model_attempts.c.run_id == _b('rid'))
+_GET_CALLS = (
+    sa.select(_L.call_key, _L.model_id, _L.input_tokens, _L.output_tokens, _L.cost_usd)
+    .where(_L.run_id == _b('rid'))
+    .order_by(_L.created_at, _L.id)
+)
 _DELEGATION_SEQ = sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == _b('rid'))
 
 
@@ -677,18 +690,11 @@ class RunRecords:
     @staticmethod
     def _routes(c: sa.Connection, rec: RunRecord) -> None:
         """Each agent's first-choice model, serving model and fallback reason, from the ledger's attempts."""
-        m = model_attempts.c
-        rows = c.execute(
-            sa.select(m.call_key, m.seq, m.model_id, m.tier, m.status, m.error).where(m.run_id == rec.run_id)
-        ).mappings()
+        rows = c.execute(_GET_ATTEMPTS, {'rid': rec.run_id}).mappings()
         by_scope: dict[str, list[Any]] = {}
         for a in rows:
             by_scope.setdefault(str(a['call_key']).rpartition('#')[0], []).append(a)
-        calls = c.execute(
-            sa.select(_L.call_key, _L.model_id, _L.input_tokens, _L.output_tokens, _L.cost_usd)
-            .where(_L.run_id == rec.run_id)
-            .order_by(_L.created_at, _L.id)
-        ).all()
+        calls = c.execute(_GET_CALLS, {'rid': rec.run_id}).all()
         served_by_scope: dict[str, str] = {}
         spent: dict[str, list[Any]] = {}  # scope -> [requests, tokens in, tokens out, cost]
         for key, mid, tin, tout, cost in calls:
