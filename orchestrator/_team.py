@@ -503,10 +503,19 @@ class Team(Generic[OutputT]):
         # Its first execution: no recorded responses to serve, no earlier trace to continue.
         self._checkpoint.first.add(run_id)
         try:
-            handle = await self._start_workflow(run_id, task, project, data_class)
-            return await handle.get_result()
+            return await self._run_workflow(run_id, task, project, data_class)
         finally:
             self._checkpoint.first.discard(run_id)
+
+    async def _run_workflow(self, run_id: str, task: str, project: str, data_class: str) -> dict[str, Any]:
+        """Run the run's workflow in this task (DBOS records it as a workflow all the same): no task and
+        no handle to wait on, and cancelling `team.run` cancels the run, which stays resumable."""
+        from dbos import SetWorkflowID
+
+        from ._workflow import team_run_workflow
+
+        with SetWorkflowID(run_id):
+            return await team_run_workflow(self.name, run_id, task, project, data_class)
 
     async def _start_workflow(self, run_id: str, task: str, project: str, data_class: str) -> Any:
         from dbos import DBOS, SetWorkflowID

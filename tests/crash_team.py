@@ -156,7 +156,7 @@ def _with_start_pauses(team: Team) -> Team:
     """Pause points after the run is recorded, after DBOS launched, after the workflow started."""
     from proctor.orchestrator import _team as team_module
 
-    create_run, launch, start = team.records.create_run, team_module._launch, team._start_workflow
+    create_run, launch, execute = team.records.create_run, team_module._launch, team.execute
 
     def recorded(**kwargs: object) -> object:
         out = create_run(**kwargs)  # type: ignore[arg-type]
@@ -168,13 +168,12 @@ def _with_start_pauses(team: Team) -> Team:
         _start_pause('launched')
 
     async def started(*args: object) -> object:
-        handle = await start(*args)  # type: ignore[arg-type]
-        _start_pause('started')
-        return handle
+        _start_pause('started')  # in the run's workflow: DBOS has recorded it as started
+        return await execute(*args)  # type: ignore[arg-type]
 
     team.records.create_run = recorded  # type: ignore[method-assign]
     team_module._launch = launched  # type: ignore[assignment]
-    team._start_workflow = started  # type: ignore[method-assign]
+    team.execute = started  # type: ignore[method-assign]
     return team
 
 

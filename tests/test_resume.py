@@ -133,15 +133,13 @@ async def test_resume_of_a_run_recorded_but_never_started_starts_it(state_dir):
 
 @pytest.mark.anyio
 async def test_crash_between_record_and_workflow_start_then_resume(state_dir, monkeypatch):
-    from dbos import DBOS
-
     team, calls = _small_team('early-team-2')
 
     async def die(*args, **kwargs):
         raise KeyboardInterrupt('process died')  # stands in for the process dying right here
 
     with monkeypatch.context() as m:
-        m.setattr(DBOS, 'start_workflow_async', die)
+        m.setattr(team, '_run_workflow', die)  # the run's workflow is never entered
         with pytest.raises(KeyboardInterrupt):
             await team.run('ship it', project='p2', run_id='run-early-2')
     assert calls == []
@@ -149,6 +147,57 @@ async def test_crash_between_record_and_workflow_start_then_resume(state_dir, mo
     result = await team.resume('run-early-2')
     assert result.output == 'done: research:find the api' and result.status == 'succeeded'
     assert calls == ['supervisor', 'research', 'supervisor']
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_run_stops_and_resumes_where_it_stopped(state_dir):
+    """Cancelling `team.run` cancels the run itself (its delegation's model call is cancelled, not left
+    running in the background), records it `cancelled`, and `resume` continues it: the supervisor's
+    first response, checkpointed, is not asked for again."""
+    import anyio
+
+    from proctor import Specialist, Supervisor, Team
+    from proctor.testing import ScriptedModel, delegate, text, tool_results
+
+    calls: list[str] = []
+    entered, release = anyio.Event(), anyio.Event()
+
+    async def supervisor(messages):
+        calls.append('supervisor')
+        results = tool_results(messages)
+        return text('done: ' + results[0]) if results else [delegate('research', 'find the api')]
+
+    async def research(messages):
+        calls.append('research')
+        if not release.is_set():
+            entered.set()
+            try:
+                await anyio.sleep_forever()  # a provider that does not answer
+            except anyio.get_cancelled_exc_class():
+                calls.append('research cancelled')
+                raise
+        return text('research:found')
+
+    team = Team(
+        Supervisor(model=ScriptedModel(supervisor, name='sup')),
+        [Specialist('research', 'Research.', model=ScriptedModel(research, name='res'))],
+        name='cancel-team',
+    )
+    async with anyio.create_task_group() as tg:
+
+        async def run() -> None:
+            await team.run('ship it', run_id='run-cancel-1')
+
+        tg.start_soon(run)
+        await entered.wait()
+        tg.cancel_scope.cancel()
+    assert calls == ['supervisor', 'research', 'research cancelled']
+    assert team.get_run('run-cancel-1').status == 'cancelled'
+
+    release.set()
+    result = await team.resume('run-cancel-1')
+    assert (result.status, result.output) == ('succeeded', 'done: research:found')
+    assert calls == ['supervisor', 'research', 'research cancelled', 'research', 'supervisor']
 
 
 def test_scripted_tool_call_ids_do_not_repeat_across_processes():
