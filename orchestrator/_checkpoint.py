@@ -33,6 +33,7 @@ import json
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+import anyio.lowlevel
 from pydantic_ai.messages import ModelResponse, ToolCallPart
 
 if TYPE_CHECKING:
@@ -119,9 +120,13 @@ class ModelCheckpoint:
         return any(isinstance(p, ToolCallPart) for p in response.parts)
 
     async def commit(self) -> None:
+        """Store what the run queued (the response just recorded among it) before its tool calls act.
+        One pass of the event loop first: sibling branches whose responses arrived together (the
+        members of one fan-out) queue theirs too, and one transaction stores them all."""
         from ..tracing._setup import settle
 
-        await settle(self.store)
+        await anyio.lowlevel.checkpoint()
+        await settle(self.store, spans=False)
 
     def forget(self, run_id: str) -> None:
         """Run `run_id` finished executing here: drop what was loaded for it."""

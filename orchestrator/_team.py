@@ -761,7 +761,7 @@ class Team(Generic[OutputT]):
                 # pass of the event loop first, so the delegations the same response started queue
                 # their rows too and are stored in one transaction (K=20: 1 commit instead of 20).
                 await anyio.lowlevel.checkpoint()
-                await settle(self.store)
+                await settle(self.store, spans=False)
         started = time.perf_counter()
         emit(
             self.observers,

@@ -133,11 +133,14 @@ class Flusher:
         """The buffers writing to `store`."""
         return [b for b in list(self._buffers) if b.store.url == store.url]
 
-    def pending(self, store: StateStore) -> bool:
+    def pending(self, store: StateStore, *, must_write: bool = False) -> bool:
         """Something of `store` is queued, or being written right now (whose commit a caller that
-        needs it stored must wait for: `flush_store` does)."""
+        needs it stored must wait for: `flush_store` does). `must_write`: only what must be stored
+        (recordings, audit, ledger, run rows), not spans."""
         lock = self._store_locks.get(store.url)
-        return lock is not None and (lock.locked() or any(b.pending for b in self.buffers_of(store)))
+        if lock is None:
+            return False
+        return lock.locked() or any(b.pending for b in self.buffers_of(store) if b.must_write or not must_write)
 
     def flush_store(self, store: StateStore) -> None:
         """Write everything buffered for `store` now, in one transaction (blocking; waits for a write

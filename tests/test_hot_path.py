@@ -56,3 +56,60 @@ async def test_recorded_response_json_reads_back(state_dir):
     for s in models:
         assert s.payload['agent_path'] and s.payload['input_hash'] and json.dumps(s.payload)
         assert load_response(s.payload['response']).model_name in ('s', 'w')
+
+
+@pytest.mark.anyio
+async def test_a_fan_out_is_stored_before_any_branch_runs_in_one_transaction(state_dir):
+    """The durable checkpoints a fan-out shares: the supervisor's delegating response and every
+    delegation's start row are in the database before any delegated model is called (what a crash
+    then leaves is resumable and `proctor runs show` names what was running), and the K starts of
+    one response are stored together, not in K transactions."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    from proctor import Specialist, Supervisor, Team
+    from proctor.testing import ScriptedModel, delegate, text, tool_results
+
+    workers = ('alpha', 'beta', 'gamma')
+    seen: dict[str, tuple[list[tuple[str, str]], int]] = {}
+
+    def sup(messages):
+        results = tool_results(messages)
+        return text(' | '.join(sorted(results))) if results else [delegate(w, f'part {w}') for w in workers]
+
+    def worker(name):
+        def answer(messages):
+            with sqlite3.connect(state_dir / 'proctor.db') as db:  # what another process would see now
+                rows = db.execute(
+                    "SELECT specialist, status FROM proctor_delegations WHERE run_id = 'fan-1' ORDER BY specialist"
+                ).fetchall()
+                (asked,) = db.execute(
+                    "SELECT count(*) FROM proctor_recordings WHERE run_id = 'fan-1' AND step = 'supervisor#model:1'"
+                ).fetchone()
+            seen[name] = (rows, asked)
+            return text(f'{name} done')
+
+        return answer
+
+    team = Team(
+        Supervisor(model=ScriptedModel(sup, name='sup')),
+        [Specialist(w, f'The {w}.', model=ScriptedModel(worker(w), name=w)) for w in workers],
+        name='fan-team',
+    )
+    commits: list[int] = []
+    await team.run('warm up')  # launches DBOS, migrates the store
+
+    def count(conn) -> None:
+        commits.append(1)
+
+    event.listen(team.store.engine, 'commit', count)
+    try:
+        result = await team.run('split it', run_id='fan-1')
+    finally:
+        event.remove(team.store.engine, 'commit', count)
+    assert result.output == 'alpha done | beta done | gamma done'
+    started = [(w, 'running') for w in workers]
+    assert seen == {w: (started, 1) for w in workers}
+    # the run row; the delegating response; the three starts; the run's end (with the finishes)
+    assert len(commits) <= 4, commits

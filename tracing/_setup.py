@@ -124,15 +124,19 @@ def flush_store(store: StateStore) -> None:
     flusher.flush_store(store)
 
 
-async def settle(store: StateStore) -> None:
+async def settle(store: StateStore, *, spans: bool = True) -> None:
     """Write everything queued for `store` in this process (recordings, audit records, spans) now,
     in one transaction. Call it as a durable workflow (a run, a delegation) ends: once it has
     completed, its recovery does not run its hooks again, so what they queued must be stored; and
     as any run ends, so its trace and recording can be read as soon as it returns.
 
+    `spans=False`, for a checkpoint in mid-run: write (everything) only if something that must be
+    stored is queued; spans alone wait for the next write (the background writer's, within a second).
+    So of the branches of one fan-out reaching their checkpoints together, the first writes for all.
+
     On SQLite the write (one short local transaction) runs inline, cheaper than a thread hop; a
     server database's round trips run in a worker thread."""
-    if not flusher.pending(store):
+    if not flusher.pending(store, must_write=not spans):
         return
     with anyio.CancelScope(shield=True):
         await store.call(flusher.flush_store, store)
