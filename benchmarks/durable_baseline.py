@@ -1,9 +1,12 @@
 """Where durable execution's cost comes from: the K=1 workload's shape, durable, with and without proctor.
 
-Six variants, each in its own interpreter (DBOS is process-global), CPU ms per run over --runs runs:
+Seven variants, each in its own interpreter (DBOS is process-global), CPU ms per run over --runs runs:
 
 - `dbos-workflow`: one empty DBOS workflow per run, started and awaited: the floor of any design
   in which a team run is a DBOS workflow;
+- `dbos-workflow-proctor`: the same empty workflow on DBOS as proctor launches it on a SQLite state
+  store (`proctor.state._dbos.ensure_launched`: DBOS's bookkeeping around the workflow runs inline,
+  no thread hops), called in the caller's task as `team.run` does;
 - `dbos`: DBOS alone: a workflow with one child workflow and three async steps (the statements a
   durable K=1 team run makes), on proctor's SQLite engine settings;
 - `pydantic-ai`: a supervisor agent delegating to a worker agent through a tool, no durability;
@@ -30,7 +33,15 @@ from typing import Any
 from pydantic_ai import RunContext  # module level: the delegation tool's annotation is resolved from here
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ('dbos-workflow', 'dbos', 'pydantic-ai', 'pydantic-ai+dbos', 'proctor-none', 'proctor-durable')
+VARIANTS = (
+    'dbos-workflow',
+    'dbos-workflow-proctor',
+    'dbos',
+    'pydantic-ai',
+    'pydantic-ai+dbos',
+    'proctor-none',
+    'proctor-durable',
+)
 
 
 def _launch_dbos(name: str) -> None:
@@ -76,6 +87,26 @@ def _dbos_workflow(runs: int) -> float:
 
     async def once() -> None:
         await (await DBOS.start_workflow_async(run, 'x')).get_result()
+
+    return _timed(once, runs)
+
+
+def _dbos_workflow_proctor(runs: int) -> float:
+    from dbos import DBOS, SetWorkflowID
+
+    from proctor.state import _dbos
+    from proctor.state._store import StateStore
+
+    @DBOS.workflow(name='baseline.empty')
+    async def run(x: str) -> str:
+        return x
+
+    _dbos.ensure_launched(StateStore(tempfile.mkdtemp(prefix='proctor-durable-baseline-')))
+    ids = iter(range(10**9))
+
+    async def once() -> None:
+        with SetWorkflowID(f'empty-{next(ids)}'):
+            await run('x')
 
     return _timed(once, runs)
 
@@ -173,6 +204,8 @@ def _proctor(runs: int, features: str) -> float:
 def _one(variant: str, runs: int) -> float:
     if variant == 'dbos-workflow':
         return _dbos_workflow(runs)
+    if variant == 'dbos-workflow-proctor':
+        return _dbos_workflow_proctor(runs)
     if variant == 'dbos':
         return _dbos(runs)
     if variant in ('pydantic-ai', 'pydantic-ai+dbos'):
