@@ -83,24 +83,26 @@ def test_killed_run_resumes_without_repeating_finished_model_calls(tmp_path):
     assert calls.read_text().split() == before + ['coding', 'supervisor:2']  # a finished run is not re-run
 
 
-def _small_team(name: str = 'early-team', **kw):
+def _small_team(name: str = 'early-team', *, calls: list[str] | None = None, research=None, **kw):
+    """A supervisor that delegates once to `research` and answers with its result; `calls` logs the
+    model calls (`research`: another research model, which logs its own)."""
     from proctor import Specialist, Supervisor, Team
     from proctor.testing import ScriptedModel, delegate, last_user_prompt, text, tool_results
 
-    calls: list[str] = []
+    calls = [] if calls is None else calls
 
     async def supervisor(messages):
         calls.append('supervisor')
         results = tool_results(messages)
         return text('done: ' + results[0]) if results else [delegate('research', 'find the api')]
 
-    async def research(messages):
+    async def default_research(messages):
         calls.append('research')
         return text(f'research:{last_user_prompt(messages)}')
 
     team = Team(
         Supervisor(model=ScriptedModel(supervisor, name='sup')),
-        [Specialist('research', 'Research.', model=ScriptedModel(research, name='res'))],
+        [Specialist('research', 'Research.', model=ScriptedModel(research or default_research, name='res'))],
         name=name,
         **kw,
     )
@@ -156,16 +158,10 @@ async def test_a_cancelled_run_stops_and_resumes_where_it_stopped(state_dir):
     first response, checkpointed, is not asked for again."""
     import anyio
 
-    from proctor import Specialist, Supervisor, Team
-    from proctor.testing import ScriptedModel, delegate, text, tool_results
+    from proctor.testing import text
 
     calls: list[str] = []
     entered, release = anyio.Event(), anyio.Event()
-
-    async def supervisor(messages):
-        calls.append('supervisor')
-        results = tool_results(messages)
-        return text('done: ' + results[0]) if results else [delegate('research', 'find the api')]
 
     async def research(messages):
         calls.append('research')
@@ -178,11 +174,7 @@ async def test_a_cancelled_run_stops_and_resumes_where_it_stopped(state_dir):
                 raise
         return text('research:found')
 
-    team = Team(
-        Supervisor(model=ScriptedModel(supervisor, name='sup')),
-        [Specialist('research', 'Research.', model=ScriptedModel(research, name='res'))],
-        name='cancel-team',
-    )
+    team, _ = _small_team('cancel-team', calls=calls, research=research)
     async with anyio.create_task_group() as tg:
 
         async def run() -> None:
