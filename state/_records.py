@@ -370,6 +370,9 @@ _GET_CALLS = (
     .where(_L.run_id == _b('rid'))
     .order_by(_L.created_at, _L.id)
 )
+_KNOWN_DELEGATIONS = sa.select(delegations.c.delegation_id).where(
+    delegations.c.delegation_id.in_(sa.bindparam('ids', expanding=True))
+)
 _DELEGATION_SEQ = sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == _b('rid'))
 
 
@@ -436,6 +439,48 @@ def _start_delegation_in(
         c.execute(_SETTLE_DELEGATION, {'did': delegation_id, 'rid': run_id, 'prefix': prefix, 'n': len(prefix)})
 
 
+def _start_delegations_in(c: sa.Connection, starts: list[tuple[float, dict[str, Any]]]) -> None:
+    """`_start_delegation_in` for many rows in a few statements: which are recorded already (a resumed
+    run re-entering a delegation changes nothing), each run's next `seq`, then the new rows and
+    their usage from the ledger, each as one executemany."""
+    if len(starts) == 1:
+        at, kw = starts[0]
+        _start_delegation_in(c, at, **kw)
+        return
+    ids = list(dict.fromkeys(kw['delegation_id'] for _, kw in starts))
+    known = set(c.execute(_KNOWN_DELEGATIONS, {'ids': ids}).scalars())
+    seqs: dict[str, int] = {}
+    rows: list[dict[str, Any]] = []
+    for at, kw in starts:
+        did, rid = kw['delegation_id'], kw['run_id']
+        if did in known:
+            continue
+        known.add(did)
+        if rid not in seqs:
+            seqs[rid] = c.execute(_DELEGATION_SEQ, {'rid': rid}).scalar_one()
+        rows.append(
+            dict(
+                kw,
+                seq=seqs[rid],
+                status='running',
+                started_at=at,
+                input_tokens=0,
+                output_tokens=0,
+                requests=0,
+                cost_usd=0.0,
+            )
+        )
+        seqs[rid] += 1
+    if not rows:
+        return
+    c.execute(_insert_ignore(c, delegations, 'delegation_id'), rows)
+    settle = []
+    for r in rows:
+        prefix = r['delegation_id'] + '#'
+        settle.append({'did': r['delegation_id'], 'rid': r['run_id'], 'prefix': prefix, 'n': len(prefix)})
+    c.execute(_SETTLE_DELEGATION, settle)
+
+
 def _finish_delegation_in(
     c: sa.Connection,
     delegation_id: str,
@@ -474,8 +519,18 @@ class RecordsBuffer(BufferedWriter):
         self._buf.append((fn, args, kwargs))
 
     def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
+        # Consecutive delegation starts (the K delegations of one response) go in as one batch.
+        starts: list[tuple[float, dict[str, Any]]] = []
         for fn, args, kwargs in items:
+            if fn is _start_delegation_in:
+                starts.append((args[0], kwargs))
+                continue
+            if starts:
+                _start_delegations_in(conn, starts)
+                starts = []
             fn(conn, *args, **kwargs)
+        if starts:
+            _start_delegations_in(conn, starts)
 
 
 _buffers: dict[str, RecordsBuffer] = {}  # store url -> its buffer (one per store in a process)
