@@ -113,3 +113,50 @@ async def test_a_fan_out_is_stored_before_any_branch_runs_in_one_transaction(sta
     assert seen == {w: (started, 1) for w in workers}
     # the run row; the delegating response; the three starts; the run's end (with the finishes)
     assert len(commits) <= 4, commits
+
+
+def test_a_batch_of_delegation_starts_numbers_new_rows_and_keeps_recorded_ones(state_dir):
+    """The starts one flush writes together (a fan-out's) get the run's next `seq` in order, and a
+    start of a delegation recorded already (a resumed run re-entering it) changes nothing."""
+    from proctor.state._records import RunRecords
+    from proctor.state._store import StateStore
+    from proctor.state._writer import flusher
+
+    records = RunRecords(StateStore(state_dir))
+    records.create_run(
+        run_id='batch-1',
+        team='t',
+        project='p',
+        data_class='internal',
+        task='go',
+        factory=None,
+        workspace=None,
+        durable=True,
+    )
+
+    def start(name: str, subtask: str) -> None:
+        records.queue_start_delegation(
+            delegation_id=f'batch-1>{name}:c',
+            run_id='batch-1',
+            agent_path=f'supervisor>{name}',
+            specialist=name,
+            subtask=subtask,
+            model_id='m',
+            route_reason='only',
+        )
+
+    records.start_delegation(
+        delegation_id='batch-1>alpha:c',
+        run_id='batch-1',
+        agent_path='supervisor>alpha',
+        specialist='alpha',
+        subtask='first',
+        model_id='m',
+        route_reason='only',
+    )
+    records.queue_finish_delegation('batch-1>alpha:c', status='succeeded', output='a done')
+    for name, subtask in [('beta', 'b'), ('alpha', 'again'), ('gamma', 'g'), ('beta', 'b again')]:
+        start(name, subtask)
+    flusher.flush_store(records.store)
+    rows = [(d.seq, d.specialist, d.subtask, d.status) for d in records.get('batch-1').delegations]
+    assert rows == [(0, 'alpha', 'first', 'succeeded'), (1, 'beta', 'b', 'running'), (2, 'gamma', 'g', 'running')]
