@@ -30,7 +30,7 @@ from ..exceptions import BudgetExceeded, ConfigError, RunError
 from ..state._schema import budget_usage, ledger
 from ..state._scope import current_scope
 from ..state._store import StateStore
-from ._ledger import call_cost, insert_ignore, run_db
+from ._ledger import call_cost, insert_ignore
 from ._plan import plan_for, set_skipped
 
 if TYPE_CHECKING:
@@ -435,7 +435,7 @@ class BudgetGuard(RunObserver):
                 return
             usd, tokens = (prompt * p_in + max_out * p_out) / 1e6, prompt + max_out
             book = self._book(call)
-            result = await run_db(book.store, book.reserve, call.key, call.deps, entries, usd, tokens)
+            result = await book.store.call(book.reserve, call.key, call.deps, entries, usd, tokens)
             if not isinstance(result, _Refusal):
                 self._levels.update(result)
                 set_skipped(skip)
@@ -468,7 +468,7 @@ class BudgetGuard(RunObserver):
         book = self._book(call)
         with anyio.CancelScope(shield=True):
             self._levels.update(
-                await run_db(book.store, book.settle, call.key, cost.cost_usd, cost.tokens, entries, call.deps)
+                await book.store.call(book.settle, call.key, cost.cost_usd, cost.tokens, entries, call.deps)
             )
 
     async def on_model_error(self, call: ModelCall, error: BaseException) -> None:
@@ -477,7 +477,7 @@ class BudgetGuard(RunObserver):
         except RunError:
             return
         with anyio.CancelScope(shield=True):
-            self._levels.update(await run_db(book.store, book.release, call.key))
+            self._levels.update(await book.store.call(book.release, call.key))
 
     # ------------------------------------------------------------------ for the router
 

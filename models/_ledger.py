@@ -40,7 +40,6 @@ __all__ = (
     'CallCost',
     'call_cost',
     'insert_ignore',
-    'run_db',
     'USAGE_DIMENSIONS',
 )
 
@@ -57,12 +56,6 @@ _COLUMNS = {
     ),
     'model': ledger.c.model_id,
 }
-
-
-async def run_db(store: StateStore, fn: Any, *args: Any) -> Any:
-    """Run a short write on the state store (`StateStore.call`: inline on SQLite, in a worker thread
-    on a server database)."""
-    return await store.call(fn, *args)
 
 
 def insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any], keys: list[str]) -> Any:
@@ -439,7 +432,7 @@ class LedgerObserver(RunObserver):
             buf._buf.append((entry, attempts))
             return
         with anyio.CancelScope(shield=True):
-            await run_db(led.store, led.record, entry, attempts)
+            await led.store.call(led.record, entry, attempts)
 
     async def on_model_error(self, call: ModelCall, error: BaseException) -> None:
         attempts = attempts_of(error)
@@ -448,8 +441,7 @@ class LedgerObserver(RunObserver):
             return
         d = call.deps
         with anyio.CancelScope(shield=True):
-            await run_db(
-                led.store,
+            await led.store.call(
                 lambda: led.record_attempts(
                     call.key, run_id=d.run_id, agent_path=d.agent_path, specialist=d.specialist, attempts=attempts
                 ),

@@ -120,9 +120,10 @@ class ModelCheckpoint:
         return any(isinstance(p, ToolCallPart) for p in response.parts)
 
     async def commit(self) -> None:
-        """Store what the run queued (the response just recorded among it) before its tool calls act.
-        One pass of the event loop first: sibling branches whose responses arrived together (the
-        members of one fan-out) queue theirs too, and one transaction stores them all."""
+        """Store what the run queued (a response just recorded, a delegation's start) before what
+        depends on it acts. A group commit: one pass of the event loop first, so sibling branches
+        that reach their checkpoints together (the members of one fan-out) queue theirs too, and the
+        first to write stores them all in one transaction; the others find nothing left to store."""
         from ..tracing._setup import settle
 
         await anyio.lowlevel.checkpoint()

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Generic
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 from opentelemetry import trace as otel_trace
 from pydantic import BaseModel
@@ -756,12 +755,10 @@ class Team(Generic[OutputT]):
                 route_reason=route.reason,
             )
             self.records.queue_start_delegation(**row)  # written with the run's other rows, in order
-            if self.durable:
-                # Stored before it runs: after a crash `proctor runs show` names what was running. One
-                # pass of the event loop first, so the delegations the same response started queue
-                # their rows too and are stored in one transaction (K=20: 1 commit instead of 20).
-                await anyio.lowlevel.checkpoint()
-                await settle(self.store, spans=False)
+            if self._checkpoint is not None:
+                # Stored before it runs: after a crash `proctor runs show` names what was running. A
+                # group commit: the delegations the same response started are stored in one transaction.
+                await self._checkpoint.commit()
         started = time.perf_counter()
         emit(
             self.observers,
