@@ -15,7 +15,6 @@ supervisor = ScriptedModel([[delegate('research', 'find the API'), delegate('cod
 
 from __future__ import annotations
 
-import inspect
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -33,6 +32,8 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+from .core._callables import positional_arity as _arity
 
 __all__ = (
     'ScriptedModel',
@@ -121,16 +122,6 @@ def _to_response(value: Any) -> ModelResponse:
     if isinstance(value, Sequence):
         return ModelResponse(parts=list(value))
     raise TypeError(f'a scripted step must give a ModelResponse, parts or text, not {type(value).__name__}')
-
-
-def _arity(fn: Callable[..., Any]) -> int:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 2
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return 2
-    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 class ScriptedModel(FunctionModel):

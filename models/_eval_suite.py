@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
 import json
 import re
 import tomllib
@@ -44,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from ..core._callables import positional_arity as _arity
 from ..core._data_classes import DATA_CLASSES
 from ..exceptions import ConfigError
 
@@ -190,16 +190,6 @@ class EvalSuite:
     @property
     def judges(self) -> set[str]:
         return {j for c in self.cases for ch in c.checks if ch.kind == 'judge' for j in ch.judges}
-
-
-def _arity(fn: Callable[..., Any]) -> int:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 2
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return 2
-    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 def import_object(spec: Any, *, file: str | None, key: str, what: str) -> Any:

@@ -31,7 +31,7 @@ from ..core._deps import RunDeps
 from ..core._events import RunObserver
 from ..exceptions import ConfigError, NoRouteError, UnknownModelError
 from ._budget import Budget, BudgetGuard
-from ._config import RoutingPolicy, SpecialistPolicy, load_config, parse_policy
+from ._config import RoutingPolicy, RoutingRule, SpecialistPolicy, load_config, parse_policy
 from ._eval_route import EvalRouteAudit, EvalSelector
 from ._fallback import RegistryModel, RoutedModel
 from ._ledger import LedgerObserver
@@ -82,6 +82,16 @@ class _Constraints:
             self.regions = set(regions) if self.regions is None else self.regions & set(regions)
         if allow is not None:
             self.allow = set(allow) if self.allow is None else self.allow & set(allow)
+
+    def apply(self, rule: RoutingRule) -> None:
+        """Tighten by a policy rule that matched (its capabilities, tier, latency, regions, models)."""
+        self.tighten(
+            requires=rule.requires,
+            max_tier=rule.max_cost_tier,
+            max_latency_ms=rule.max_latency_ms,
+            regions=rule.regions,
+            allow=rule.models,
+        )
 
     def reject(self, model_id: str, info: ModelInfo, data_class: str) -> str | None:
         """Why `model_id` may not serve under these constraints, or None."""
@@ -164,13 +174,7 @@ class ModelRouter:
         cons = _Constraints()
         for rule in self.policy.rules:
             if rule.matches(data_class=data_class, project=project, team=team, specialist=specialist):
-                cons.tighten(
-                    requires=rule.requires,
-                    max_tier=rule.max_cost_tier,
-                    max_latency_ms=rule.max_latency_ms,
-                    regions=rule.regions,
-                    allow=rule.models,
-                )
+                cons.apply(rule)
         return cons.reject(model_id, self.registry.get(model_id), data_class)
 
     def evaluations_changed(self, suite: str | None = None) -> None:
@@ -294,13 +298,7 @@ class ModelRouter:
             if not rules_scoped and (rule.project is not None or rule.team is not None):
                 continue
             if rule.matches(data_class=data_class, project=project, team=team, specialist=name):
-                cons.tighten(
-                    requires=rule.requires,
-                    max_tier=rule.max_cost_tier,
-                    max_latency_ms=rule.max_latency_ms,
-                    regions=rule.regions,
-                    allow=rule.models,
-                )
+                cons.apply(rule)
         rejected: dict[str, str] = {}
         ok: list[str] = []
         for mid in chain:

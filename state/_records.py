@@ -417,26 +417,31 @@ def _start_delegation_in(
     route_reason: str | None,
 ) -> None:
     seq = c.execute(_DELEGATION_SEQ, {'rid': run_id}).scalar_one()
-    values = dict(
+    values = _delegation_row(
+        at,
+        seq,
         delegation_id=delegation_id,
         run_id=run_id,
-        seq=seq,
         agent_path=agent_path,
         specialist=specialist,
         subtask=subtask,
         model_id=model_id,
         route_reason=route_reason,
-        status='running',
-        started_at=at,
-        input_tokens=0,
-        output_tokens=0,
-        requests=0,
-        cost_usd=0.0,
     )
     if c.execute(_insert_ignore(c, delegations, 'delegation_id'), values).rowcount:
         # Its calls the ledger wrote before this row (the row was queued): their usage, summed once.
-        prefix = delegation_id + '#'
-        c.execute(_SETTLE_DELEGATION, {'did': delegation_id, 'rid': run_id, 'prefix': prefix, 'n': len(prefix)})
+        c.execute(_SETTLE_DELEGATION, _settle_params(values))
+
+
+def _delegation_row(at: float, seq: int, **kw: Any) -> dict[str, Any]:
+    """A delegation's row as it starts: running, no usage yet."""
+    return dict(kw, seq=seq, status='running', started_at=at, input_tokens=0, output_tokens=0, requests=0, cost_usd=0.0)
+
+
+def _settle_params(row: dict[str, Any]) -> dict[str, Any]:
+    """`_SETTLE_DELEGATION`'s parameters for a new row: the ledger's calls under its id."""
+    prefix = row['delegation_id'] + '#'
+    return {'did': row['delegation_id'], 'rid': row['run_id'], 'prefix': prefix, 'n': len(prefix)}
 
 
 def _start_delegations_in(c: sa.Connection, starts: list[tuple[float, dict[str, Any]]]) -> None:
@@ -458,27 +463,12 @@ def _start_delegations_in(c: sa.Connection, starts: list[tuple[float, dict[str, 
         known.add(did)
         if rid not in seqs:
             seqs[rid] = c.execute(_DELEGATION_SEQ, {'rid': rid}).scalar_one()
-        rows.append(
-            dict(
-                kw,
-                seq=seqs[rid],
-                status='running',
-                started_at=at,
-                input_tokens=0,
-                output_tokens=0,
-                requests=0,
-                cost_usd=0.0,
-            )
-        )
+        rows.append(_delegation_row(at, seqs[rid], **kw))
         seqs[rid] += 1
     if not rows:
         return
     c.execute(_insert_ignore(c, delegations, 'delegation_id'), rows)
-    settle = []
-    for r in rows:
-        prefix = r['delegation_id'] + '#'
-        settle.append({'did': r['delegation_id'], 'rid': r['run_id'], 'prefix': prefix, 'n': len(prefix)})
-    c.execute(_SETTLE_DELEGATION, settle)
+    c.execute(_SETTLE_DELEGATION, [_settle_params(r) for r in rows])
 
 
 def _finish_delegation_in(

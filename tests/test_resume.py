@@ -10,23 +10,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from crash_harness import wait_for
 
 pytestmark = pytest.mark.slow
 TEAM = Path(__file__).with_name('resume_team.py')
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = 'condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 def test_killed_run_resumes_without_repeating_finished_model_calls(tmp_path):

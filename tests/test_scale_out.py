@@ -12,13 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from crash_harness import wait_for
 
 from proctor.state._heartbeats import Heartbeats
 from proctor.state._queue import close_clients, submit_run, wait_for_run
@@ -30,16 +30,6 @@ from local_servers import LocalPostgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
 TEAM = Path(__file__).with_name('scale_out_team.py')
-
-
-def wait_for(predicate, timeout: float = 120.0, what: str = 'condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 @pytest.fixture(scope='module')
@@ -94,7 +84,9 @@ class Cluster:
                 stderr=subprocess.STDOUT,
             )
         self.workers.append(p)
-        wait_for(lambda: self.alive() > alive_before or p.poll() is not None, what=f'worker {n} to start')
+        wait_for(
+            lambda: self.alive() > alive_before or p.poll() is not None, timeout=120.0, what=f'worker {n} to start'
+        )
         assert p.poll() is None, self.log(n)
         return p
 
@@ -186,6 +178,7 @@ def test_sigkilled_worker_runs_are_taken_over_without_repeating_finished_steps(c
             sum(agent == 'coding' for _, agent, _ in cluster.lines('calls')) == 4
             and approvals.list(run_id=run_ids[3], status='pending')
         ),
+        timeout=120.0,
         what='3 runs at coding, 1 at its approval',
     )
     b = cluster.start_worker('--concurrency', '4')
@@ -235,7 +228,7 @@ def test_approval_decided_from_a_third_process_resumes_the_run_a_worker_holds(cl
     w = cluster.start_worker('--concurrency', '2')
     (rid,) = submit(['gated-1'])
     queue = ApprovalQueue(cluster.store)
-    pending = wait_for(lambda: queue.list(run_id=rid, status='pending'), what='the pending approval')
+    pending = wait_for(lambda: queue.list(run_id=rid, status='pending'), timeout=120.0, what='the pending approval')
     assert RunRecords(cluster.store).get(rid, with_delegations=False).status == 'waiting'
     assert cluster.lines('effects') == [['gated-1', str(w.pid)]]  # research's effect; publish waits
 
