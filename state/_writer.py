@@ -74,7 +74,9 @@ class BufferedWriter:
     def pending(self) -> int:
         return len(self._buf)
 
-    def take(self) -> list[Any]:
+    def take(self, *, checkpoint: bool = False) -> list[Any]:
+        """The queued items, removed from the buffer. `checkpoint`: taken by a mid-run checkpoint's
+        write (`Flusher.flush_store`), which needs only what must be stored."""
         items = []
         while self._buf:
             items.append(self._buf.popleft())
@@ -142,15 +144,23 @@ class Flusher:
             return False
         return lock.locked() or any(b.pending for b in self.buffers_of(store) if b.must_write or not must_write)
 
-    def flush_store(self, store: StateStore) -> None:
+    def flush_store(self, store: StateStore, *, checkpoint: bool = False) -> None:
         """Write everything buffered for `store` now, in one transaction (blocking; waits for a write
         already under way). Raises when a buffer that must be written (recordings, audit) failed;
-        its items are kept for the next flush."""
+        its items are kept for the next flush. `checkpoint`: the write of a mid-run checkpoint
+        (`tracing.settle(spans=False)`): buffers may leave out what can wait for the next write
+        (the trace store leaves its placeholder rows of spans still running to it)."""
         lock = self._store_locks.get(store.url)
         if lock is None:
             return
         with lock:
-            taken = [(b, items) for b in self.buffers_of(store) if b.pending for items in [b.take()] if items]
+            taken = [
+                (b, items)
+                for b in self.buffers_of(store)
+                if b.pending
+                for items in [b.take(checkpoint=checkpoint)]
+                if items
+            ]
             if not taken:
                 return
             try:

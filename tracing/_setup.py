@@ -131,7 +131,8 @@ async def settle(store: StateStore, *, spans: bool = True) -> None:
     as any run ends, so its trace and recording can be read as soon as it returns.
 
     `spans=False`, for a checkpoint in mid-run: write (everything) only if something that must be
-    stored is queued; spans alone wait for the next write (the background writer's, within a second).
+    stored is queued; spans alone wait for the next write (the background writer's, within a second),
+    and so do the placeholder rows of spans still running (`StoreSpanProcessor.take`).
     So of the branches of one fan-out reaching their checkpoints together, the first writes for all.
 
     On SQLite the write (one short local transaction) runs inline, cheaper than a thread hop; a
@@ -139,4 +140,4 @@ async def settle(store: StateStore, *, spans: bool = True) -> None:
     if not flusher.pending(store, must_write=not spans):
         return
     with anyio.CancelScope(shield=True):
-        await store.call(flusher.flush_store, store)
+        await store.call(flusher.flush_store, store, checkpoint=not spans)
