@@ -9,7 +9,8 @@ that recording the checkpoint of model requests:
   from where the recording ends;
 - a response that a durable action will depend on is committed before that action: a response with
   tool calls (a delegation's child workflow, a journaled side effect, an approval follow from it)
-  is written at once; a final answer is written in the same transaction as the row that records
+  is written at once, and one that asks only for delegations in the run's workflow code is written
+  with their starts, in the transaction that stores them before they run (`Team._delegate`); a final answer is written in the same transaction as the row that records
   its delegation, or the run, as finished (both are queued on the store's one writer:
   `Team._delegate`, `Team._execute_once`), so a delegation never counts as finished without its
   answer. A crash before then asks the model again for that answer, which nothing durable has seen yet;
@@ -115,9 +116,10 @@ class ModelCheckpoint:
         return done
 
     @staticmethod
-    def must_commit(response: ModelResponse) -> bool:
-        """A response with tool calls: what follows (child workflows, side effects, approvals) depends on it."""
-        return any(isinstance(p, ToolCallPart) for p in response.parts)
+    def must_commit(response: ModelResponse, self_committing: frozenset[str] = frozenset()) -> bool:
+        """A response with tool calls: what follows (child workflows, side effects, approvals) depends
+        on it. Unless it calls only tools in `self_committing`, which commit it before they act."""
+        return any(isinstance(p, ToolCallPart) and p.tool_name not in self_committing for p in response.parts)
 
     async def commit(self) -> None:
         """Store what the run queued (a response just recorded, a delegation's start) before what

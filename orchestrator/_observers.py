@@ -34,11 +34,16 @@ class ObserverCapability(AbstractCapability[RunDeps]):
         *,
         checkpoint: Any = None,
         spans: GenAISpans | None = None,
+        self_committing: frozenset[str] = frozenset(),
     ) -> None:
         self.observers = observers  # the team's list: observers added later are seen too
         self.model_ids = model_ids  # id(Model) -> model id in the registry
         self.checkpoint = checkpoint  # a durable recorded team's `ModelCheckpoint` (`_checkpoint`)
         self.spans = spans
+        #: Tools that commit the run's checkpoint themselves before they act (the agent's delegations
+        #: in the run's workflow code: `Team._delegate`): a response calling only these is stored
+        #: with their starts, in one transaction, not in one of its own first.
+        self.self_committing = self_committing
 
     async def wrap_model_request(
         self, ctx: RunContext[RunDeps], *, request_context: Any, handler: Any
@@ -87,7 +92,11 @@ class ObserverCapability(AbstractCapability[RunDeps]):
             raise
         for o in self.observers:
             await o.after_model_call(call, response)
-        if recorded is None and self.checkpoint is not None and self.checkpoint.must_commit(response):
+        if (
+            recorded is None
+            and self.checkpoint is not None
+            and self.checkpoint.must_commit(response, self.self_committing)
+        ):
             await self.checkpoint.commit()  # before the tool calls it asks for act durably
         return response
 

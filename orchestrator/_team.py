@@ -295,8 +295,22 @@ class Team(Generic[OutputT]):
         for mid, m in candidates.items():
             self._model_ids[id(m)] = mid
         observe = TracedObserverCapability if self._spans is not None else ObserverCapability
+        # A durable recorded delegation in the run's workflow code stores its start before it runs
+        # (`_delegate`), and with it the response that asked for it; a child workflow starts in
+        # DBOS first, so a response asking for one is stored on its own, before.
+        self_committing = frozenset(
+            f'delegate_to_{m.name}'
+            for m in self.tree.members.get(path, {}).values()
+            if self.durable and self.record and not _needs_child_workflow(m)
+        )
         capabilities: list[Any] = [
-            observe(self.observers, self._model_ids, checkpoint=self._checkpoint, spans=self._spans)
+            observe(
+                self.observers,
+                self._model_ids,
+                checkpoint=self._checkpoint,
+                spans=self._spans,
+                self_committing=self_committing,
+            )
         ]
         if self.durable and self._dbos_capability(spec, path):
             _engine.rebuildable(agent_name)  # building this team again replaces its DBOS functions
