@@ -8,7 +8,9 @@ CPU per delegation is measured at L=0 as a marginal cost, so the fixed cost of a
 - per top-level delegation: (CPU of supervisor → 16 leaves − CPU of supervisor → 4 leaves) / 12;
 - per leaf delegation: (CPU of 1 → 4 → 16 − CPU of 1 → 4 → 4, one leaf per lead) / 12.
 The leaves do the same work in both, so the two numbers compare a delegation two levels down with
-one from the supervisor. Prints one JSON line.
+one from the supervisor. They are measured twice: as a run costs (the garbage collector on), and
+with it paused while a run is timed (`gc_paused`, `timeit`'s convention), the figure that leaves out
+how much more each collection costs with more objects in flight. Prints one JSON line.
 
     python benchmarks/nested.py                 # L=0.2 s, 3 timed runs, 9 interleaved CPU rounds
     python benchmarks/nested.py --latency 0.5 --runs 5
@@ -17,6 +19,7 @@ one from the supervisor. Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import tempfile
@@ -110,20 +113,35 @@ def flat_team(store: Path, leaves: int, *, name: str) -> Team:
     )
 
 
-async def _cpu_per_run(teams: dict[str, Team], rounds: int) -> dict[str, float]:
-    """Median CPU seconds per run of each team at L=0, the teams taking turns (drift on a noisy
-    machine hits them alike)."""
+async def _cpu_per_run(teams: dict[str, Team], rounds: int, *, gc_paused: bool = False) -> dict[str, float]:
+    """Median CPU seconds per run of each team at L=0, the teams taking turns, each round starting
+    with the next one (drift on a noisy machine, and whatever one run leaves the next, hit them alike).
+    `gc_paused`: the garbage collector is paused while a run is timed (collected before), as
+    `timeit` does by default: a generation-2 collection that one run's garbage triggers in a later
+    run lands at random in one sample, and a run with more objects in flight pays more per collection."""
     METER.reset(0.0)
     for team in teams.values():
         await team.run('warm up')
     samples: dict[str, list[float]] = {k: [] for k in teams}
+    order = list(teams.items())
     for i in range(rounds):
-        for key, team in teams.items():
-            t = time.process_time()
-            result = await team.run(f'go {i}')
-            samples[key].append(time.process_time() - t)
+        for key, team in order[i % len(order) :] + order[: i % len(order)]:
+            if gc_paused:
+                gc.collect()
+                gc.disable()
+            try:
+                t = time.process_time()
+                result = await team.run(f'go {i}')
+                samples[key].append(time.process_time() - t)
+            finally:
+                gc.enable()
             assert result.status == 'succeeded', result
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def _per_delegation(cpu: dict[str, float]) -> tuple[float, float]:
+    """(CPU ms per leaf delegation, per top-level delegation), as marginal costs."""
+    return (cpu['tree_1_4_16'] - cpu['tree_1_4_4']) / 12 * 1000, (cpu['flat_16'] - cpu['flat_4']) / 12 * 1000
 
 
 async def _main(latency: float, runs: int, cpu_runs: int) -> dict[str, Any]:
@@ -147,8 +165,9 @@ async def _main(latency: float, runs: int, cpu_runs: int) -> dict[str, Any]:
         'flat_4': flat_team(store, 4, name='flat4'),
     }
     cpu = await _cpu_per_run(shapes, cpu_runs)
-    leaf_ms = (cpu['tree_1_4_16'] - cpu['tree_1_4_4']) / 12 * 1000
-    top_ms = (cpu['flat_16'] - cpu['flat_4']) / 12 * 1000
+    leaf_ms, top_ms = _per_delegation(cpu)
+    cpu_paused = await _cpu_per_run(shapes, cpu_runs, gc_paused=True)
+    leaf_paused, top_paused = _per_delegation(cpu_paused)
     ideal = 3 * 2 * latency
     wall = statistics.median(walls)
     return {
@@ -167,6 +186,11 @@ async def _main(latency: float, runs: int, cpu_runs: int) -> dict[str, Any]:
         'cpu_ms_per_leaf_delegation': round(leaf_ms, 2),
         'cpu_ms_per_top_level_delegation': round(top_ms, 2),
         'cpu_ms_per_run': {k: round(v * 1000, 1) for k, v in cpu.items()},
+        'gc_paused': {
+            'cpu_ms_per_leaf_delegation': round(leaf_paused, 2),
+            'cpu_ms_per_top_level_delegation': round(top_paused, 2),
+            'cpu_ms_per_run': {k: round(v * 1000, 1) for k, v in cpu_paused.items()},
+        },
     }
 
 
