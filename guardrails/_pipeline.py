@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import GuardrailTripped
-from ..state._schema import guard_events
-from ..state._store import StateStore
 from ._protocol import Decision, GuardContext, Guardrail, Hook
+
+if TYPE_CHECKING:
+    from ..state._store import StateStore
 
 __all__ = ('GuardrailPipeline', 'GuardOutcome')
 
@@ -74,6 +75,8 @@ class GuardrailPipeline:
     ) -> None:
         if store is None or not decisions:
             return
+        from ..state._schema import guard_events  # SQLAlchemy loads with the store, not with the pipeline
+
         now = time.time()
         rows = [
             dict(

@@ -15,10 +15,12 @@ import importlib.util
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..exceptions import RunError, UserError
-from ..state._store import StateStore
+
+if TYPE_CHECKING:
+    from ..state._store import StateStore
 
 __all__ = ('LiveTeam', 'TeamRegistry', 'teams', 'load_factory')
 

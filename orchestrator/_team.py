@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 import anyio
 import anyio.to_thread
@@ -20,33 +20,45 @@ from pydantic_ai.messages import ModelResponse
 from pydantic_ai.toolsets import FunctionToolset
 from pydantic_ai.usage import RunUsage
 
+from .._lazy import lazy_module
 from .._log import get_logger
 from ..agents._specialist import OutputT, Specialist, Supervisor
 from ..core._data_classes import DATA_CLASSES
 from ..core._deps import RunDeps
 from ..core._events import RunEvent, RunObserver, emit
 from ..exceptions import RunError, UnknownRunError, UserError
-from ..guardrails._observer import GuardrailObserver
 from ..guardrails._pipeline import GuardrailPipeline
 from ..guardrails._protocol import GuardContext, Hook
 from ..models._errors import failure_text, provider_error
-from ..models._ledger import LedgerObserver
 from ..models._routing import PreferredModelRouter, Route, Router
 from ..state import _dbos as _engine
-from ..state._records import DelegationRecord, DelegationStatus, RunRecord, RunRecords, RunStatus
 from ..state._scope import RunScope, run_scope
-from ..state._store import StateStore
 from ..tools._workspace import Workspace
-from ..tracing._audit import AuditObserver
-from ..tracing._continuity import anchor_run, trace_parent
 from ..tracing._events import apply_guardrails
 from ..tracing._genai import GenAISpans
-from ..tracing._recording import Recorder, ResponseRecorder
-from ..tracing._setup import instrumentation_settings, resolve_tracer_provider, settle, trace_content
 from ._checkpoint import ModelCheckpoint, durability
 from ._live import teams
 from ._observers import ObserverCapability, TracedObserverCapability
 from ._tree import DEFAULT_MAX_DEPTH, SUPERVISOR_PATH, AgentTree
+
+if TYPE_CHECKING:
+    from ..guardrails import _observer as _guard_observer
+    from ..models import _ledger
+    from ..state import _records, _store
+    from ..state._records import DelegationRecord, DelegationStatus, RunRecord, RunRecords, RunStatus
+    from ..state._store import StateStore
+    from ..tracing import _audit, _continuity, _recording, _setup
+else:
+    # The state store and what writes to it (SQLAlchemy and the schema, ~0.1 s to import) load when a
+    # team is built, not with `from proctor import Team`.
+    _guard_observer = lazy_module('proctor.guardrails._observer')
+    _ledger = lazy_module('proctor.models._ledger')
+    _records = lazy_module('proctor.state._records')
+    _store = lazy_module('proctor.state._store')
+    _audit = lazy_module('proctor.tracing._audit')
+    _continuity = lazy_module('proctor.tracing._continuity')
+    _recording = lazy_module('proctor.tracing._recording')
+    _setup = lazy_module('proctor.tracing._setup')
 
 __all__ = ('Team', 'TeamResult', 'DelegationResult', 'DATA_CLASSES')
 
@@ -210,8 +222,8 @@ class Team(Generic[OutputT]):
         self.max_depth = max_depth
         self.specialists: dict[str, Specialist[Any]] = self.tree.members[SUPERVISOR_PATH]  # the supervisor's members
         self.workspace = Workspace.open(workspace) if workspace is not None else None
-        self.store = StateStore(state_dir, database_url=database_url)
-        self.records = RunRecords(self.store)
+        self.store = _store.StateStore(state_dir, database_url=database_url)
+        self.records = _records.RunRecords(self.store)
         self.durable = durable
         self.record = record
         self.factory = factory
@@ -221,32 +233,36 @@ class Team(Generic[OutputT]):
         if record:
             # Recorder first: it keeps the raw tool results replay returns. Audit: one record per model call.
             self.observers[:0] = [
-                Recorder(self.store, workspace=self.workspace.root if self.workspace else None),
-                AuditObserver(self.store),
+                _recording.Recorder(self.store, workspace=self.workspace.root if self.workspace else None),
+                _audit.AuditObserver(self.store),
             ]
-            if type(self.router) is PreferredModelRouter and not any(isinstance(o, LedgerObserver) for o in observers):
+            if type(self.router) is PreferredModelRouter and not any(
+                isinstance(o, _ledger.LedgerObserver) for o in observers
+            ):
                 # Without a ModelRouter (which brings its own ledger, with prices) calls still reach the
                 # ledger, unpriced, so `proctor usage` counts every run's tokens.
-                self.observers.insert(0, LedgerObserver(store=self.store))
+                self.observers.insert(0, _ledger.LedgerObserver(store=self.store))
         if self.guardrails.has('tool_call') or self.guardrails.has('tool_output'):
             # Tool guards and approval checkpoints, before the caller's observers (after the
             # recorder, which keeps raw tool results for replay).
             self.observers.insert(
-                len(self.observers) - len(observers), GuardrailObserver(self.guardrails, self.store, record=record)
+                len(self.observers) - len(observers),
+                _guard_observer.GuardrailObserver(self.guardrails, self.store, record=record),
             )
         self._model_ids: dict[int, str] = {}
         # Durable: the run's recording checkpoints its model responses (`_checkpoint`); without
         # `record`, a recorder of model responses only.
         self._checkpoint = ModelCheckpoint(self.store) if durable else None
         if durable and not record:
-            self.observers.insert(0, ResponseRecorder(self.store))
+            self.observers.insert(0, _recording.ResponseRecorder(self.store))
         # The router's ledger and budget guard first: later observers read the served model and cost.
         router_observers = getattr(self.router, 'observers', None)
         if router_observers is not None:
             self.observers[:0] = [o for o in router_observers() if not any(o is x for x in observers)]
         # Its calls reach its ledger: the ledger's writers keep each run's and delegation's usage (one account).
         self.records.usage_from_ledger = record and any(
-            isinstance(o, LedgerObserver) and (o.store is None or o.store.url == self.store.url) for o in self.observers
+            isinstance(o, _ledger.LedgerObserver) and (o.store is None or o.store.url == self.store.url)
+            for o in self.observers
         )
         if instrumentation not in INSTRUMENTATIONS:
             raise UserError(
@@ -254,10 +270,10 @@ class Team(Generic[OutputT]):
             )
         self.instrumentation = instrumentation
         self.trace = trace
-        self.tracer_provider = resolve_tracer_provider(tracer_provider, self.store) if trace else None
+        self.tracer_provider = _setup.resolve_tracer_provider(tracer_provider, self.store) if trace else None
         # The agents' GenAI spans: proctor's own (`tracing._genai`), unless pydantic-ai's `Instrumentation` is asked for.
         self._spans = (
-            GenAISpans(self.tracer_provider, content=trace_content())
+            GenAISpans(self.tracer_provider, content=_setup.trace_content())
             if self.tracer_provider is not None and instrumentation == 'proctor'
             else None
         )
@@ -321,7 +337,7 @@ class Team(Generic[OutputT]):
         if self.tracer_provider is not None and self._spans is None:
             from pydantic_ai.capabilities import Instrumentation
 
-            settings = instrumentation_settings(self.tracer_provider)
+            settings = _setup.instrumentation_settings(self.tracer_provider)
             capabilities.append(Instrumentation(settings=settings))
         return Agent(
             candidates[default_id],
@@ -674,7 +690,7 @@ class Team(Generic[OutputT]):
         # A workflow body that runs again (recovery, resume) continues the run's first trace.
         resumed_from = None
         if self._checkpoint is not None and self.tracer_provider is not None and run_id not in self._checkpoint.first:
-            resumed_from = await self._db(trace_parent, self.tracer_provider, self.store, run_id)
+            resumed_from = await self._db(_continuity.trace_parent, self.tracer_provider, self.store, run_id)
         try:
             with self.tracer.start_as_current_span(
                 'team.run',
@@ -689,7 +705,8 @@ class Team(Generic[OutputT]):
                     'proctor.resumed': resumed_from is not None,
                 },
             ) as span:
-                anchor_run(self.tracer_provider, self.store, run_id, span)  # also records the run's trace id
+                # also records the run's trace id
+                _continuity.anchor_run(self.tracer_provider, self.store, run_id, span)
                 result = await agent.run(task, deps=deps, model=route.model_key)
                 output = self._guard('output', result.output, deps)
                 span.set_attributes(_usage_attributes(result.usage, route))
@@ -705,7 +722,7 @@ class Team(Generic[OutputT]):
                     elapsed_s=time.perf_counter() - started,
                 ),
             )
-            await settle(self.store)
+            await _setup.settle(self.store)
             raise
         usage = result.usage
         if self.record:  # written with the run's other rows (and its final answer) by the `settle` below
@@ -724,7 +741,7 @@ class Team(Generic[OutputT]):
                 elapsed_s=time.perf_counter() - started,
             ),
         )
-        await settle(self.store)  # the run's recordings, audit records and trace, before it returns
+        await _setup.settle(self.store)  # the run's recordings, audit records and trace, before it returns
         return {'output': output, 'usage': usage}
 
     def _finish_run(self, run_id: str, output: Any, usage: RunUsage, route: Route) -> None:
@@ -793,7 +810,7 @@ class Team(Generic[OutputT]):
             and not otel_trace.get_current_span().get_span_context().is_valid
         ):
             # A child workflow recovered on its own has no span around it: continue the run's trace.
-            resumed_from = await self._db(trace_parent, self.tracer_provider, self.store, parent.run_id)
+            resumed_from = await self._db(_continuity.trace_parent, self.tracer_provider, self.store, parent.run_id)
         try:
             with self.tracer.start_as_current_span(
                 f'delegate {specialist}',
@@ -834,7 +851,7 @@ class Team(Generic[OutputT]):
                     delegation_id, status='failed', error=f'{type(e).__name__}: {e}'[:2000]
                 )
             if own_workflow:
-                await settle(self.store)
+                await _setup.settle(self.store)
             raise
         usage = result.usage
         served = _served_model(result.new_messages(), route.model_id)
@@ -850,7 +867,7 @@ class Team(Generic[OutputT]):
                 model_id=served,
             )
         if own_workflow:  # its recordings and audit records, before its workflow completes (else the run's end does)
-            await settle(self.store)
+            await _setup.settle(self.store)
         emit(
             self.observers,
             RunEvent(

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._store import StateStore
+if TYPE_CHECKING:
+    from ._store import StateStore
 
 __all__ = ('RunScope', 'current_scope', 'run_scope')
 

@@ -86,6 +86,14 @@ def _imports(path: Path, module: str, *, type_only: bool = True) -> set[str]:
             found.add(target)
             # `from . import x` / `from .pkg import sub` may name a submodule
             found.update(f'{target}.{alias.name}' for alias in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, 'id', getattr(node.func, 'attr', None)) in ('lazy_module', 'import_module')
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.add(node.args[0].value)  # `lazy_module('proctor.state._store')`: an import all the same
     return {name for name in found if name == 'proctor' or name.startswith('proctor.')}
 
 

@@ -88,21 +88,21 @@ def test_import_proctor_does_not_import_heavy_optional_modules():
 
 
 def test_importing_the_team_api_leaves_the_durable_engine_and_models_for_first_use():
-    # What a script needs to build a team loads the state store's side with plain imports (no module
-    # globals bound on the first Team), but not DBOS (the first durable run loads it), Chroma, torch or
-    # the embedded model.
-    heavy = ('dbos', 'chromadb', 'torch', 'llama_cpp')
+    # What a script needs to build a team loads no SQLAlchemy (the state store loads with the first
+    # Team), and not DBOS (the first durable run loads it), Chroma, torch or the embedded model.
+    heavy = ('sqlalchemy', 'dbos', 'chromadb', 'torch', 'llama_cpp')
     code = (
         'import sys\n'
         'from proctor import Team, Supervisor, Specialist\n'
         'from proctor.testing import ScriptedModel\n'
         f'print(",".join(m for m in {heavy!r} if m in sys.modules))\n'
-        'Team(Supervisor(model=ScriptedModel(lambda m: "ok")), [Specialist("w", "Work.", model=ScriptedModel(lambda m: "ok"))],'
+        'team = Team(Supervisor(model=ScriptedModel(lambda m: "ok")), [Specialist("w", "Work.", model=ScriptedModel(lambda m: "ok"))],'
         ' durable=False, state_dir=sys.argv[1])\n'
         f'print(",".join(m for m in {heavy!r} if m in sys.modules))\n'
+        'print(team.run_sync("go").output)\n'
     )
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         out = subprocess.run([sys.executable, '-c', code, d], capture_output=True, text=True, check=True)
-    assert out.stdout.split('\n')[:2] == ['', '']
+    assert out.stdout.split('\n')[:3] == ['', 'sqlalchemy', 'ok']
