@@ -10,7 +10,8 @@ that recording the checkpoint of model requests:
 - a response that a durable action will depend on is committed before that action: a response with
   tool calls (a delegation's child workflow, a journaled side effect, an approval follow from it)
   is written at once, and one that asks only for delegations in the run's workflow code is written
-  with their starts, in the transaction that stores them before they run (`Team._delegate`); a final answer is written in the same transaction as the row that records
+  with their starts, in the transaction that stores them before they run (`Team._delegate`); a
+  final answer is written in the same transaction as the row that records
   its delegation, or the run, as finished (both are queued on the store's one writer:
   `Team._delegate`, `Team._execute_once`), so a delegation never counts as finished without its
   answer. A crash before then asks the model again for that answer, which nothing durable has seen yet;
