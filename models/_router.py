@@ -209,13 +209,7 @@ class ModelRouter:
             if rule.data_class is None:
                 continue
             cons = _Constraints()
-            cons.tighten(
-                requires=rule.requires,
-                max_tier=rule.max_cost_tier,
-                max_latency_ms=rule.max_latency_ms,
-                regions=rule.regions,
-                allow=rule.models,
-            )
+            cons.apply(rule)
             for dc in (rule.data_class,) if isinstance(rule.data_class, str) else rule.data_class:
                 why = {m: cons.reject(m, self.registry.get(m), dc) for m in known}
                 if all(why.values()):
