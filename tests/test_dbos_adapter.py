@@ -177,3 +177,63 @@ async def test_on_sqlite_dbos_records_workflows_and_steps_inline_and_durably(lau
     assert [s['output'] for s in steps] == [40]  # the step's output was recorded
     with SetWorkflowID('bookkeeping-1'):  # run again under its id: served from the record
         assert await _bookkeeping_workflow(20) == 41
+
+
+def _status_row(store: StateStore, workflow_id: str) -> tuple[str, str | None, str | None]:
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(store.dbos_url)
+    try:
+        with eng.connect() as c:
+            row = c.execute(
+                sa.text(
+                    'SELECT s.status, s.owner_xid, o.output FROM workflow_status s '
+                    'LEFT JOIN workflow_output o ON o.workflow_uuid = s.workflow_uuid WHERE s.workflow_uuid = :w'
+                ),
+                {'w': workflow_id},
+            ).one()
+        return row[0], row[1], row[2]
+    finally:
+        eng.dispose()
+
+
+def _reopen(store: StateStore, workflow_id: str, owner: str) -> None:
+    """Put a finished workflow back to PENDING under `owner` (as a run interrupted mid-way is)."""
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(store.dbos_url)
+    try:
+        with eng.begin() as c:
+            c.execute(
+                sa.text("UPDATE workflow_status SET status = 'PENDING', owner_xid = :o WHERE workflow_uuid = :w"),
+                {'o': owner, 'w': workflow_id},
+            )
+    finally:
+        eng.dispose()
+
+
+@pytest.mark.anyio
+async def test_on_sqlite_dbos_statements_are_compiled_once_and_the_outcome_keeps_its_owner_check(launched):
+    from dbos import SetWorkflowID
+    from dbos._dbos import _get_dbos_instance
+
+    sys_db = _get_dbos_instance()._sys_db
+    assert isinstance(sys_db._execute_prepared, _dbos._PreparedCall)
+    stmts = sys_db._execute_prepared.stmts
+    with SetWorkflowID('compiled-1'):
+        assert await _bookkeeping_workflow(1) == 3
+    compiled = dict(stmts.cache)
+    assert {name for name, _ in compiled} >= {'insert_workflow_status', 'proctor_outcome_update_owned'}
+    with SetWorkflowID('compiled-2'):
+        assert await _bookkeeping_workflow(2) == 5
+    assert stmts.cache == compiled  # the second workflow reused every statement the first compiled
+    status, owner, output = _status_row(launched, 'compiled-2')
+    assert (status, owner) == ('SUCCESS', None) and output is not None  # its outcome and output stored
+
+    # The outcome is written only to a PENDING row that the writing execution owns, as DBOS's own does.
+    _reopen(launched, 'compiled-2', 'execution-a')
+    assert sys_db.update_workflow_outcome('compiled-2', 'ERROR', error='late', owner_xid='execution-b') is False
+    assert _status_row(launched, 'compiled-2') == ('PENDING', 'execution-a', output)  # nothing written
+    assert sys_db.update_workflow_outcome('compiled-2', 'SUCCESS', output='"again"', owner_xid='execution-a')
+    assert _status_row(launched, 'compiled-2') == ('SUCCESS', None, '"again"')
+    assert sys_db.update_workflow_outcome('compiled-2', 'ERROR', error='twice', owner_xid='execution-a') is False
