@@ -21,6 +21,7 @@ from pydantic_ai.messages import ModelResponse
 from .._log import get_logger
 from ..core._events import ModelCall, RunObserver
 from ..exceptions import UserError
+from ..state import _sql
 from ..state._records import add_call, add_calls
 from ..state._schema import ledger, model_attempts
 from ..state._scope import current_scope
@@ -234,7 +235,7 @@ class Ledger:
             for a in attempts
         ]
         if rows:
-            c.execute(_INSERT_ATTEMPT, rows)
+            _sql.write(c, _INSERT_ATTEMPT, rows)
 
     # ------------------------------------------------------------------ queries
 
@@ -351,7 +352,7 @@ class _LedgerBuffer(BufferedWriter):
         # delegation's rows, in this transaction (`state._records.add_calls`).
         keys = list(dict.fromkeys(e.call_key for e, _ in items))
         known = set(conn.execute(_KNOWN_KEYS, {'keys': keys}).scalars())
-        conn.execute(_INSERT_ENTRY, [_entry_row(e) for e, _ in items])
+        _sql.write(conn, _INSERT_ENTRY, [_entry_row(e) for e, _ in items])
         new: dict[str, LedgerEntry] = {}
         for e, attempts in items:
             Ledger._attempts(conn, e.call_key, e.run_id, e.agent_path, e.specialist, attempts)

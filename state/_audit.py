@@ -22,6 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import _sql
 from ._schema import audit
 from ._store import StateStore
 from ._writer import flusher, write_transaction
@@ -109,8 +110,8 @@ def _append_many(
 def append_in(c: sa.Connection, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[AuditEntry]:
     """Append records in a transaction that holds the chain's lock (`write_transaction`)."""
     out: list[AuditEntry] = []
-    tail = c.execute(_TAIL).first()
-    seq, prev = (0, GENESIS_HASH) if tail is None else (tail.seq, tail.hash)
+    tail = _sql.first(c, _TAIL)
+    seq, prev = (0, GENESIS_HASH) if tail is None else (int(tail[0]), str(tail[1]))
     keys = [k for _, _, _, k in items if k is not None]
     logged = {r.idem_key: _entry(r) for r in c.execute(_LOGGED, {'keys': keys})} if keys else {}
     rows = []
@@ -138,7 +139,7 @@ def append_in(c: sa.Connection, items: list[tuple[str, dict[str, Any], str | Non
             logged[key] = entry
         prev = digest
     if rows:
-        c.execute(_APPEND, rows)
+        _sql.write(c, _APPEND, rows)
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from ..exceptions import UnknownRunError
+from . import _sql
 from ._schema import delegations, ledger, model_attempts, runs
 from ._store import StateStore
 from ._writer import BufferedWriter, flusher
@@ -263,10 +264,10 @@ def add_calls(conn: sa.Connection, calls: Any) -> None:
         for rid, key, tin, tout, cost in calls
     ]
     if params:
-        conn.execute(_BUMP_RUN, params)
+        _sql.write(conn, _BUMP_RUN, params)
         mine = [p for p in params if p['did'] != p['rid']]  # a delegation's call (the supervisor's has no row)
         if mine:
-            conn.execute(_BUMP_DELEGATION, mine)
+            _sql.write(conn, _BUMP_DELEGATION, mine)
 
 
 def apply_ledger(conn: sa.Connection, recs: Any) -> None:
@@ -399,9 +400,9 @@ def _finish_run_in(
         'cost': cost_usd,
     }
     if from_ledger:  # the ledger's writers keep the run's usage (`add_call`)
-        c.execute(_RUN_DONE, params)
+        _sql.write(c, _RUN_DONE, params)
         return
-    c.execute(_RUN_FINISH_WITH_DELEGATIONS if add_delegations else _RUN_FINISH, params)
+    _sql.write(c, _RUN_FINISH_WITH_DELEGATIONS if add_delegations else _RUN_FINISH, params)
 
 
 def _start_delegation_in(
@@ -416,7 +417,7 @@ def _start_delegation_in(
     model_id: str | None,
     route_reason: str | None,
 ) -> None:
-    seq = c.execute(_DELEGATION_SEQ, {'rid': run_id}).scalar_one()
+    seq = int(_sql.scalar(c, _DELEGATION_SEQ, {'rid': run_id}))
     values = _delegation_row(
         at,
         seq,
@@ -428,9 +429,9 @@ def _start_delegation_in(
         model_id=model_id,
         route_reason=route_reason,
     )
-    if c.execute(_insert_ignore(c, delegations, 'delegation_id'), values).rowcount:
+    if _sql.write(c, _insert_ignore(c, delegations, 'delegation_id'), values):
         # Its calls the ledger wrote before this row (the row was queued): their usage, summed once.
-        c.execute(_SETTLE_DELEGATION, _settle_params(values))
+        _sql.write(c, _SETTLE_DELEGATION, _settle_params(values))
 
 
 def _delegation_row(at: float, seq: int, **kw: Any) -> dict[str, Any]:
@@ -462,13 +463,13 @@ def _start_delegations_in(c: sa.Connection, starts: list[tuple[float, dict[str, 
             continue
         known.add(did)
         if rid not in seqs:
-            seqs[rid] = c.execute(_DELEGATION_SEQ, {'rid': rid}).scalar_one()
+            seqs[rid] = int(_sql.scalar(c, _DELEGATION_SEQ, {'rid': rid}))
         rows.append(_delegation_row(at, seqs[rid], **kw))
         seqs[rid] += 1
     if not rows:
         return
-    c.execute(_insert_ignore(c, delegations, 'delegation_id'), rows)
-    c.execute(_SETTLE_DELEGATION, [_settle_params(r) for r in rows])
+    _sql.write(c, _insert_ignore(c, delegations, 'delegation_id'), rows)
+    _sql.write(c, _SETTLE_DELEGATION, [_settle_params(r) for r in rows])
 
 
 def _finish_delegation_in(
@@ -498,7 +499,7 @@ def _finish_delegation_in(
         'cost': cost_usd,
         'mid': model_id,
     }
-    c.execute(_DELEGATION_DONE if from_ledger else _DELEGATION_FINISH, params)
+    _sql.write(c, _DELEGATION_DONE if from_ledger else _DELEGATION_FINISH, params)
 
 
 class RecordsBuffer(BufferedWriter):
@@ -566,8 +567,8 @@ class RunRecords:
             durable=durable,
         )
         with self.store.engine.begin() as c:
-            if c.execute(_insert_ignore(c, runs, 'run_id'), values).rowcount == 0:
-                c.execute(_RUN_STATUS, {'rid': run_id, 'status': status})
+            if _sql.write(c, _insert_ignore(c, runs, 'run_id'), values) == 0:
+                _sql.write(c, _RUN_STATUS, {'rid': run_id, 'status': status})
 
     def set_status(self, run_id: str, status: RunStatus, *, error: str | None = None) -> None:
         final = status in ('succeeded', 'failed', 'cancelled')
