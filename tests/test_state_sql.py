@@ -1,0 +1,71 @@
+"""`proctor.state._sql`: the hot path's statements, compiled once and run on SQLite's driver, store and
+read exactly what SQLAlchemy's own execution does, in the caller's transaction."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from proctor.state import _sql
+
+meta = sa.MetaData()
+items = sa.Table(
+    'items',
+    meta,
+    sa.Column('id', sa.String, primary_key=True),
+    sa.Column('n', sa.Integer, nullable=False),
+    sa.Column('ok', sa.Boolean, nullable=False),
+    sa.Column('cost', sa.Float),
+)
+_INSERT = items.insert()
+_BUMP = items.update().where(items.c.id == sa.bindparam('key')).values(n=items.c.n + sa.bindparam('by'))
+_TOP = sa.select(items.c.id, items.c.n).order_by(items.c.n.desc()).limit(1)
+_COUNT = sa.select(sa.func.count()).select_from(items).where(items.c.ok == sa.bindparam('ok'))
+
+
+@pytest.fixture
+def engine(tmp_path):
+    eng = sa.create_engine(f'sqlite:///{tmp_path / "t.db"}')
+    meta.create_all(eng)
+    yield eng
+    eng.dispose()
+
+
+def test_writes_and_reads_match_sqlalchemy_and_bind_processors_apply(engine):
+    with engine.begin() as c:
+        assert _sql.write(c, _INSERT, {'id': 'a', 'n': 1, 'ok': True, 'cost': 0.5}) == 1
+        assert (
+            _sql.write(
+                c,
+                _INSERT,
+                [{'id': 'b', 'n': 5, 'ok': False, 'cost': None}, {'id': 'c', 'n': 3, 'ok': True, 'cost': 1.0}],
+            )
+            == 2
+        )
+        assert _sql.write(c, _BUMP, [{'key': 'a', 'by': 10}, {'key': 'zz', 'by': 1}]) == 1  # only 'a' exists
+    with engine.connect() as c:
+        assert [tuple(r) for r in c.execute(sa.select(items).order_by(items.c.id))] == [
+            ('a', 11, True, 0.5),
+            ('b', 5, False, None),
+            ('c', 3, True, 1.0),
+        ]
+        assert _sql.first(c, _TOP) == ('a', 11)  # the LIMIT's constant went with the compiled SQL
+        assert _sql.scalar(c, _COUNT, {'ok': True}) == 2 and _sql.scalar(c, _COUNT, {'ok': False}) == 1
+        assert sorted(_sql.scalars(c, sa.select(items.c.id).where(items.c.n > sa.bindparam('m')), {'m': 4})) == [
+            'a',
+            'b',
+        ]
+
+
+def test_a_write_is_part_of_the_callers_transaction(engine):
+    with pytest.raises(RuntimeError), engine.begin() as c:
+        _sql.write(c, _INSERT, {'id': 'x', 'n': 1, 'ok': True, 'cost': None})
+        raise RuntimeError('rolled back')
+    with engine.connect() as c:
+        assert _sql.scalars(c, sa.select(items.c.id)) == []  # rolled back with the transaction
+
+
+def test_an_expanding_parameter_is_refused_by_name(engine):
+    stmt = sa.select(items.c.id).where(items.c.id.in_(sa.bindparam('ids', expanding=True)))
+    with engine.connect() as c, pytest.raises(ValueError, match='ids'):
+        _sql.scalars(c, stmt, {'ids': ['a']})
