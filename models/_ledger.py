@@ -351,7 +351,7 @@ class _LedgerBuffer(BufferedWriter):
         # The calls not recorded yet (a recovered run re-runs its hooks) also go onto their run's and
         # delegation's rows, in this transaction (`state._records.add_calls`).
         keys = list(dict.fromkeys(e.call_key for e, _ in items))
-        known = set(conn.execute(_KNOWN_KEYS, {'keys': keys}).scalars())
+        known = _sql.present(conn, ledger.c.call_key, keys)
         _sql.write(conn, _INSERT_ENTRY, [_entry_row(e) for e, _ in items])
         new: dict[str, LedgerEntry] = {}
         for e, attempts in items:
@@ -361,7 +361,6 @@ class _LedgerBuffer(BufferedWriter):
         add_calls(conn, [(e.run_id, e.call_key, e.input_tokens, e.output_tokens, e.cost_usd) for e in new.values()])
 
 
-_KNOWN_KEYS = sa.select(ledger.c.call_key).where(ledger.c.call_key.in_(sa.bindparam('keys', expanding=True)))
 _buffers: dict[str, _LedgerBuffer] = {}  # one per store and process
 
 

@@ -113,7 +113,9 @@ def append_in(c: sa.Connection, items: list[tuple[str, dict[str, Any], str | Non
     tail = _sql.first(c, _TAIL)
     seq, prev = (0, GENESIS_HASH) if tail is None else (int(tail[0]), str(tail[1]))
     keys = [k for _, _, _, k in items if k is not None]
-    logged = {r.idem_key: _entry(r) for r in c.execute(_LOGGED, {'keys': keys})} if keys else {}
+    # Keys logged already (a recovered run's hooks run again): looked up only when there are any.
+    seen = _sql.present(c, audit.c.idem_key, keys)
+    logged = {r.idem_key: _entry(r) for r in c.execute(_LOGGED, {'keys': list(seen)})} if seen else {}
     rows = []
     for kind, record, run_id, key in items:
         if key is not None and key in logged:

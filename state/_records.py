@@ -371,9 +371,6 @@ _GET_CALLS = (
     .where(_L.run_id == _b('rid'))
     .order_by(_L.created_at, _L.id)
 )
-_KNOWN_DELEGATIONS = sa.select(delegations.c.delegation_id).where(
-    delegations.c.delegation_id.in_(sa.bindparam('ids', expanding=True))
-)
 _DELEGATION_SEQ = sa.select(sa.func.count()).select_from(delegations).where(delegations.c.run_id == _b('rid'))
 
 
@@ -454,7 +451,7 @@ def _start_delegations_in(c: sa.Connection, starts: list[tuple[float, dict[str, 
         _start_delegation_in(c, at, **kw)
         return
     ids = list(dict.fromkeys(kw['delegation_id'] for _, kw in starts))
-    known = set(c.execute(_KNOWN_DELEGATIONS, {'ids': ids}).scalars())
+    known = _sql.present(c, delegations.c.delegation_id, ids)
     seqs: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     for at, kw in starts:

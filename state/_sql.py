@@ -9,18 +9,20 @@ value through its type's bind processor, as SQLAlchemy would) and run it on the 
 `sqlite3` connection, in the same transaction. On other databases they are `Connection.execute`.
 
 Only for statements whose results are plain column values (counts, keys, hashes): rows come back as
-the driver returns them. Statements with expanding `IN` parameters go through SQLAlchemy everywhere.
+the driver returns them. An expanding `IN` parameter cannot be compiled once: `present` asks which of
+some keys a column holds with the list as one JSON parameter instead.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-__all__ = ('first', 'scalar', 'scalars', 'write')
+__all__ = ('first', 'present', 'scalar', 'scalars', 'write')
 
 #: SQLite's dialect with `:name` parameters, which `sqlite3` binds from a dict.
 _NAMED = SQLiteDialect_pysqlite(paramstyle='named')
@@ -105,3 +107,19 @@ def scalars(c: sa.Connection, stmt: sa.Executable, params: Mapping[str, Any] | N
         return list(c.execute(stmt, params).scalars())
     compiled = _compiled(stmt, tuple(params))
     return [r[0] for r in _driver(c).execute(compiled[0], _params(compiled, params))]
+
+
+_present: dict[tuple[str, str], str] = {}
+
+
+def present(c: sa.Connection, column: sa.Column[Any], values: Sequence[Any]) -> set[Any]:
+    """Which of `values` the table of `column` holds in it (one indexed query)."""
+    if not values:
+        return set()
+    if c.dialect.name != 'sqlite':
+        return set(c.execute(sa.select(column).where(column.in_(list(values)))).scalars())
+    key = (column.table.name, column.name)  # type: ignore[attr-defined]
+    sql = _present.get(key)
+    if sql is None:
+        sql = _present[key] = f'SELECT "{key[1]}" FROM "{key[0]}" WHERE "{key[1]}" IN (SELECT value FROM json_each(?))'
+    return {r[0] for r in _driver(c).execute(sql, (json.dumps(list(values)),))}

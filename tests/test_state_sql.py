@@ -69,3 +69,10 @@ def test_an_expanding_parameter_is_refused_by_name(engine):
     stmt = sa.select(items.c.id).where(items.c.id.in_(sa.bindparam('ids', expanding=True)))
     with engine.connect() as c, pytest.raises(ValueError, match='ids'):
         _sql.scalars(c, stmt, {'ids': ['a']})
+
+
+def test_present_tells_which_keys_a_column_holds(engine):
+    with engine.begin() as c:
+        _sql.write(c, _INSERT, [{'id': k, 'n': 1, 'ok': True, 'cost': None} for k in ('a', 'b', "it's")])
+        assert _sql.present(c, items.c.id, ['a', "it's", 'nope', 'a']) == {'a', "it's"}
+        assert _sql.present(c, items.c.id, []) == set()
