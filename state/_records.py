@@ -714,7 +714,8 @@ class RunRecords:
     def get(self, run_id: str, *, with_delegations: bool = True) -> RunRecord:
         self.flush()
         with self.store.engine.connect() as c:
-            row = c.execute(_GET_RUN, {'rid': run_id}).mappings().first()
+            found = _sql.mappings(c, _GET_RUN, {'rid': run_id})
+            row: Any = found[0] if found else None
             if row is None:
                 # accept a unique prefix, as git does for commits
                 rows = c.execute(sa.select(runs).where(runs.c.run_id.like(f'{run_id}%')).limit(2)).mappings().all()
@@ -725,7 +726,7 @@ class RunRecords:
             if not with_delegations:
                 apply_ledger(c, [rec])
             else:
-                drows = c.execute(_GET_DELEGATIONS, {'rid': rec.run_id}).mappings()
+                drows = _sql.mappings(c, _GET_DELEGATIONS, {'rid': rec.run_id})
                 rec.delegations = [self._delegation(d) for d in drows]
                 self._routes(c, rec)
             return rec
@@ -733,11 +734,11 @@ class RunRecords:
     @staticmethod
     def _routes(c: sa.Connection, rec: RunRecord) -> None:
         """Each agent's first-choice model, serving model and fallback reason, from the ledger's attempts."""
-        rows = c.execute(_GET_ATTEMPTS, {'rid': rec.run_id}).mappings()
+        rows = _sql.mappings(c, _GET_ATTEMPTS, {'rid': rec.run_id})
         by_scope: dict[str, list[Any]] = {}
         for a in rows:
             by_scope.setdefault(str(a['call_key']).rpartition('#')[0], []).append(a)
-        calls = c.execute(_GET_CALLS, {'rid': rec.run_id}).all()
+        calls = [tuple(r.values()) for r in _sql.mappings(c, _GET_CALLS, {'rid': rec.run_id})]
         served_by_scope: dict[str, str] = {}
         spent: dict[str, list[Any]] = {}  # scope -> [requests, tokens in, tokens out, cost]
         for key, mid, tin, tout, cost in calls:

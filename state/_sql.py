@@ -8,8 +8,9 @@ statements; on SQLite they compile each once per set of parameter names (named p
 value through its type's bind processor, as SQLAlchemy would) and run it on the transaction's own
 `sqlite3` connection, in the same transaction. On other databases they are `Connection.execute`.
 
-Only for statements whose results are plain column values (counts, keys, hashes): rows come back as
-the driver returns them. An expanding `IN` parameter cannot be compiled once: `present` asks which of
+`first`, `scalar` and `scalars` return column values as the driver does (for counts, keys, hashes);
+`mappings` converts each through its column type's result processor (a Boolean comes back a bool), as
+SQLAlchemy does. An expanding `IN` parameter cannot be compiled once: `present` asks which of
 some keys a column holds with the list as one JSON parameter instead.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-__all__ = ('first', 'present', 'scalar', 'scalars', 'write')
+__all__ = ('first', 'mappings', 'present', 'scalar', 'scalars', 'write')
 
 #: SQLite's dialect with `:name` parameters, which `sqlite3` binds from a dict.
 _NAMED = SQLiteDialect_pysqlite(paramstyle='named')
@@ -123,3 +124,30 @@ def present(c: sa.Connection, column: sa.Column[Any], values: Sequence[Any]) -> 
     if sql is None:
         sql = _present[key] = f'SELECT "{key[1]}" FROM "{key[0]}" WHERE "{key[1]}" IN (SELECT value FROM json_each(?))'
     return {r[0] for r in _driver(c).execute(sql, (json.dumps(list(values)),))}
+
+
+_readers: dict[int, tuple[list[str], list[Callable[[Any], Any] | None]]] = {}
+
+
+def mappings(
+    c: sa.Connection, stmt: sa.Select[*tuple[Any, ...]], params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every row of a SELECT as a dict of its columns (by key), values converted by their types."""
+    params = params or {}
+    if c.dialect.name != 'sqlite':
+        return [dict(r) for r in c.execute(stmt, params).mappings()]
+    compiled = _compiled(stmt, tuple(params))
+    reader = _readers.get(id(stmt))
+    if reader is None:
+        cols = list(stmt.selected_columns)
+        reader = _readers[id(stmt)] = (
+            [str(col.key) for col in cols],
+            [col.type.dialect_impl(_NAMED).result_processor(_NAMED, None) for col in cols],
+        )
+    names, processors = reader
+    cur = _driver(c).execute(compiled[0], _params(compiled, params))
+    if not any(processors):
+        return [dict(zip(names, r, strict=True)) for r in cur]
+    return [
+        {n: (v if p is None or v is None else p(v)) for n, p, v in zip(names, processors, r, strict=True)} for r in cur
+    ]

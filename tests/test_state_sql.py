@@ -76,3 +76,16 @@ def test_present_tells_which_keys_a_column_holds(engine):
         _sql.write(c, _INSERT, [{'id': k, 'n': 1, 'ok': True, 'cost': None} for k in ('a', 'b', "it's")])
         assert _sql.present(c, items.c.id, ['a', "it's", 'nope', 'a']) == {'a', "it's"}
         assert _sql.present(c, items.c.id, []) == set()
+
+
+def test_mappings_convert_values_by_column_type_as_sqlalchemy_does(engine):
+    with engine.begin() as c:
+        _sql.write(
+            c, _INSERT, [{'id': 'a', 'n': 2, 'ok': True, 'cost': 0.25}, {'id': 'b', 'n': 1, 'ok': False, 'cost': None}]
+        )
+    q = sa.select(items).where(items.c.n >= sa.bindparam('m')).order_by(items.c.n)
+    with engine.connect() as c:
+        got = _sql.mappings(c, q, {'m': 1})
+        assert got == [dict(r) for r in c.execute(q, {'m': 1}).mappings()]
+        assert got == [{'id': 'b', 'n': 1, 'ok': False, 'cost': None}, {'id': 'a', 'n': 2, 'ok': True, 'cost': 0.25}]
+        assert all(type(r['ok']) is bool for r in got)  # the driver gives 0/1: the Boolean's processor ran
