@@ -24,11 +24,44 @@ def test_incremental_input_hash_is_the_whole_list_hash():
         ModelRequest.user_text_prompt('next'),
         ModelResponse(parts=[TextPart('done')], model_name='m'),
     ]
+    cache: dict = {}  # one agent run's: each message serialised once
     for n in range(len(history) + 1):
-        assert messages_hash(history[:n]) == _whole_list_hash(history[:n])
-    assert messages_hash(history) == messages_hash(history)  # served from the cache the second time
+        assert messages_hash(history[:n], cache) == _whole_list_hash(history[:n])
+    assert len(cache) == len(history)
+    assert messages_hash(history, cache) == messages_hash(history)  # from the cache, and without one
     history[3].parts = [TextPart('changed')]  # a new parts list is serialised again
-    assert messages_hash(history) == _whole_list_hash(history)
+    assert messages_hash(history, cache) == _whole_list_hash(history)
+
+
+@pytest.mark.anyio
+async def test_an_agent_runs_message_cache_goes_with_the_run(state_dir):
+    import gc
+
+    from proctor import Specialist, Supervisor, Team
+    from proctor.testing import ScriptedModel, delegate, text, tool_results
+    from proctor.tracing._recording import _run_fragments
+
+    seen: list[int] = []
+
+    def sup(messages):
+        if not tool_results(messages):
+            return [delegate('w', 'go')]
+        # the supervisor's first request was hashed (recorder, audit log) through its run's cache
+        seen.extend(len(v) for d, v in list(_run_fragments.items()) if d.agent_path == 'supervisor')
+        return text('ok')
+
+    team = Team(
+        Supervisor(model=ScriptedModel(sup, name='s')),
+        [Specialist('w', 'Work.', model=ScriptedModel(lambda m: text('worked'), name='w'))],
+        name='fragments',
+        durable=False,
+    )
+    result = await team.run('do it')
+    assert result.output == 'ok'
+    assert seen and all(n >= 1 for n in seen)
+    gc.collect()
+    # once the run has ended no cache holds its messages
+    assert not [d for d in list(_run_fragments.keys()) if d.run_id == result.run_id]
 
 
 @pytest.mark.anyio

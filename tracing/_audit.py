@@ -13,7 +13,7 @@ from pydantic_ai.messages import ModelResponse
 from ..core._events import ModelCall, RunObserver
 from ..state._audit import append_in
 from ..state._writer import BufferedWriter
-from ._recording import messages_hash, response_hash
+from ._recording import input_hash, response_hash
 
 __all__ = ('AuditObserver',)
 
@@ -66,7 +66,7 @@ class AuditObserver(BufferedWriter, RunObserver):
             'requested_model_id': call.model_id,
             'requested_model': call.model_name,
             'provider': call.system or None,
-            'input_hash': call.extra.get('input_hash') or messages_hash(list(call.messages)),
+            'input_hash': input_hash(call),
             'started_at': round(time.time() - elapsed, 6),
             'duration_ms': round(elapsed * 1000, 3),
         }

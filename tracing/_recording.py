@@ -23,7 +23,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ __all__ = (
     'step_id',
     'tool_step_id',
     'messages_hash',
+    'input_hash',
     'input_tail',
     'DELEGATE_PREFIX',
 )
@@ -82,38 +84,50 @@ def tool_step_id(call: ToolCall) -> str:
 
 
 _VOLATILE = re.compile(rb'"(?:timestamp|run_id|conversation_id|model_id)":"[^"]*",?')
-_MAX_FRAGMENTS = 1024
-# id(message) -> (message, its parts list, its JSON minus volatile fields): a conversation's history
-# goes with every request, so each message is serialised once, not once per later request.
-_fragments: dict[int, tuple[Any, Any, bytes]] = {}
+#: id(message) -> (the message, its parts list, its JSON minus volatile fields).
+Fragments = dict[int, tuple[Any, Any, bytes]]
+# One `Fragments` per agent run, keyed weakly by the run's deps (one object per agent run): a
+# conversation's history goes with every request, so each message is serialised once per agent run,
+# not once per later request, and the cache goes with the run. (A process-wide cache kept each
+# message for hundreds of runs: every one of them was promoted to the collector's oldest generation,
+# which then ran more often, over more objects.)
+_run_fragments: weakref.WeakKeyDictionary[RunDeps, Fragments] = weakref.WeakKeyDictionary()
 
 
-def _fragment(message: Any) -> bytes:
-    hit = _fragments.get(id(message))
+def _fragment(message: Any, cache: Fragments) -> bytes:
+    hit = cache.get(id(message))
     if hit is not None and hit[0] is message and hit[1] is message.parts:
         return hit[2]
     frag = _VOLATILE.sub(b'', ModelMessagesTypeAdapter.dump_json([message])[1:-1])
-    _fragments[id(message)] = (message, message.parts, frag)
-    while len(_fragments) > _MAX_FRAGMENTS:
-        try:
-            del _fragments[next(iter(_fragments))]
-        except (KeyError, RuntimeError, StopIteration):  # another thread's eviction
-            break
+    cache[id(message)] = (message, message.parts, frag)
     return frag
 
 
-def messages_hash(messages: list[Any]) -> str:
+def messages_hash(messages: Sequence[Any], cache: Fragments | None = None) -> str:
     """sha256 of the serialized messages minus what differs between identical calls (timestamps, run
     and conversation ids, the id pydantic-ai stamps of the model object that served a response).
     Quotes inside string values are escaped in JSON, so only real keys match. The digest is that of
-    the whole list's JSON, built from each message's JSON (serialised once, `_fragment`)."""
+    the whole list's JSON, built from each message's JSON (serialised once per `cache`, `_fragment`)."""
+    cache = {} if cache is None else cache
     h = hashlib.sha256(b'[')
     for i, m in enumerate(messages):
         if i:
             h.update(b',')
-        h.update(_fragment(m))
+        h.update(_fragment(m, cache))
     h.update(b']')
     return h.hexdigest()
+
+
+def input_hash(call: ModelCall) -> str:
+    """`messages_hash` of the call's input, computed once per call (the recorder and the audit log
+    share it), each message's JSON once per agent run."""
+    digest = call.extra.get('input_hash')
+    if digest is None:
+        cache = _run_fragments.get(call.deps)
+        if cache is None:
+            cache = _run_fragments[call.deps] = {}
+        digest = call.extra['input_hash'] = messages_hash(call.messages, cache)
+    return digest
 
 
 def input_tail(messages: Any) -> str:
@@ -268,9 +282,7 @@ class Recorder(_RecordingWriter, RunObserver):
 
     async def after_model_call(self, call: ModelCall, response: ModelResponse) -> None:
         # The input's hash (shared with the audit log) lets replay notice a model asked something new.
-        digest = call.extra.get('input_hash')
-        if digest is None:
-            digest = call.extra['input_hash'] = messages_hash(list(call.messages))
+        digest = input_hash(call)
         self._write(
             call.deps,
             step_id(call.deps, call.key),
