@@ -27,7 +27,10 @@ the DBOS version these were checked against and exercises each):
   the fence of the tool journal (`owner_fence`, `ownership_lost`);
 - the module `dbos._outcome`'s `asyncio` name (`_InlineSystemDB`): on a SQLite system database the
   short transactions DBOS wraps around every async workflow and step (record its start, check for a
-  recorded result, record its output) run inline instead of in a thread (see `_InlineSystemDB`).
+  recorded result, record its output) run inline instead of in a thread (see `_InlineSystemDB`);
+- on a SQLite system database, its `_execute_prepared` and `_update_workflow_outcome_in_transaction`
+  are replaced by `_SQLiteStatements` (statements compiled once), which uses its `_now_ms_sql`,
+  `_wf_values`, `_key_conflict`, `_reject_shard_key`, `tables` and `dbos._schemas.SCHEMA_PLACEHOLDER`.
 """
 
 from __future__ import annotations
@@ -212,7 +215,7 @@ class _SQLiteStatements:
                 update = update.where(ws.c.owner_xid == sa.bindparam('proctor_owner', type_=ws.c.owner_xid.type))
             return update
 
-        db._wf(ws, workflow_id)  # DBOS's own check of the workflow id (no shard key here)
+        db._reject_shard_key(workflow_id, None)  # DBOS's own check of the workflow id (its `_wf`'s)
         with db.engine.begin() as c:
             name = 'proctor_outcome_update' + ('' if owner_xid is None else '_owned')
             if self.execute(c, name, values, build_update, insert_columns=False).rowcount == 0:
