@@ -10,7 +10,7 @@ value through its type's bind processor, as SQLAlchemy would) and run it on the 
 
 `first`, `scalar` and `scalars` return column values as the driver does (for counts, keys, hashes);
 `mappings` converts each through its column type's result processor (a Boolean comes back a bool), as
-SQLAlchemy does. An expanding `IN` parameter cannot be compiled once: `present` asks which of
+SQLAlchemy does. `driver_sql` runs SQL text already in the driver's parameter style. An expanding `IN` parameter cannot be compiled once: `present` asks which of
 some keys a column holds with the list as one JSON parameter instead.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-__all__ = ('first', 'mappings', 'present', 'scalar', 'scalars', 'write')
+__all__ = ('driver_sql', 'first', 'mappings', 'present', 'scalar', 'scalars', 'write')
 
 #: SQLite's dialect with `:name` parameters, which `sqlite3` binds from a dict.
 _NAMED = SQLiteDialect_pysqlite(paramstyle='named')
@@ -82,6 +82,20 @@ def write(c: sa.Connection, stmt: sa.Executable, params: Mapping[str, Any] | Seq
         return 0
     compiled = _compiled(stmt, tuple(params[0]))
     return int(_driver(c).executemany(compiled[0], [_params(compiled, p) for p in params]).rowcount)
+
+
+def driver_sql(c: sa.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Run SQL text in the driver's own parameter style (`?` on SQLite) once per row of values:
+    on SQLite straight on the transaction's `sqlite3` connection (`Connection.exec_driver_sql`
+    without SQLAlchemy's execution context, ~0.03 ms a call), elsewhere `exec_driver_sql`."""
+    if not rows:
+        return
+    if c.dialect.name != 'sqlite':
+        c.exec_driver_sql(sql, list(rows))
+    elif len(rows) == 1:
+        _driver(c).execute(sql, rows[0])
+    else:
+        _driver(c).executemany(sql, rows)
 
 
 def first(c: sa.Connection, stmt: sa.Executable, params: Mapping[str, Any] | None = None) -> tuple[Any, ...] | None:

@@ -89,3 +89,15 @@ def test_mappings_convert_values_by_column_type_as_sqlalchemy_does(engine):
         assert got == [dict(r) for r in c.execute(q, {'m': 1}).mappings()]
         assert got == [{'id': 'b', 'n': 1, 'ok': False, 'cost': None}, {'id': 'a', 'n': 2, 'ok': True, 'cost': 0.25}]
         assert all(type(r['ok']) is bool for r in got)  # the driver gives 0/1: the Boolean's processor ran
+
+
+def test_driver_sql_runs_in_the_callers_transaction_once_per_row(engine):
+    sql = 'INSERT INTO items (id, n, ok, cost) VALUES (?, ?, ?, ?)'
+    with pytest.raises(RuntimeError), engine.begin() as c:
+        _sql.driver_sql(c, sql, [('x', 1, 1, None), ('y', 2, 0, 0.5)])
+        raise RuntimeError('rolled back')
+    with engine.begin() as c:
+        _sql.driver_sql(c, sql, [('one', 7, 1, None)])
+        _sql.driver_sql(c, sql, [])
+    with engine.connect() as c:
+        assert [tuple(r) for r in c.execute(sa.select(items))] == [('one', 7, True, None)]

@@ -39,6 +39,7 @@ from pydantic_core import to_jsonable_python
 from ..core._deps import RunDeps
 from ..core._events import ModelCall, OutputCall, RunEvent, RunObserver, ToolCall
 from ..exceptions import UserError
+from ..state import _sql
 from ..state._schema import guard_events, recordings
 from ..state._store import StateStore
 from ..state._writer import BufferedWriter, flusher
@@ -179,7 +180,8 @@ def _insert_rows(c: sa.Connection, rows: list[tuple[str, str, str, Any, float]])
         f'SELECT {mark}, {mark}, COALESCE(MAX(seq), 0) + 1, {mark}, {mark}, {mark} FROM {recordings.name} WHERE run_id = {mark} '
         'ON CONFLICT (run_id, step) DO NOTHING'
     )
-    c.exec_driver_sql(
+    _sql.driver_sql(
+        c,
         sql,
         [
             (run_id, step, kind, payload if isinstance(payload, str) else json.dumps(payload, default=str), at, run_id)

@@ -27,6 +27,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from .._log import get_logger
+from ..state import _sql
 from ..state._schema import runs, spans
 from ..state._store import StateStore
 from ..state._writer import BufferedWriter, flusher
@@ -181,12 +182,12 @@ _SET_TRACE_ID = (
 
 def _write_span_rows_in(c: sa.Connection, rows: Sequence[dict[str, Any]], opened: Sequence[dict[str, Any]]) -> None:
     if opened:
-        c.exec_driver_sql(_upsert_sql(c.engine, update=False), [tuple(r[k] for k in _COLUMNS) for r in opened])
+        _sql.driver_sql(c, _upsert_sql(c.engine, update=False), [tuple(r[k] for k in _COLUMNS) for r in opened])
         roots = [{'t': r['trace_id'], 'r': r['run_id']} for r in opened if r['name'] == ROOT_SPAN_NAME and r['run_id']]
         if roots:  # the run's trace id, with its root span: the run itself never waits for this write
-            c.execute(_SET_TRACE_ID, roots)
+            _sql.write(c, _SET_TRACE_ID, roots)
     if rows:
-        c.exec_driver_sql(_upsert_sql(c.engine, update=True), [tuple(r[k] for k in _COLUMNS) for r in rows])
+        _sql.driver_sql(c, _upsert_sql(c.engine, update=True), [tuple(r[k] for k in _COLUMNS) for r in rows])
 
 
 class StoreSpanProcessor(BufferedWriter, SpanProcessor):
