@@ -35,15 +35,33 @@ def write_transaction(store: StateStore, *, chain: bool = True) -> Iterator[sa.C
     process lock, and on Postgres the chain's advisory lock). On SQLite it is `BEGIN IMMEDIATE`,
     which takes the database's write lock at once."""
     with _local_lock if chain else nullcontext(), store.engine.connect() as c:
-        if store.is_sqlite:
-            c.exec_driver_sql('BEGIN IMMEDIATE')
-        elif chain:
-            c.execute(sa.text('SELECT pg_advisory_xact_lock(:k)'), {'k': _PG_LOCK_ID})
+        if not store.is_sqlite:
+            if chain:
+                c.execute(sa.text('SELECT pg_advisory_xact_lock(:k)'), {'k': _PG_LOCK_ID})
+            try:
+                yield c
+                c.commit()
+            except BaseException:
+                c.rollback()
+                raise
+            return
+        # On SQLite the transaction is the driver's: BEGIN and COMMIT go to `sqlite3` directly (the
+        # hot path's statements run there too, `_sql`). A statement run through SQLAlchemy begins
+        # its transaction object too (a no-op for `sqlite3`), and then its commit is the driver's.
+        driver = c.connection.driver_connection
+        assert driver is not None
+        driver.execute('BEGIN IMMEDIATE')
         try:
             yield c
-            c.commit()
+            if c.in_transaction():
+                c.commit()
+            else:
+                driver.commit()
         except BaseException:
-            c.rollback()
+            if c.in_transaction():
+                c.rollback()
+            else:
+                driver.rollback()
             raise
 
 

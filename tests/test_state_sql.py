@@ -101,3 +101,30 @@ def test_driver_sql_runs_in_the_callers_transaction_once_per_row(engine):
         _sql.driver_sql(c, sql, [])
     with engine.connect() as c:
         assert [tuple(r) for r in c.execute(sa.select(items))] == [('one', 7, True, None)]
+
+
+@pytest.mark.parametrize('through', ['driver', 'sqlalchemy', 'both'])
+def test_a_write_transaction_commits_or_rolls_back_every_statement_on_sqlite(tmp_path, through):
+    """`write_transaction` begins and ends SQLite's transaction on the driver: statements run there
+    (`_sql`) and through SQLAlchemy are committed together, or rolled back together."""
+    from proctor.state._store import StateStore
+    from proctor.state._writer import write_transaction
+
+    store = StateStore(tmp_path / 'state')
+    meta.create_all(store.engine)
+
+    def put(c, key):
+        if through in ('driver', 'both'):
+            _sql.write(c, _INSERT, {'id': key + '-d', 'n': 1, 'ok': True, 'cost': None})
+        if through in ('sqlalchemy', 'both'):
+            c.execute(_INSERT, {'id': key + '-s', 'n': 1, 'ok': True, 'cost': None})
+
+    with pytest.raises(RuntimeError), write_transaction(store) as c:
+        put(c, 'lost')
+        raise RuntimeError('rolled back')
+    with write_transaction(store) as c:
+        put(c, 'kept')
+    with store.engine.connect() as c:
+        ids = sorted(c.execute(sa.select(items.c.id)).scalars())
+    assert ids == sorted({'driver': ['kept-d'], 'sqlalchemy': ['kept-s'], 'both': ['kept-d', 'kept-s']}[through])
+    store.engine.dispose()
