@@ -36,6 +36,24 @@ KEY_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     )
 )
 
+#: For each of `KEY_PATTERNS`, the literals one of which its every match holds: most text holds
+#: none, and a substring test is ~50x cheaper than a pattern's scan (Python's `re` scans every
+#: position of a pattern that opens with a word boundary).
+_LITERALS: tuple[tuple[str, ...], ...] = (
+    ('sk-',),
+    ('ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_'),
+    ('github_pat_',),
+    ('AKIA', 'ASIA', 'ABIA', 'ACCA'),
+    ('xox',),
+    ('AIza',),
+    ('glpat-',),
+    ('_live_', '_test_'),
+    ('hf_',),
+    ('-----BEGIN ',),
+    ('eyJ',),
+)
+assert len(_LITERALS) == len(KEY_PATTERNS)
+
 _TOKEN = re.compile(r'(?<![A-Za-z0-9_+/=-])[A-Za-z0-9_+/=-]{20,}(?![A-Za-z0-9_+/=-])')
 
 
@@ -57,7 +75,9 @@ def _class_changes(s: str) -> float:
 def find_keys(text: str) -> list[Finding]:
     """API keys, tokens and private keys with a known prefix or shape."""
     out: list[Finding] = []
-    for kind, rx in KEY_PATTERNS:
+    for (kind, rx), literals in zip(KEY_PATTERNS, _LITERALS, strict=True):
+        if not any(lit in text for lit in literals):
+            continue
         out.extend(Finding(kind, m.start(), m.end(), m.group()) for m in rx.finditer(text))
     return out
 

@@ -65,6 +65,39 @@ def test_pii_true_positives(text, kind):
     assert kind in kinds(text)
 
 
+_KEYS_OF_EVERY_KIND = (
+    'OPENAI_API_KEY=sk-proj-4f9aXc2Lm8Qz7Rt1Vb6Ny3Kp0Wd5',
+    'claude sk-ant-api03-abcdefghijklmnopqrstuvwx',
+    'token ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8',
+    'pat github_pat_11ABCDEFG0123456789abcdefghij',
+    'aws AKIAIOSFODNN7EXAMPLE and ASIAIOSFODNN7EXAMPLE',
+    'slack xoxb-123456789012-abcdefghijkl',
+    'google AIzaSyA1234567890abcdefghijklmnopqrstuv',
+    'gitlab glpat-abcdefghij0123456789',
+    'stripe sk_live_abcdefghij0123456789 rk_test_abcdefghij0123456789',
+    'hf hf_abcdefghijklmnopqrstuvwxyz0123456',
+    '-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----',
+    'jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N',
+)
+
+
+@pytest.mark.parametrize('text', [*_KEYS_OF_EVERY_KIND, 'nothing secret here, just sk_ and eyj and gh_'])
+def test_the_prefix_scan_finds_what_every_key_pattern_finds(text):
+    """`find_keys` scans once for the literals the patterns need before running them: it must find
+    exactly what running every pattern finds."""
+    from proctor.guardrails._secrets import KEY_PATTERNS, find_keys
+
+    every = [(kind, m.group()) for kind, rx in KEY_PATTERNS for m in rx.finditer(text)]
+    assert [(f.kind, f.text) for f in find_keys(text)] == every
+    assert bool(every) == (text in _KEYS_OF_EVERY_KIND)
+
+
+def test_the_prefix_scan_cases_cover_every_key_pattern():
+    from proctor.guardrails._secrets import KEY_PATTERNS
+
+    assert all(any(rx.search(t) for t in _KEYS_OF_EVERY_KIND) for _, rx in KEY_PATTERNS)
+
+
 @pytest.mark.parametrize(
     'text',
     [
