@@ -172,13 +172,16 @@ class Flusher:
         if lock is None:
             return
         with lock:
-            taken = [
-                (b, items)
-                for b in self.buffers_of(store)
-                if b.pending
-                for items in [b.take(checkpoint=checkpoint)]
-                if items
-            ]
+            taken: list[tuple[BufferedWriter, list[Any]]] = []
+            try:
+                for b in self.buffers_of(store):
+                    if b.pending and (items := b.take(checkpoint=checkpoint)):
+                        taken.append((b, items))
+            except BaseException:
+                # A buffer that failed to hand over its items must not lose the others' already taken.
+                for b, items in taken:
+                    b.restore(items)
+                raise
             if not taken:
                 return
             try:

@@ -1,5 +1,6 @@
 """`proctor.state._sql`: the hot path's statements, compiled once and run on SQLite's driver, store and
-read exactly what SQLAlchemy's own execution does, in the caller's transaction."""
+read exactly what SQLAlchemy's own execution does, in the caller's transaction; the write transaction
+around them (`_writer.write_transaction`) and the flush that fills it lose nothing when they fail."""
 
 from __future__ import annotations
 
@@ -127,4 +128,44 @@ def test_a_write_transaction_commits_or_rolls_back_every_statement_on_sqlite(tmp
     with store.engine.connect() as c:
         ids = sorted(c.execute(sa.select(items.c.id)).scalars())
     assert ids == sorted({'driver': ['kept-d'], 'sqlalchemy': ['kept-s'], 'both': ['kept-d', 'kept-s']}[through])
+    store.engine.dispose()
+
+
+def test_a_buffer_that_fails_to_hand_over_its_items_loses_no_other_buffers_items(tmp_path):
+    """A flush takes every buffer's items before it writes them: if one buffer fails as its items are
+    taken, the items already taken from the others are put back and written by the next flush."""
+    import collections
+    import threading
+
+    from proctor.state._store import StateStore
+    from proctor.state._writer import BufferedWriter, Flusher
+
+    store = StateStore(tmp_path / 'state')
+    meta.create_all(store.engine)
+
+    class Rows(BufferedWriter):
+        def __init__(self, fail_once: bool = False) -> None:  # not on the process's flusher
+            self.store, self._buf, self._failures, self.fail_once = store, collections.deque(), 0, fail_once
+
+        def take(self, *, checkpoint: bool = False) -> list:
+            if self.fail_once:
+                self.fail_once = False
+                raise RuntimeError('dictionary changed size during iteration')
+            return super().take(checkpoint=checkpoint)
+
+        def write_batch(self, conn, items) -> None:
+            _sql.write(conn, _INSERT, [{'id': i, 'n': 1, 'ok': True, 'cost': None} for i in items])
+
+    good, bad = Rows(), Rows(fail_once=True)
+    good._buf.extend(['a', 'b'])
+    bad._buf.append('c')
+    flusher = Flusher()
+    flusher._store_locks[store.url] = threading.Lock()
+    flusher.buffers_of = lambda s: [good, bad]  # the good buffer is taken first
+    with pytest.raises(RuntimeError):
+        flusher.flush_store(store)
+    assert good.pending == 2  # put back, not lost
+    flusher.flush_store(store)
+    with store.engine.connect() as c:
+        assert sorted(c.execute(sa.select(items.c.id)).scalars()) == ['a', 'b', 'c']
     store.engine.dispose()

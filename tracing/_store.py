@@ -230,7 +230,11 @@ class StoreSpanProcessor(BufferedWriter, SpanProcessor):
 
     def _store_running(self) -> None:
         """Placeholder rows for the spans open now that have none yet (called as a flush takes the buffers)."""
-        running = list(self._running.items())
+        # A copy first: the loop adds and removes spans while this runs in the background writer's
+        # thread, and iterating the live dict fails if it changes meanwhile (`dict.copy` does not
+        # run Python code, so no other thread runs during it; iterating `items()` allocates tuples,
+        # and a collection that runs a weakref callback there lets the loop in).
+        running = list(self._running.copy().items())
         self._stored_open.intersection_update({sid for sid, _ in running})  # spans that ended meanwhile
         for sid, (span, run_id) in running:
             if sid in self._stored_open:
