@@ -350,13 +350,11 @@ class _LedgerBuffer(BufferedWriter):
     def write_batch(self, conn: sa.Connection, items: list[Any]) -> None:
         # The calls not recorded yet (a recovered run re-runs its hooks) also go onto their run's and
         # delegation's rows, in this transaction (`state._records.add_calls`).
-        keys = list(dict.fromkeys(e.call_key for e, _ in items))
-        known = _sql.present(conn, ledger.c.call_key, keys)
-        _sql.write(conn, _INSERT_ENTRY, [_entry_row(e) for e, _ in items])
+        added = _sql.inserted(conn, _INSERT_ENTRY, [_entry_row(e) for e, _ in items], ledger.c.call_key)
         new: dict[str, LedgerEntry] = {}
         for e, attempts in items:
             Ledger._attempts(conn, e.call_key, e.run_id, e.agent_path, e.specialist, attempts)
-            if e.call_key not in known:
+            if e.call_key in added:
                 new.setdefault(e.call_key, e)  # type: ignore[arg-type]
         add_calls(conn, [(e.run_id, e.call_key, e.input_tokens, e.output_tokens, e.cost_usd) for e in new.values()])
 

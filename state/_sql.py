@@ -10,8 +10,10 @@ value through its type's bind processor, as SQLAlchemy would) and run it on the 
 
 `first`, `scalar` and `scalars` return column values as the driver does (for counts, keys, hashes);
 `mappings` converts each through its column type's result processor (a Boolean comes back a bool), as
-SQLAlchemy does. `driver_sql` runs SQL text already in the driver's parameter style. An expanding `IN` parameter cannot be compiled once: `present` asks which of
-some keys a column holds with the list as one JSON parameter instead.
+SQLAlchemy does. `driver_sql` runs SQL text already in the driver's parameter style. An expanding
+`IN` parameter cannot be compiled once: `present` asks which of some keys a column holds with the
+list as one JSON parameter instead; `inserted` tells which rows an `ON CONFLICT DO NOTHING` insert
+added from each row's change count, without asking first.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-__all__ = ('driver_sql', 'first', 'mappings', 'present', 'scalar', 'scalars', 'write')
+__all__ = ('driver_sql', 'first', 'inserted', 'mappings', 'present', 'scalar', 'scalars', 'write')
 
 #: SQLite's dialect with `:name` parameters, which `sqlite3` binds from a dict.
 _NAMED = SQLiteDialect_pysqlite(paramstyle='named')
@@ -72,16 +74,38 @@ def _driver(c: sa.Connection) -> Any:
 
 def write(c: sa.Connection, stmt: sa.Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
     """Run an INSERT / UPDATE / DELETE with one set of parameters, or many (executemany); returns
-    the rows it changed."""
+    the rows it changed (none for an empty list)."""
+    if not isinstance(params, Mapping) and not params:
+        return 0
     if c.dialect.name != 'sqlite':
         return int(c.execute(stmt, params).rowcount)  # type: ignore[arg-type]
     if isinstance(params, Mapping):
         compiled = _compiled(stmt, tuple(params))
         return int(_driver(c).execute(compiled[0], _params(compiled, params)).rowcount)
-    if not params:
-        return 0
     compiled = _compiled(stmt, tuple(params[0]))
     return int(_driver(c).executemany(compiled[0], [_params(compiled, p) for p in params]).rowcount)
+
+
+def inserted(
+    c: sa.Connection, stmt: sa.Executable, params: Sequence[Mapping[str, Any]], column: sa.Column[Any]
+) -> set[Any]:
+    """Run an INSERT that skips rows already there (`ON CONFLICT DO NOTHING`) once per set of
+    parameters; returns the `column` values of the rows it inserted. On SQLite each row's change
+    count says so (no query of the keys first); elsewhere `present`, then one executemany."""
+    key = column.name
+    if not params:
+        return set()
+    if c.dialect.name != 'sqlite':
+        known = present(c, column, list(dict.fromkeys(p[key] for p in params)))
+        write(c, stmt, params)
+        return {p[key] for p in params} - known
+    new: set[Any] = set()
+    compiled = _compiled(stmt, tuple(params[0]))
+    cur = _driver(c).cursor()
+    for p in params:
+        if cur.execute(compiled[0], _params(compiled, p)).rowcount:
+            new.add(p[key])
+    return new
 
 
 def driver_sql(c: sa.Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:

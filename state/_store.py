@@ -82,6 +82,8 @@ class StateStore:
             self.url = _postgres_url(self.database_url)
         else:
             self.url = f'sqlite:///{self.state_dir / "proctor.db"}'
+        #: Where DBOS keeps its system tables.
+        self.dbos_url = self.database_url or f'sqlite:///{self.state_dir / "dbos.sqlite"}'
 
     def _prepare_dir(self) -> None:
         try:
@@ -113,13 +115,6 @@ class StateStore:
     @property
     def is_sqlite(self) -> bool:
         return self.url.startswith('sqlite')
-
-    @property
-    def dbos_url(self) -> str:
-        """Where DBOS keeps its system tables."""
-        if self.database_url:
-            return self.database_url
-        return f'sqlite:///{self.state_dir / "dbos.sqlite"}'
 
     @property
     def engine(self) -> sa.Engine:

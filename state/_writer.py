@@ -124,6 +124,7 @@ class Flusher:
     def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval
         self._buffers: weakref.WeakSet[BufferedWriter] = weakref.WeakSet()
+        self._by_store: dict[str, weakref.WeakSet[BufferedWriter]] = {}  # store url -> its buffers
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -132,6 +133,7 @@ class Flusher:
     def add(self, buffer: BufferedWriter) -> None:
         with self._lock:
             self._buffers.add(buffer)
+            self._by_store.setdefault(buffer.store.url, weakref.WeakSet()).add(buffer)
             self._store_locks.setdefault(buffer.store.url, threading.Lock())
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name='proctor-trace-store', daemon=True)
@@ -151,7 +153,7 @@ class Flusher:
 
     def buffers_of(self, store: StateStore) -> list[BufferedWriter]:
         """The buffers writing to `store`."""
-        return [b for b in list(self._buffers) if b.store.url == store.url]
+        return list(self._by_store.get(store.url, ()))
 
     def pending(self, store: StateStore, *, must_write: bool = False) -> bool:
         """Something of `store` is queued, or being written right now (whose commit a caller that

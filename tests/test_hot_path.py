@@ -65,6 +65,35 @@ async def test_an_agent_runs_message_cache_goes_with_the_run(state_dir):
 
 
 @pytest.mark.anyio
+async def test_a_recorded_input_hash_is_that_of_the_conversation_the_model_saw(state_dir):
+    """The supervisor's second request holds its first response, whose JSON the run's cache took
+    from the response's own serialisation: the recorded input hash is still the whole list's."""
+    from proctor import Specialist, Supervisor, Team
+    from proctor.testing import ScriptedModel, delegate, text, tool_results
+    from proctor.tracing import Recording
+
+    asked: list[list] = []
+
+    def sup(messages):
+        asked.append(list(messages))
+        return text('ok') if tool_results(messages) else [delegate('w', 'go'), delegate('w', 'again')]
+
+    team = Team(
+        Supervisor(model=ScriptedModel(sup, name='s')),
+        [Specialist('w', 'Work.', model=ScriptedModel(lambda m: text('worked'), name='w'))],
+        name='hashes',
+        durable=False,
+    )
+    result = await team.run('do it')
+    rec = Recording.from_store(team.store, result.run_id)
+    hashes = [
+        s.payload['input_hash'] for s in rec.steps if s.kind == 'model' and s.payload['agent_path'] == 'supervisor'
+    ]
+    assert len(asked) == 2 and any(isinstance(m, ModelResponse) for m in asked[1])
+    assert hashes == [_whole_list_hash(m) for m in asked]
+
+
+@pytest.mark.anyio
 async def test_recorded_response_json_reads_back(state_dir):
     from proctor import Specialist, Supervisor, Team
     from proctor.testing import ScriptedModel, delegate, text, tool_results

@@ -314,3 +314,16 @@ def test_schema_migrates_once_from_many_processes_at_once(postgres, tmp_path):
         assert {t.name for t in metadata.sorted_tables} <= tables
         assert c.execute(sa.select(sa.func.count()).select_from(schema_version)).scalar() == 1
     store.dispose()
+
+
+def test_the_hot_paths_insert_of_new_rows_on_postgres(postgres, tmp_path):
+    """`state._sql.inserted` (the ledger's write) tells the new rows on PostgreSQL as on SQLite."""
+    from test_state_sql import inserted_keys_are_the_new_ones, meta
+
+    store = StateStore(tmp_path, database_url=postgres.create_database(f't_{uuid.uuid4().hex[:12]}'))
+    try:
+        meta.create_all(store.engine)
+        with store.engine.begin() as c:
+            inserted_keys_are_the_new_ones(c)
+    finally:
+        store.dispose()

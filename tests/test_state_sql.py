@@ -72,6 +72,26 @@ def test_an_expanding_parameter_is_refused_by_name(engine):
         _sql.scalars(c, stmt, {'ids': ['a']})
 
 
+_INSERT_NEW = sa.text('INSERT INTO items (id, n, ok) VALUES (:id, :n, :ok) ON CONFLICT (id) DO NOTHING')
+
+
+def inserted_keys_are_the_new_ones(c: sa.Connection) -> None:
+    """`_sql.inserted` on any database: the keys of the rows it added, none already there, a key
+    twice in one batch added once; the rows already there keep their values. An empty batch
+    writes nothing."""
+    _sql.write(c, _INSERT, {'id': 'old', 'n': 1, 'ok': True, 'cost': None})
+    rows = [{'id': k, 'n': n, 'ok': True} for n, k in enumerate(('old', 'a', "it's", 'a'), 10)]
+    assert _sql.inserted(c, _INSERT_NEW, rows, items.c.id) == {'a', "it's"}
+    assert _sql.inserted(c, _INSERT_NEW, rows, items.c.id) == set()  # all there now
+    assert _sql.inserted(c, _INSERT_NEW, [], items.c.id) == set() and _sql.write(c, _INSERT, []) == 0
+    assert dict(c.execute(sa.select(items.c.id, items.c.n)).all()) == {'old': 1, 'a': 11, "it's": 12}
+
+
+def test_inserted_tells_which_rows_it_added(engine):
+    with engine.begin() as c:
+        inserted_keys_are_the_new_ones(c)
+
+
 def test_present_tells_which_keys_a_column_holds(engine):
     with engine.begin() as c:
         _sql.write(c, _INSERT, [{'id': k, 'n': 1, 'ok': True, 'cost': None} for k in ('a', 'b', "it's")])
