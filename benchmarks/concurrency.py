@@ -8,6 +8,7 @@ latency, every run in parallel), max model calls in flight and peak RSS.
     python benchmarks/concurrency.py                      # 1000 runs, all features on
     python benchmarks/concurrency.py --runs 200 --features none
     python benchmarks/concurrency.py --gc-freeze         # gc.freeze() after the warm-up, as a server may
+    python benchmarks/concurrency.py --features pydantic-ai   # the peers' bare pydantic-ai team, same harness
 """
 
 from __future__ import annotations
@@ -36,19 +37,27 @@ def _peak_rss_mb() -> float:
     return float('nan')
 
 
-async def _main(runs: int, latency: float, features: set[str], freeze: bool) -> dict[str, object]:
-    O.build(features)
+async def _main(runs: int, latency: float, features: set[str] | None, freeze: bool) -> dict[str, object]:
+    """`features=None`: the peers' bare pydantic-ai team (`pydantic_ai_bench.py`) instead of proctor."""
+    if features is None:
+        import pydantic_ai_bench as bare
+
+        bare.build()
+        run_team = bare.run_team
+    else:
+        O.build(features)
+        run_team = O.run_team
     C.FakeLLM.configure(k=1, latency=latency)
     results: list[str] = []
     errors: list[str] = []
 
     async def one() -> None:
         try:
-            results.append(await O.run_team())
+            results.append(await run_team())
         except Exception as e:
             errors.append(f'{type(e).__name__}: {e}'[:200])
 
-    await O.run_team()  # warm-up (launches the engine)
+    await run_team()  # warm-up (launches the engine)
     C.FakeLLM.configure(k=1, latency=latency)
     if freeze:  # what a server process may choose: the collector leaves what the imports built alone
         gc.collect()
@@ -74,7 +83,7 @@ async def _main(runs: int, latency: float, features: set[str], freeze: bool) -> 
     ok = sum(1 for r in results if r == C.expected_final(1))
     return {
         'bench': 'proctor-concurrent-runs',
-        'features': ','.join(sorted(features)) or 'none',
+        'features': 'pydantic-ai (bare)' if features is None else ','.join(sorted(features)) or 'none',
         'gc_freeze': freeze,
         'runs': runs,
         'completed': ok,
@@ -96,11 +105,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument('--runs', type=int, default=1000)
     p.add_argument('--latency', type=float, default=0.2)
-    p.add_argument('--features', default='all')
+    p.add_argument('--features', default='all', help=f'all, none, some of {O.FEATURES}, or pydantic-ai (bare)')
     p.add_argument('--gc-freeze', action='store_true', help='gc.freeze() once the team is built and warmed up')
     a = p.parse_args()
     O.STATE = tempfile.mkdtemp(prefix='proctor-concurrency-')
-    res = anyio.run(_main, a.runs, a.latency, O._features(a.features), a.gc_freeze)
+    features = None if a.features == 'pydantic-ai' else O._features(a.features)
+    res = anyio.run(_main, a.runs, a.latency, features, a.gc_freeze)
     print(json.dumps(res), flush=True)
 
 
