@@ -17,6 +17,19 @@ def _whole_list_hash(messages) -> str:
     return hashlib.sha256(_VOLATILE.sub(b'', ModelMessagesTypeAdapter.dump_json(messages))).hexdigest()
 
 
+def _one_worker_team(sup, name: str, *, answer: str = 'worked'):
+    """A team of scripted models, not durable: supervisor `sup`, one specialist `w` answering `answer`."""
+    from proctor import Specialist, Supervisor, Team
+    from proctor.testing import ScriptedModel, text
+
+    return Team(
+        Supervisor(model=ScriptedModel(sup, name='s')),
+        [Specialist('w', 'Work.', model=ScriptedModel(lambda m: text(answer), name='w'))],
+        name=name,
+        durable=False,
+    )
+
+
 def test_incremental_input_hash_is_the_whole_list_hash():
     history = [
         ModelRequest.user_text_prompt('build "it", with a timestamp":"x" inside'),
@@ -37,8 +50,7 @@ def test_incremental_input_hash_is_the_whole_list_hash():
 async def test_an_agent_runs_message_cache_goes_with_the_run(state_dir):
     import gc
 
-    from proctor import Specialist, Supervisor, Team
-    from proctor.testing import ScriptedModel, delegate, text, tool_results
+    from proctor.testing import delegate, text, tool_results
     from proctor.tracing._recording import _run_fragments
 
     seen: list[int] = []
@@ -50,12 +62,7 @@ async def test_an_agent_runs_message_cache_goes_with_the_run(state_dir):
         seen.extend(len(v) for d, v in list(_run_fragments.items()) if d.agent_path == 'supervisor')
         return text('ok')
 
-    team = Team(
-        Supervisor(model=ScriptedModel(sup, name='s')),
-        [Specialist('w', 'Work.', model=ScriptedModel(lambda m: text('worked'), name='w'))],
-        name='fragments',
-        durable=False,
-    )
+    team = _one_worker_team(sup, 'fragments')
     result = await team.run('do it')
     assert result.output == 'ok'
     assert seen and all(n >= 1 for n in seen)
@@ -66,10 +73,9 @@ async def test_an_agent_runs_message_cache_goes_with_the_run(state_dir):
 
 @pytest.mark.anyio
 async def test_a_recorded_input_hash_is_that_of_the_conversation_the_model_saw(state_dir):
-    """The supervisor's second request holds its first response, whose JSON the run's cache took
-    from the response's own serialisation: the recorded input hash is still the whole list's."""
-    from proctor import Specialist, Supervisor, Team
-    from proctor.testing import ScriptedModel, delegate, text, tool_results
+    """The supervisor's second request holds its first response as pydantic-ai stamped it after the
+    call (model, run and conversation ids): the recorded input hashes are the whole lists'."""
+    from proctor.testing import delegate, text, tool_results
     from proctor.tracing import Recording
 
     asked: list[list] = []
@@ -78,12 +84,7 @@ async def test_a_recorded_input_hash_is_that_of_the_conversation_the_model_saw(s
         asked.append(list(messages))
         return text('ok') if tool_results(messages) else [delegate('w', 'go'), delegate('w', 'again')]
 
-    team = Team(
-        Supervisor(model=ScriptedModel(sup, name='s')),
-        [Specialist('w', 'Work.', model=ScriptedModel(lambda m: text('worked'), name='w'))],
-        name='hashes',
-        durable=False,
-    )
+    team = _one_worker_team(sup, 'hashes')
     result = await team.run('do it')
     rec = Recording.from_store(team.store, result.run_id)
     hashes = [
@@ -95,19 +96,13 @@ async def test_a_recorded_input_hash_is_that_of_the_conversation_the_model_saw(s
 
 @pytest.mark.anyio
 async def test_recorded_response_json_reads_back(state_dir):
-    from proctor import Specialist, Supervisor, Team
-    from proctor.testing import ScriptedModel, delegate, text, tool_results
+    from proctor.testing import delegate, text, tool_results
     from proctor.tracing import Recording
 
     def sup(messages):
         return text('ok: ' + tool_results(messages)[0]) if tool_results(messages) else [delegate('w', 'go')]
 
-    team = Team(
-        Supervisor(model=ScriptedModel(sup, name='s')),
-        [Specialist('w', 'Work.', model=ScriptedModel(lambda m: text('wörked'), name='w'))],
-        name='hot-path',
-        durable=False,
-    )
+    team = _one_worker_team(sup, 'hot-path', answer='wörked')
     result = await team.run('do it')
     rec = Recording.from_store(team.store, result.run_id)
     models = [s for s in rec.steps if s.kind == 'model']
