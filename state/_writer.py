@@ -123,7 +123,6 @@ class Flusher:
 
     def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval
-        self._buffers: weakref.WeakSet[BufferedWriter] = weakref.WeakSet()
         self._by_store: dict[str, weakref.WeakSet[BufferedWriter]] = {}  # store url -> its buffers
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,7 +131,6 @@ class Flusher:
 
     def add(self, buffer: BufferedWriter) -> None:
         with self._lock:
-            self._buffers.add(buffer)
             self._by_store.setdefault(buffer.store.url, weakref.WeakSet()).add(buffer)
             self._store_locks.setdefault(buffer.store.url, threading.Lock())
             if self._thread is None:
@@ -141,7 +139,8 @@ class Flusher:
                 atexit.register(self.flush_all)  # the thread is a daemon: write what is left at exit
 
     def flush_all(self) -> None:
-        stores = {b.store.url: b.store for b in list(self._buffers) if b.pending}
+        # dict.copy: one step under the GIL, while `add` may run in another thread
+        stores = {url: b.store for url, bs in self._by_store.copy().items() for b in list(bs) if b.pending}
         for store in stores.values():
             try:
                 self.flush_store(store)
