@@ -1,12 +1,22 @@
 """`ObserverCapability`: the pydantic-ai capability that dispatches an agent's model, tool and output
 calls to the team's observers (`proctor.core.RunObserver`), and serves a durable run's recorded
-responses from its checkpoint."""
+responses from its checkpoint.
+
+It is also the agent's `ToolSearch`. pydantic-ai adds a `ToolSearch` with default settings to every
+agent that holds none (tool discovery for `defer_loading` tools; nothing to do without them), and at
+every hook it dispatches it copies the run context once for each capability of the agent, whether
+that capability implements the hook or not: a K=1 team run dispatched 171 copies with the observer
+beside pydantic-ai's two injected capabilities, ~0.25 ms of CPU (`benchmarks/README.md`, part 6).
+Being that default `ToolSearch` (inherited, unchanged: same settings, same id, same hooks) the
+observer takes its place, and the agent pays for the capabilities bare pydantic-ai has.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic_ai.capabilities.abstract import AbstractCapability
+from pydantic_ai.capabilities import Instrumentation, ToolSearch
+from pydantic_ai.capabilities.abstract import CapabilityOrdering
 from pydantic_ai.messages import ModelResponse, ToolCallPart
 from pydantic_ai.tools import RunContext, ToolDefinition
 
@@ -22,10 +32,19 @@ def _key(deps: RunDeps, suffix: Any) -> str:
     return f'{deps.delegation_id or deps.run_id}#{suffix}'
 
 
-class ObserverCapability(AbstractCapability[RunDeps]):
+class ObserverCapability(ToolSearch[RunDeps]):
     """Dispatches an agent's model and tool calls to the team's observers. `spans`: the team's GenAI
     spans (`proctor.tracing._genai`), around the observers (as pydantic-ai's outermost
-    `Instrumentation` was), so a guardrail's event lands on the span of the call it judged."""
+    `Instrumentation` was), so a guardrail's event lands on the span of the call it judged.
+
+    A `ToolSearch` with its default settings (module docstring), compared by identity as
+    capabilities are, not by those settings (which every observer shares)."""
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
 
     def __init__(
         self,
@@ -36,6 +55,7 @@ class ObserverCapability(AbstractCapability[RunDeps]):
         spans: GenAISpans | None = None,
         self_committing: frozenset[str] = frozenset(),
     ) -> None:
+        super().__init__()  # pydantic-ai's default ToolSearch
         self.observers = observers  # the team's list: observers added later are seen too
         self.model_ids = model_ids  # id(Model) -> model id in the registry
         self.checkpoint = checkpoint  # a durable recorded team's `ModelCheckpoint` (`_checkpoint`)
@@ -44,6 +64,11 @@ class ObserverCapability(AbstractCapability[RunDeps]):
         #: in the run's workflow code: `Team._delegate`): a response calling only these is stored
         #: with their starts, in one transaction, not in one of its own first.
         self.self_committing = self_committing
+
+    def get_ordering(self) -> CapabilityOrdering:
+        # Outermost, as `ToolSearch` is; inside pydantic-ai's `Instrumentation` when a team uses it
+        # (`instrumentation='pydantic-ai'`), so the observers' events land on its spans.
+        return CapabilityOrdering(position='outermost', wrapped_by=(Instrumentation,))
 
     async def wrap_model_request(
         self, ctx: RunContext[RunDeps], *, request_context: Any, handler: Any

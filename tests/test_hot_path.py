@@ -8,6 +8,7 @@ import hashlib
 import json
 
 import pytest
+from pydantic_ai import RunContext
 from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest, ModelResponse, TextPart, ToolCallPart
 
 from proctor.tracing._recording import _VOLATILE, load_response, messages_hash
@@ -217,3 +218,62 @@ def test_a_batch_of_delegation_starts_numbers_new_rows_and_keeps_recorded_ones(s
     flusher.flush_store(records.store)
     rows = [(d.seq, d.specialist, d.subtask, d.status) for d in records.get('batch-1').delegations]
     assert rows == [(0, 'alpha', 'first', 'succeeded'), (1, 'beta', 'b', 'running'), (2, 'gamma', 'g', 'running')]
+
+
+@pytest.mark.anyio
+async def test_the_observer_is_the_agents_tool_search_and_deferred_tools_are_still_found(state_dir):
+    """pydantic-ai gives every agent without a `ToolSearch` a default one; the observer is that one
+    (so a run copies the context for one capability fewer at each hook), and tool discovery works
+    through it: a `defer_loading` tool is hidden from the model until a `search_tools` call finds it."""
+    from pydantic_ai import Tool
+    from pydantic_ai.capabilities import ToolSearch
+
+    from proctor import Specialist, Supervisor, Team
+    from proctor.orchestrator._observers import ObserverCapability
+    from proctor.testing import ScriptedModel, delegate, text, tool_call, tool_results
+
+    seen: dict[str, list] = {}
+
+    def inventory(ctx: RunContext) -> str:
+        """What the agent's run holds."""
+        seen['capabilities'] = list(ctx.capabilities.values())
+        return 'listed'
+
+    def parcel_weight(parcel: str) -> str:
+        """Weigh a parcel in the warehouse."""
+        return f'{parcel} weighs 12 kg'
+
+    offered: list[set[str]] = []
+
+    def worker(messages, info):
+        offered.append({t.name for t in info.function_tools})
+        step = len(offered)
+        if step == 1:
+            return tool_call('inventory')
+        if step == 2:
+            return tool_call('search_tools', {'queries': ['parcel weight']})
+        if step == 3:
+            return tool_call('parcel_weight', {'parcel': 'P7'})
+        return text(tool_results(messages, 'parcel_weight')[-1])
+
+    sup = ScriptedModel(lambda m: text(tool_results(m)[-1]) if tool_results(m) else delegate('w', 'weigh P7'), name='s')
+    team = Team(
+        Supervisor(model=sup),
+        [
+            Specialist(
+                'w',
+                'Weigh parcels.',
+                model=ScriptedModel(worker, name='w'),
+                tools=[inventory, Tool(parcel_weight, defer_loading=True)],
+            )
+        ],
+        name='toolsearch',
+        durable=False,
+    )
+    result = await team.run('weigh parcel P7')
+
+    assert result.output == 'P7 weighs 12 kg'
+    searches = [c for c in seen['capabilities'] if isinstance(c, ToolSearch)]
+    assert len(searches) == 1 and isinstance(searches[0], ObserverCapability)
+    # hidden from the model until its search found it
+    assert ['parcel_weight' in names for names in offered] == [False, False, True, True]
