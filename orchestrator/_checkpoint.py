@@ -21,7 +21,7 @@ that recording the checkpoint of model requests:
 DBOS still makes the run a workflow (and a delegation to a specialist with toolsets or an output
 function a child workflow); other delegations run in the run's workflow code, their side effects
 made exactly-once by the tool journal and their approvals polled from their table
-(`Team._delegation_toolset`, `_engine.in_workflow`). Before, each model request was also a DBOS step:
+(`Team._delegation_tools`, `_engine.in_workflow`). Before, each model request was also a DBOS step:
 two more transactions per request, and on this machine kind most of durability's cost per run
 (`benchmarks/feature_costs.py`: 15.2 -> 8.6 ms of durable bookkeeping per K=1 run). A durable team
 with `record=False` records its model responses only (`tracing._recording.ResponseRecorder`), as

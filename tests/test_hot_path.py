@@ -277,3 +277,74 @@ async def test_the_observer_is_the_agents_tool_search_and_deferred_tools_are_sti
     assert len(searches) == 1 and isinstance(searches[0], ObserverCapability)
     # hidden from the model until its search found it
     assert ['parcel_weight' in names for names in offered] == [False, False, True, True]
+
+
+async def _tasks_started(run) -> int:
+    """How many asyncio tasks `await run()` starts (counted by a task factory on the running loop)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    started = 0
+
+    def factory(loop, coro, **kw):
+        nonlocal started
+        started += 1
+        return asyncio.Task(coro, loop=loop, **kw)
+
+    loop.set_task_factory(factory)
+    try:
+        await run()
+    finally:
+        loop.set_task_factory(None)
+    return started
+
+
+@pytest.mark.anyio
+async def test_a_team_run_starts_no_more_tasks_than_the_same_bare_pydantic_ai_agents(state_dir):
+    """The supervisor's delegations sit in its own toolset, beside its tools: with a second toolset
+    pydantic-ai gathers over both in a task group at each step (14 more tasks a run than bare)."""
+    from pydantic_ai import Agent
+    from pydantic_ai.models.function import FunctionModel
+
+    from proctor import Specialist, Supervisor, Team
+    from proctor.testing import ScriptedModel, delegate, text, tool_call, tool_results
+
+    def sup_script(messages):
+        done = tool_results(messages)
+        return text(done[-1]) if done else delegate('w', 'do it')
+
+    async def bare_sup(messages, info):
+        done = tool_results(messages)
+        return text(done[-1]) if done else ModelResponse(parts=[tool_call('delegate_to_w', {'subtask': 'do it'})])
+
+    async def bare_worker(messages, info):
+        return text('worked')
+
+    worker = Agent(FunctionModel(bare_worker, model_name='w'), name='w')
+    bare = Agent(FunctionModel(bare_sup, model_name='s'), name='s')
+
+    @bare.tool_plain
+    async def delegate_to_w(subtask: str) -> str:
+        return (await worker.run(subtask)).output
+
+    def note(ctx: RunContext, line: str) -> str:
+        """Write a note."""
+        return 'noted'
+
+    team = Team(
+        Supervisor(model=ScriptedModel(sup_script, name='s'), tools=[note]),
+        [Specialist('w', 'Work.', model=ScriptedModel(lambda m: text('worked'), name='w'))],
+        name='tasks',
+        durable=False,
+    )
+    for _ in range(2):  # warm: first-run work (schemas, caches) is not per-run work
+        assert (await bare.run('go')).output == 'worked'
+        assert (await team.run('go')).output == 'worked'
+
+    async def bare_run():
+        await bare.run('go')
+
+    async def team_run():
+        await team.run('go')
+
+    assert await _tasks_started(team_run) <= await _tasks_started(bare_run)
