@@ -30,14 +30,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SHARED = next(
-    (p for p in (HERE.parent.parent / 'shared' / 'benchmark', HERE / 'peers') if (p / '_common.py').exists()), None
-)
-if SHARED is None:  # pragma: no cover
-    raise SystemExit("benchmarks/agent_shape.py needs ../shared/benchmark/_common.py (the peers' harness)")
-sys.path.insert(0, str(SHARED))
+sys.path.insert(0, str(HERE))
 
-import _common as C  # noqa: E402
+import overhead as O  # noqa: E402  (puts the peers' harness, ../shared/benchmark, on the path)
+
+C = O.C
 import pydantic_ai_bench as B  # noqa: E402
 from pydantic_ai import Agent, RunContext  # noqa: E402
 from pydantic_ai.capabilities.abstract import AbstractCapability  # noqa: E402

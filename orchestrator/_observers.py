@@ -6,7 +6,8 @@ It is also the agent's `ToolSearch`. pydantic-ai adds a `ToolSearch` with defaul
 agent that holds none (tool discovery for `defer_loading` tools; nothing to do without them), and at
 every hook it dispatches it copies the run context once for each capability of the agent, whether
 that capability implements the hook or not: a K=1 team run dispatched 171 copies with the observer
-beside pydantic-ai's two injected capabilities, ~0.25 ms of CPU (`benchmarks/README.md`, part 6).
+beside pydantic-ai's two injected capabilities, 116 now; ~0.4-0.6 ms of CPU a run
+(`benchmarks/agent_shape.py`, `benchmarks/README.md` part 6).
 Being that default `ToolSearch` (inherited, unchanged: same settings, same id, same hooks) the
 observer takes its place, and the agent pays for the capabilities bare pydantic-ai has.
 """
