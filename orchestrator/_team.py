@@ -16,6 +16,7 @@ import anyio.to_thread
 from opentelemetry import trace as otel_trace
 from pydantic import BaseModel
 from pydantic_ai import Agent, RunContext, Tool
+from pydantic_ai.capabilities import Instrumentation
 from pydantic_ai.messages import ModelResponse
 from pydantic_ai.usage import RunUsage
 
@@ -337,8 +338,6 @@ class Team(Generic[OutputT]):
             # instructions), in the caller's task for one toolset: 14 tasks fewer a K=1 run.
             tools += self._delegation_tools(path)
         if self.tracer_provider is not None and self._spans is None:
-            from pydantic_ai.capabilities import Instrumentation
-
             settings = _setup.instrumentation_settings(self.tracer_provider)
             capabilities.append(Instrumentation(settings=settings))
         return Agent(
