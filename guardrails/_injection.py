@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._protocol import Decision, GuardContext, Hook
-from ._text import strings_of
+from ._text import memoized_scan, strings_of
 
 __all__ = ('InjectionGuard', 'InjectionScore', 'score_injection', 'QUARANTINE_MARK')
 
@@ -118,11 +118,12 @@ class InjectionGuard:
         self.hooks = frozenset(hooks)
         self.action = action
         self.name = name
+        self._score = memoized_scan(score_injection)
 
     def check(self, payload: Any, ctx: GuardContext) -> Decision:
         best = InjectionScore(0, ())
         for s in strings_of(payload):
-            sc = score_injection(s)
+            sc = self._score(s)
             if sc.score > best.score:
                 best = sc
         if best.score < self.threshold:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from ._protocol import HOOKS, Decision, GuardContext, Hook
 from ._secrets import find_high_entropy, find_keys
-from ._text import Finding, map_strings, strings_of
+from ._text import Finding, map_strings, memoized_scan, strings_of
 
 __all__ = ('PIIGuard', 'PII_KINDS', 'find_pii', 'redact_text', 'luhn_ok', 'iban_ok')
 
@@ -162,7 +162,7 @@ def find_pii(text: str, kinds: Iterable[str] = PII_KINDS) -> list[Finding]:
     return sorted(kept, key=lambda f: f.start)
 
 
-def redact_text(text: str, findings: list[Finding]) -> str:
+def redact_text(text: str, findings: Sequence[Finding]) -> str:
     out, pos = [], 0
     for f in findings:
         out.append(text[pos : f.start])
@@ -170,6 +170,10 @@ def redact_text(text: str, findings: list[Finding]) -> str:
         pos = f.end
     out.append(text[pos:])
     return ''.join(out)
+
+
+def _scan(text: str, kinds: tuple[str, ...], allow: frozenset[str]) -> tuple[Finding, ...]:
+    return tuple(f for f in find_pii(text, kinds) if f.text not in allow)
 
 
 class PIIGuard:
@@ -202,9 +206,10 @@ class PIIGuard:
         self.hooks = frozenset(hooks)
         self.allow = frozenset(allow)
         self.name = name
+        self._memo = memoized_scan(_scan)
 
-    def _findings(self, text: str) -> list[Finding]:
-        return [f for f in find_pii(text, self.kinds) if f.text not in self.allow]
+    def _findings(self, text: str) -> tuple[Finding, ...]:
+        return self._memo(text, self.kinds, self.allow)
 
     def check(self, payload: Any, ctx: GuardContext) -> Decision:
         counts: Counter[str] = Counter()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ('Finding', 'map_strings', 'strings_of', 'text_of')
+__all__ = ('Finding', 'map_strings', 'memoized_scan', 'strings_of', 'text_of')
+
+T = TypeVar('T')
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,21 @@ class Finding:
     start: int
     end: int
     text: str
+
+
+def memoized_scan(scan: Callable[..., T], *, size: int = 64, max_chars: int = 16_384) -> Callable[..., T]:
+    """`scan(text, *settings)` (a pure function that returns an immutable value), remembering its
+    results for the last `size` calls on texts of at most `max_chars` characters (longer texts are
+    scanned each time and never held). The settings are part of the key: a guard whose settings
+    change, or a copy of it, never sees another setting's results. The same text often reaches a
+    guard twice in a row: a specialist's answer is checked as the delegation's output and again as
+    the delegating tool's result."""
+    cached = functools.lru_cache(maxsize=size)(scan)
+
+    def memo(text: str, *settings: Any) -> T:
+        return cached(text, *settings) if len(text) <= max_chars else scan(text, *settings)
+
+    return memo
 
 
 def map_strings(payload: Any, fn: Callable[[str], str]) -> Any:
