@@ -1,0 +1,245 @@
+"""The floor under an all-on proctor run: what the libraries it builds on cost for the same K=1 run,
+measured in one process against bare pydantic-ai and against proctor itself.
+
+Every feature on means, per run: a DBOS workflow (durability), OpenTelemetry spans (tracing), and
+rows in the state store (recording, audit log, ledger, the trace store). Each variant below adds
+to the bare pydantic-ai run only the library work one of those needs, with the data of a real
+proctor run: no proctor code runs in them.
+
+- `pydantic-ai`: the peers' bare pydantic-ai team (`pydantic_ai_bench.py`);
+- `+dbos`: each bare run is one DBOS workflow with its id set (`SetWorkflowID`), on DBOS as proctor
+  launches it (its SQLite system database, bookkeeping inline: `proctor.state._dbos`);
+- `+spans`: the bare run, then the spans one all-on proctor run emits (same names, kinds, parents and
+  attributes, copied from one) started and ended through the OpenTelemetry SDK;
+- `+rows`: the bare run, then the rows one all-on proctor run stores (copied from one, fresh ids),
+  inserted on plain `sqlite3` into proctor's schema in the run's three transactions (the run row;
+  the delegating response with the delegation's start; the rest), and the run's messages serialised
+  once (what recording needs of pydantic-ai);
+- `floor`: all three;
+- `proctor`: `overhead.py`'s team, every feature on.
+
+The variants take turns in one process, batch after batch (`feature_costs.py`; in a new order each
+turn, so no variant always follows the same one), so the machine's drift hits them alike; the
+extras are paired by turn (a variant's batch minus bare pydantic-ai's of the same turn). `proctor_over_floor_ms` is what proctor's own code costs on top of its libraries.
+
+    python benchmarks/floor.py                 # one JSON line
+    python benchmarks/floor.py --batches 20 --batch 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import itertools
+import json
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import overhead as O
+import pydantic_ai_bench as P
+from dbos import DBOS, SetWorkflowID
+from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from pydantic_ai.messages import ModelMessagesTypeAdapter
+
+VARIANTS = ('pydantic-ai', '+dbos', '+spans', '+rows', 'floor', 'proctor')
+
+
+@DBOS.workflow(name='proctor-floor.run')  # registered before DBOS launches (with the proctor team's first run)
+async def _bare_workflow(task: str) -> str:
+    result = await P.TEAM['supervisor'].run(task)
+    _LAST['messages'] = result.all_messages()  # for the floor's serialisation (a workflow returns JSON)
+    return result.output
+
+
+_LAST: dict[str, Any] = {}
+
+
+class _Collect(SpanProcessor):
+    """Keeps ended spans (what a span store's processor gets; the rows are `+rows`' work)."""
+
+    def __init__(self) -> None:
+        self.ended: list[Any] = []
+
+    def on_end(self, span: Any) -> None:
+        self.ended.append(span)
+        if len(self.ended) > 100:
+            self.ended.clear()
+
+
+class Template:
+    """What one all-on proctor run emitted and stored, read back from its state store."""
+
+    def __init__(self, team: Any, run_id: str) -> None:
+        import sqlalchemy as sa
+
+        from proctor.state import _schema as S
+
+        self.run_id = run_id
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        with team.store.engine.connect() as c:
+            for t in S.metadata.sorted_tables:
+                if 'run_id' in t.c:
+                    found = [dict(r) for r in c.execute(sa.select(t).where(t.c.run_id == run_id)).mappings()]
+                    if found:
+                        self.rows[t.name] = found
+        spans = sorted(self.rows['proctor_spans'], key=lambda r: r['start_ns'])
+        index = {s['span_id']: i for i, s in enumerate(spans)}
+        # (name, kind, parent's index or None, attributes): parents start before their children
+        self.spans = [
+            (s['name'], s['kind'], index.get(s['parent_id']), json.loads(s['attributes'] or '{}')) for s in spans
+        ]
+        self.first = {'proctor_audit', 'proctor_ledger', 'proctor_recordings'}  # their first row: the checkpoint
+
+    def fresh_rows(self, run_id: str, seq: Any) -> list[tuple[str, list[dict[str, Any]]]]:
+        """The run's rows for a new run id (every string naming the old run renamed), new span ids."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for table, rows in self.rows.items():
+            new = []
+            for r in rows:
+                r = {k: v.replace(self.run_id, run_id) if isinstance(v, str) else v for k, v in r.items()}
+                if table == 'proctor_spans':
+                    r['span_id'] = uuid.uuid4().hex[:16]
+                elif table == 'proctor_audit':
+                    r['seq'] = next(seq)
+                elif table == 'proctor_ledger':
+                    r.pop('id', None)
+                new.append(r)
+            out[table] = new
+        return list(out.items())
+
+
+class Floor:
+    def __init__(self, template: Template, path: str) -> None:
+        import sqlalchemy as sa
+
+        from proctor.state import _schema as S
+
+        S.metadata.create_all(sa.create_engine(f'sqlite:///{path}'))
+        self.db = sqlite3.connect(path, isolation_level=None)
+        for pragma in ('journal_mode=WAL', 'synchronous=NORMAL'):
+            self.db.execute(f'PRAGMA {pragma}')
+        self.template = template
+        self.seq = itertools.count(1)
+        provider = TracerProvider()
+        provider.add_span_processor(_Collect())
+        self.tracer = provider.get_tracer('proctor-floor')
+        self.ids = itertools.count()
+
+    def spans(self) -> None:
+        made: list[Any] = []
+        for name, kind, parent, attrs in self.template.spans:
+            ctx = None if parent is None else trace.set_span_in_context(made[parent])
+            made.append(self.tracer.start_span(name, context=ctx, kind=getattr(trace.SpanKind, kind), attributes=attrs))
+        for span in reversed(made):
+            span.end()
+
+    def rows(self, messages: Any) -> None:
+        ModelMessagesTypeAdapter.dump_json(messages)
+        run_id = f'floor-{next(self.ids)}'
+        tables = self.template.fresh_rows(run_id, self.seq)
+        runs = [(t, r) for t, r in tables if t == 'proctor_runs']
+        checkpoint = [(t, r[:1]) for t, r in tables if t in self.template.first]
+        checkpoint += [(t, r) for t, r in tables if t == 'proctor_delegations']
+        rest = [(t, r[1:]) for t, r in tables if t in self.template.first]
+        rest += [(t, r) for t, r in tables if t not in self.template.first | {'proctor_runs', 'proctor_delegations'}]
+        for batch in (runs, checkpoint, rest):
+            self.db.execute('BEGIN IMMEDIATE')
+            for table, rows in batch:
+                if rows:
+                    cols = list(rows[0])
+                    sql = f'INSERT INTO {table} ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})'
+                    self.db.executemany(sql, [tuple(r[c] for c in cols) for r in rows])
+            self.db.execute('COMMIT')
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--batches', type=int, default=12, help='turns over every variant')
+    p.add_argument('--batch', type=int, default=30, help='runs per variant per turn')
+    p.add_argument('--gc-freeze', action='store_true', help='gc.freeze() after the warm-up (less collector noise)')
+    a = p.parse_args()
+    O.C.FakeLLM.configure(k=1, latency=0.0)
+    P.build()
+    team: Any = O.build(set(O.FEATURES), name='bench-floor')
+    bare = P.TEAM['supervisor']
+    task = O.C.USER_TASK
+    ids = itertools.count()
+    floor: Floor | None = None
+
+    async def durable_bare() -> Any:
+        with SetWorkflowID(f'floor-wf-{os.getpid()}-{next(ids)}'):
+            return await _bare_workflow(task)
+
+    async def run_variant(v: str) -> None:
+        assert floor is not None
+        if v == 'proctor':
+            await team.run(task)
+        elif v == 'pydantic-ai':
+            await bare.run(task)
+        elif v == '+dbos':
+            await durable_bare()
+        elif v == '+spans':
+            await bare.run(task)
+            floor.spans()
+        elif v == '+rows':
+            floor.rows((await bare.run(task)).all_messages())
+        else:  # floor
+            await durable_bare()
+            floor.spans()
+            floor.rows(_LAST['messages'])
+
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
+
+    async def run() -> None:
+        nonlocal floor
+        for _ in range(5):
+            result = await team.run(task)  # launches DBOS (the floor's workflow is registered)
+        floor = Floor(Template(team, result.run_id), os.path.join(tempfile.mkdtemp(prefix='proctor-floor-'), 'f.db'))
+        for v in VARIANTS:
+            for _ in range(5):
+                await run_variant(v)
+        if a.gc_freeze:
+            gc.collect()
+            gc.freeze()
+        order = list(VARIANTS)
+        shuffle = random.Random(0).shuffle
+        for _ in range(a.batches):
+            shuffle(order)  # no variant always follows the same one
+            for v in order:
+                t = time.process_time()
+                for _ in range(a.batch):
+                    await run_variant(v)
+                cpu[v].append((time.process_time() - t) * 1000 / a.batch)
+
+    asyncio.run(run())
+    median = {v: statistics.median(s) for v, s in cpu.items()}
+    base = median['pydantic-ai']
+    out: dict[str, Any] = {'bench': 'proctor-floor', 'k': 1, 'batches': a.batches, 'batch': a.batch}
+    for v, m in median.items():
+        out[f'{v}_cpu_ms_per_run'] = round(m, 2)
+        out[f'{v}_x_pydantic_ai'] = round(m / base, 2)
+    # Paired by turn (each variant minus bare pydantic-ai's batch of the same turn), then the median.
+    out['extra_ms_median_paired'] = {
+        v: round(statistics.median(x - b for x, b in zip(cpu[v], cpu['pydantic-ai'], strict=True)), 2)
+        for v in VARIANTS[1:]
+    }
+    out['proctor_over_floor_ms'] = round(
+        statistics.median(x - f for x, f in zip(cpu['proctor'], cpu['floor'], strict=True)), 2
+    )
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == '__main__':
+    main()
