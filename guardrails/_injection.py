@@ -123,7 +123,7 @@ class InjectionGuard:
     def check(self, payload: Any, ctx: GuardContext) -> Decision:
         best = InjectionScore(0, ())
         for s in strings_of(payload):
-            sc = self._score(s)
+            sc = self._score(ctx.run_id, s)
             if sc.score > best.score:
                 best = sc
         if best.score < self.threshold:

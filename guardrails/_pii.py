@@ -208,13 +208,13 @@ class PIIGuard:
         self.name = name
         self._memo = memoized_scan(_scan)
 
-    def _findings(self, text: str) -> tuple[Finding, ...]:
-        return self._memo(text, self.kinds, self.allow)
+    def _findings(self, text: str, run_id: str | None = None) -> tuple[Finding, ...]:
+        return self._memo(run_id, text, self.kinds, self.allow)
 
     def check(self, payload: Any, ctx: GuardContext) -> Decision:
         counts: Counter[str] = Counter()
         for s in strings_of(payload):
-            counts.update(f.kind for f in self._findings(s))
+            counts.update(f.kind for f in self._findings(s, ctx.run_id))
         if not counts:
             return Decision.allow()
         what = ', '.join(f'{n} {k}' for k, n in sorted(counts.items()))
@@ -222,7 +222,7 @@ class PIIGuard:
             return Decision.block(f'found {what}')
 
         def scrub(s: str) -> str:
-            found = self._findings(s)
+            found = self._findings(s, ctx.run_id)
             return redact_text(s, found) if found else s
 
         redacted = map_strings(payload, scrub)

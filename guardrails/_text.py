@@ -24,16 +24,22 @@ class Finding:
 
 
 def memoized_scan(scan: Callable[..., T], *, size: int = 64, max_chars: int = 16_384) -> Callable[..., T]:
-    """`scan(text, *settings)` (a pure function that returns an immutable value), remembering its
-    results for the last `size` calls on texts of at most `max_chars` characters (longer texts are
-    scanned each time and never held). The settings are part of the key: a guard whose settings
-    change, or a copy of it, never sees another setting's results. The same text often reaches a
-    guard twice in a row: a specialist's answer is checked as the delegation's output and again as
-    the delegating tool's result."""
-    cached = functools.lru_cache(maxsize=size)(scan)
+    """`scan(text, *settings)` (a pure function that returns an immutable value) as
+    `memo(scope, text, *settings)`, remembering its results for the last `size` calls on texts of at
+    most `max_chars` characters (longer texts are scanned each time and never held).
 
-    def memo(text: str, *settings: Any) -> T:
-        return cached(text, *settings) if len(text) <= max_chars else scan(text, *settings)
+    The same text often reaches a guard twice in one run: a specialist's answer is checked as the
+    delegation's output and again as the delegating tool's result. `scope` (the run's id) keeps what
+    is remembered to one run, so a workload repeating the same texts run after run is scanned as
+    often as one that does not; the settings are part of the key, so a guard whose settings change,
+    or a copy of it, never sees another setting's results."""
+
+    @functools.lru_cache(maxsize=size)
+    def cached(scope: Any, text: str, *settings: Any) -> T:
+        return scan(text, *settings)
+
+    def memo(scope: Any, text: str, *settings: Any) -> T:
+        return cached(scope, text, *settings) if len(text) <= max_chars else scan(text, *settings)
 
     return memo
 

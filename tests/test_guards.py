@@ -143,10 +143,13 @@ def test_pii_guard_block_mode_allow_list_and_bad_config():
         PIIGuard(kinds=['email', 'dna'])
 
 
-def test_a_guard_scans_a_text_it_just_checked_once_and_its_settings_still_count(monkeypatch):
-    """A specialist's answer reaches the guards twice in a row (the delegation's output, then the
-    delegating tool's result): the second check gives the same decision without scanning again,
-    a change of the guard's settings is honoured, and a long text is scanned every time."""
+def test_a_guard_scans_a_text_once_per_run_and_its_settings_still_count(monkeypatch):
+    """A specialist's answer reaches the guards twice in a run (the delegation's output, then the
+    delegating tool's result): the second check gives the same decision without scanning again.
+    Another run scans it anew, a change of the guard's settings is honoured, and a long text is
+    scanned every time."""
+    import dataclasses
+
     import proctor.guardrails._injection as injection
     import proctor.guardrails._pii as pii
 
@@ -158,8 +161,10 @@ def test_a_guard_scans_a_text_it_just_checked_once_and_its_settings_still_count(
     first, again = g.check(text, ctx('output')), g.check(text, ctx('tool_output'))
     assert first.action == again.action == 'redact' and again.payload == 'mail [REDACTED:email]'
     assert scans == [text]
+    other_run = dataclasses.replace(ctx(), run_id='r2')
+    assert g.check(text, other_run).action == 'redact' and scans == [text, text]
     g.allow = frozenset({'bob@example.com'})  # other settings: scanned again, and allowed
-    assert g.check(text, ctx()).action == 'allow' and scans == [text, text]
+    assert g.check(text, ctx()).action == 'allow' and scans == [text, text, text]
     long = 'x ' * 10_000 + text
     assert g.check(long, ctx()).action == g.check(long, ctx()).action == 'allow'
     assert scans.count(long) == 2
