@@ -1,5 +1,5 @@
 """The floor under an all-on proctor run: what the libraries it builds on cost for the same K=1 run,
-measured in one process against bare pydantic-ai and against proctor itself.
+measured in one process against bare pydantic-ai and against proctor itself (K=1, or `--k`).
 
 Every feature on means, per run: a DBOS workflow (durability), OpenTelemetry spans (tracing), and
 rows in the state store (recording, audit log, ledger, the trace store). Each variant below adds
@@ -24,6 +24,7 @@ extras are paired by turn (a variant's batch minus bare pydantic-ai's of the sam
 
     python benchmarks/floor.py                 # one JSON line
     python benchmarks/floor.py --batches 20 --batch 50
+    python benchmarks/floor.py --k 20 --batch 5          # the fan-out: 20 delegations a run
 """
 
 from __future__ import annotations
@@ -168,9 +169,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--batches', type=int, default=12, help='turns over every variant')
     p.add_argument('--batch', type=int, default=30, help='runs per variant per turn')
+    p.add_argument('--k', type=int, default=1, help='delegations per run (20: the fan-out of scenario b0)')
     p.add_argument('--gc-freeze', action='store_true', help='gc.freeze() after the warm-up (less collector noise)')
     a = p.parse_args()
-    O.C.FakeLLM.configure(k=1, latency=0.0)
+    O.C.FakeLLM.configure(k=a.k, latency=0.0)
     P.build()
     team: Any = O.build(set(O.FEATURES), name='bench-floor')
     bare = P.TEAM['supervisor']
@@ -226,7 +228,7 @@ def main() -> None:
     asyncio.run(run())
     median = {v: statistics.median(s) for v, s in cpu.items()}
     base = median['pydantic-ai']
-    out: dict[str, Any] = {'bench': 'proctor-floor', 'k': 1, 'batches': a.batches, 'batch': a.batch}
+    out: dict[str, Any] = {'bench': 'proctor-floor', 'k': a.k, 'batches': a.batches, 'batch': a.batch}
     for v, m in median.items():
         out[f'{v}_cpu_ms_per_run'] = round(m, 2)
         out[f'{v}_x_pydantic_ai'] = round(m / base, 2)
