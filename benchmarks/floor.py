@@ -25,6 +25,12 @@ extras are paired by turn (a variant's batch minus bare pydantic-ai's of the sam
     python benchmarks/floor.py                 # one JSON line
     python benchmarks/floor.py --batches 20 --batch 50
     python benchmarks/floor.py --k 20 --batch 5          # the fan-out: 20 delegations a run
+    python benchmarks/floor.py --rss                     # peak RSS of bare, floor and proctor, each alone
+
+`--rss` runs `pydantic-ai`, `floor` and `proctor` each in a fresh interpreter (300 runs) and reports
+their peak RSS: the floor's interpreter loads the libraries (DBOS launched on SQLite, SQLAlchemy,
+the OpenTelemetry SDK) and none of proctor's modules; its spans and rows come from a template file
+an all-on proctor run wrote in an interpreter of its own.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import os
 import random
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,63 +52,75 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import overhead as O
-import pydantic_ai_bench as P
-from dbos import DBOS, SetWorkflowID
-from opentelemetry import trace
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from pydantic_ai.messages import ModelMessagesTypeAdapter
 
+# DBOS and the OpenTelemetry SDK are imported where used: `--rss` measures bare pydantic-ai in an
+# interpreter that loads neither.
+
 VARIANTS = ('pydantic-ai', '+dbos', '+spans', '+rows', 'floor', 'proctor')
-
-
-@DBOS.workflow(name='proctor-floor.run')  # registered before DBOS launches (with the proctor team's first run)
-async def _bare_workflow(task: str) -> str:
-    result = await P.TEAM['supervisor'].run(task)
-    _LAST['messages'] = result.all_messages()  # for the floor's serialisation (a workflow returns JSON)
-    return result.output
 
 
 _LAST: dict[str, Any] = {}
 
 
-class _Collect(SpanProcessor):
-    """Keeps ended spans (what a span store's processor gets; the rows are `+rows`' work)."""
+def _register_workflow() -> None:
+    """The bare run as a DBOS workflow (registered before DBOS launches)."""
+    from dbos import DBOS
 
-    def __init__(self) -> None:
-        self.ended: list[Any] = []
+    @DBOS.workflow(name='proctor-floor.run')
+    async def bare_workflow(task: str) -> str:
+        result = await _LAST['agent'].run(task)
+        _LAST['messages'] = result.all_messages()  # for the floor's serialisation (a workflow returns JSON)
+        return str(result.output)
 
-    def on_end(self, span: Any) -> None:
-        self.ended.append(span)
-        if len(self.ended) > 100:
-            self.ended.clear()
+    _LAST['workflow'] = bare_workflow
+
+
+async def _durable_bare(workflow_id: str, task: str) -> Any:
+    from dbos import SetWorkflowID
+
+    with SetWorkflowID(workflow_id):
+        return await _LAST['workflow'](task)
 
 
 class Template:
-    """What one all-on proctor run emitted and stored, read back from its state store."""
+    """What one all-on proctor run emitted and stored: its rows (by table), its spans (name, kind,
+    parent's index, attributes; parents first) and the schema of the tables they are in."""
 
-    def __init__(self, team: Any, run_id: str) -> None:
+    def __init__(self, run_id: str, rows: dict[str, list[dict[str, Any]]], schema: list[str]) -> None:
+        self.run_id, self.rows, self.schema = run_id, rows, schema
+        spans = sorted(rows['proctor_spans'], key=lambda r: r['start_ns'])
+        index = {s['span_id']: i for i, s in enumerate(spans)}
+        self.spans = [
+            (s['name'], s['kind'], index.get(s['parent_id']), json.loads(s['attributes'] or '{}')) for s in spans
+        ]
+        self.first = {'proctor_audit', 'proctor_ledger', 'proctor_recordings'}  # their first row: the checkpoint
+
+    @classmethod
+    def of_run(cls, team: Any, run_id: str) -> Template:
+        """Read back from the team's state store."""
         import sqlalchemy as sa
 
         from proctor.state import _schema as S
 
-        self.run_id = run_id
-        self.rows: dict[str, list[dict[str, Any]]] = {}
+        rows: dict[str, list[dict[str, Any]]] = {}
         with team.store.engine.connect() as c:
             for t in S.metadata.sorted_tables:
                 if 'run_id' in t.c:
                     found = [dict(r) for r in c.execute(sa.select(t).where(t.c.run_id == run_id)).mappings()]
                     if found:
-                        self.rows[t.name] = found
-        spans = sorted(self.rows['proctor_spans'], key=lambda r: r['start_ns'])
-        index = {s['span_id']: i for i, s in enumerate(spans)}
-        # (name, kind, parent's index or None, attributes): parents start before their children
-        self.spans = [
-            (s['name'], s['kind'], index.get(s['parent_id']), json.loads(s['attributes'] or '{}')) for s in spans
-        ]
-        self.first = {'proctor_audit', 'proctor_ledger', 'proctor_recordings'}  # their first row: the checkpoint
+                        rows[t.name] = found
+            q = sa.text('SELECT sql FROM sqlite_master WHERE tbl_name = :t AND sql IS NOT NULL ORDER BY type DESC')
+            schema = [sql for t in rows for (sql,) in c.execute(q, {'t': t})]
+        return cls(run_id, rows, schema)
+
+    def save(self, path: str) -> None:
+        Path(path).write_text(json.dumps({'run_id': self.run_id, 'rows': self.rows, 'schema': self.schema}))
+
+    @classmethod
+    def load(cls, path: str) -> Template:
+        d = json.loads(Path(path).read_text())
+        return cls(d['run_id'], d['rows'], d['schema'])
 
     def fresh_rows(self, run_id: str, seq: Any) -> list[tuple[str, list[dict[str, Any]]]]:
         """The run's rows for a new run id (every string naming the old run renamed), new span ids."""
@@ -123,26 +142,38 @@ class Template:
 
 class Floor:
     def __init__(self, template: Template, path: str) -> None:
-        import sqlalchemy as sa
-
-        from proctor.state import _schema as S
-
-        S.metadata.create_all(sa.create_engine(f'sqlite:///{path}'))
         self.db = sqlite3.connect(path, isolation_level=None)
         for pragma in ('journal_mode=WAL', 'synchronous=NORMAL'):
             self.db.execute(f'PRAGMA {pragma}')
+        for sql in template.schema:
+            self.db.execute(sql)
         self.template = template
         self.seq = itertools.count(1)
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+        class Collect(SpanProcessor):
+            """Keeps ended spans (what a span store's processor gets; the rows are `+rows`' work)."""
+
+            def __init__(self) -> None:
+                self.ended: list[Any] = []
+
+            def on_end(self, span: Any) -> None:
+                self.ended.append(span)
+                if len(self.ended) > 100:
+                    self.ended.clear()
+
         provider = TracerProvider()
-        provider.add_span_processor(_Collect())
+        provider.add_span_processor(Collect())
         self.tracer = provider.get_tracer('proctor-floor')
+        self.in_context, self.kinds = trace.set_span_in_context, trace.SpanKind
         self.ids = itertools.count()
 
     def spans(self) -> None:
         made: list[Any] = []
         for name, kind, parent, attrs in self.template.spans:
-            ctx = None if parent is None else trace.set_span_in_context(made[parent])
-            made.append(self.tracer.start_span(name, context=ctx, kind=getattr(trace.SpanKind, kind), attributes=attrs))
+            ctx = None if parent is None else self.in_context(made[parent])
+            made.append(self.tracer.start_span(name, context=ctx, kind=getattr(self.kinds, kind), attributes=attrs))
         for span in reversed(made):
             span.end()
 
@@ -165,24 +196,123 @@ class Floor:
             self.db.execute('COMMIT')
 
 
+def _harness() -> tuple[Any, Any]:
+    """`overhead.py` (proctor's team; it puts the peers' harness on the path) and the peers' bare team."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import overhead
+    import pydantic_ai_bench
+
+    return overhead, pydantic_ai_bench
+
+
+def _peak_rss_mb() -> float:
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith('VmHWM:'))
+
+
+def _rss_child(variant: str, runs: int, peers: str, template: str) -> None:
+    """One variant alone in this interpreter: `runs` runs, then its peak RSS (one JSON line)."""
+    if variant == 'template' or variant == 'proctor':
+        bench, P = _harness()
+        bench.C.FakeLLM.configure(k=1, latency=0.0)
+        team: Any = bench.build(set(bench.FEATURES), name='bench-floor')
+
+        async def proctor_runs() -> None:
+            for _ in range(runs):
+                result = await team.run(bench.C.USER_TASK)
+            if variant == 'template':
+                Template.of_run(team, result.run_id).save(template)
+
+        asyncio.run(proctor_runs())
+    else:  # the peers' harness only: no proctor module is imported
+        sys.path.insert(0, peers)
+        import _common as C
+        import pydantic_ai_bench as P
+
+        C.FakeLLM.configure(k=1, latency=0.0)
+        P.build()
+        agent = _LAST['agent'] = P.TEAM['supervisor']
+        floor: Floor | None = None
+        if variant == 'floor':
+            state = tempfile.mkdtemp(prefix='proctor-floor-')
+            from dbos import DBOS
+
+            _register_workflow()
+            DBOS(
+                config={
+                    'name': 'proctor-floor',
+                    'system_database_url': f'sqlite:///{state}/dbos.sqlite',
+                    'log_level': 'WARNING',
+                    'enable_otlp': False,
+                }
+            )
+            DBOS.launch()
+            floor = Floor(Template.load(template), os.path.join(state, 'proctor.db'))
+
+        async def bare_runs() -> None:
+            for i in range(runs):
+                if floor is None:
+                    await agent.run(C.USER_TASK)
+                    continue
+                await _durable_bare(f'floor-{i}', C.USER_TASK)
+                floor.spans()
+                floor.rows(_LAST['messages'])
+
+        asyncio.run(bare_runs())
+    print(json.dumps({'variant': variant, 'runs': runs, 'peak_rss_mb': round(_peak_rss_mb(), 1)}), flush=True)
+
+
+def _rss(runs: int) -> dict[str, Any]:
+    bench, _ = _harness()
+    template = os.path.join(tempfile.mkdtemp(prefix='proctor-floor-'), 'template.json')
+    peak: dict[str, float] = {}
+    for v in ('template', 'pydantic-ai', 'floor', 'proctor'):
+        cmd = [sys.executable, __file__, '--rss-child', v, '--runs', str(1 if v == 'template' else runs)]
+        cmd += ['--peers', str(bench.SHARED), '--template', template]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        if v != 'template':
+            peak[v] = json.loads(out)['peak_rss_mb']
+    base = peak['pydantic-ai']
+    return {
+        'bench': 'proctor-floor-rss',
+        'runs': runs,
+        'peak_rss_mb': peak,
+        'x_pydantic_ai': {v: round(m / base, 2) for v, m in peak.items()},
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--batches', type=int, default=12, help='turns over every variant')
     p.add_argument('--batch', type=int, default=30, help='runs per variant per turn')
     p.add_argument('--k', type=int, default=1, help='delegations per run (20: the fan-out of scenario b0)')
     p.add_argument('--gc-freeze', action='store_true', help='gc.freeze() after the warm-up (less collector noise)')
+    p.add_argument(
+        '--rss', action='store_true', help='peak RSS of bare, floor and proctor, each in its own interpreter'
+    )
+    p.add_argument('--runs', type=int, default=300, help='runs per interpreter with --rss')
+    p.add_argument('--rss-child', help=argparse.SUPPRESS)
+    p.add_argument('--peers', help=argparse.SUPPRESS)
+    p.add_argument('--template', help=argparse.SUPPRESS)
     a = p.parse_args()
-    O.C.FakeLLM.configure(k=a.k, latency=0.0)
+    if a.rss_child:
+        _rss_child(a.rss_child, a.runs, a.peers, a.template)
+        return
+    if a.rss:
+        print(json.dumps(_rss(a.runs)), flush=True)
+        return
+    bench, P = _harness()
+    bench.C.FakeLLM.configure(k=a.k, latency=0.0)
     P.build()
-    team: Any = O.build(set(O.FEATURES), name='bench-floor')
-    bare = P.TEAM['supervisor']
-    task = O.C.USER_TASK
+    _register_workflow()  # before the team's first run launches DBOS
+    team: Any = bench.build(set(bench.FEATURES), name='bench-floor')
+    bare = _LAST['agent'] = P.TEAM['supervisor']
+    task = bench.C.USER_TASK
     ids = itertools.count()
     floor: Floor | None = None
 
     async def durable_bare() -> Any:
-        with SetWorkflowID(f'floor-wf-{os.getpid()}-{next(ids)}'):
-            return await _bare_workflow(task)
+        return await _durable_bare(f'floor-wf-{os.getpid()}-{next(ids)}', task)
 
     async def run_variant(v: str) -> None:
         assert floor is not None
@@ -208,7 +338,8 @@ def main() -> None:
         nonlocal floor
         for _ in range(5):
             result = await team.run(task)  # launches DBOS (the floor's workflow is registered)
-        floor = Floor(Template(team, result.run_id), os.path.join(tempfile.mkdtemp(prefix='proctor-floor-'), 'f.db'))
+        path = os.path.join(tempfile.mkdtemp(prefix='proctor-floor-'), 'proctor.db')
+        floor = Floor(Template.of_run(team, result.run_id), path)
         for v in VARIANTS:
             for _ in range(5):
                 await run_variant(v)
