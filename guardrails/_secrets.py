@@ -53,6 +53,8 @@ _LITERALS: tuple[tuple[str, ...], ...] = (
     ('eyJ',),
 )
 assert len(_LITERALS) == len(KEY_PATTERNS)
+# Any of them, in one scan: a text holding none (most do) is done with one search.
+_ANY_LITERAL = re.compile('|'.join(re.escape(lit) for lits in _LITERALS for lit in lits))
 
 _TOKEN = re.compile(r'(?<![A-Za-z0-9_+/=-])[A-Za-z0-9_+/=-]{20,}(?![A-Za-z0-9_+/=-])')
 
@@ -75,6 +77,8 @@ def _class_changes(s: str) -> float:
 def find_keys(text: str) -> list[Finding]:
     """API keys, tokens and private keys with a known prefix or shape."""
     out: list[Finding] = []
+    if _ANY_LITERAL.search(text) is None:
+        return out
     for (kind, rx), literals in zip(KEY_PATTERNS, _LITERALS, strict=True):
         if not any(lit in text for lit in literals):
             continue

@@ -92,6 +92,30 @@ def test_the_prefix_scan_finds_what_every_key_pattern_finds(text):
     assert bool(every) == (text in _KEYS_OF_EVERY_KIND)
 
 
+@pytest.mark.parametrize(
+    'text',
+    [
+        'call me on +44 20 7946 0958 or (415) 555-2671, card 4111 1111 1111 1111',
+        'ssn 123-45-6789, NI AB 12 34 56 C, iban GB82 WEST 1234 5698 7654 32',
+        'mail bob@example.com about it',
+        'phone ٥٥٥-١٢٣-٤٥٦٧ (Arabic-Indic digits)',
+        'plain prose with no digits and no at sign, a dash - and a plus +',
+    ],
+)
+def test_pii_skips_only_detectors_that_cannot_match(text, monkeypatch):
+    """`find_pii` skips the digit-bearing detectors for a text without a digit and the email one
+    without an `@`: it must find exactly what it finds with nothing skipped."""
+    import re
+
+    import proctor.guardrails._pii as pii
+
+    found = find_pii(text)
+    if '@' not in text:
+        assert list(pii._emails(text)) == []
+    monkeypatch.setattr(pii, '_DIGIT', re.compile(''))  # every text "has a digit": no detector skipped
+    assert find_pii(text) == found
+
+
 def test_the_prefix_scan_cases_cover_every_key_pattern():
     from proctor.guardrails._secrets import KEY_PATTERNS
 
