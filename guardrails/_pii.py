@@ -214,7 +214,7 @@ class PIIGuard:
         self.name = name
         self._memo = memoized_scan(_scan)
 
-    def _findings(self, text: str, run_id: str | None = None) -> tuple[Finding, ...]:
+    def _findings(self, text: str, run_id: str) -> tuple[Finding, ...]:
         return self._memo(run_id, text, self.kinds, self.allow)
 
     def check(self, payload: Any, ctx: GuardContext) -> Decision:

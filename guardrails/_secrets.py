@@ -53,7 +53,7 @@ _LITERALS: tuple[tuple[str, ...], ...] = (
     ('eyJ',),
 )
 assert len(_LITERALS) == len(KEY_PATTERNS)
-# Any of them, in one scan: a text holding none (most do) is done with one search.
+# Any of them, in one scan: a text that holds none of them (most text) is done in one search.
 _ANY_LITERAL = re.compile('|'.join(re.escape(lit) for lits in _LITERALS for lit in lits))
 
 _TOKEN = re.compile(r'(?<![A-Za-z0-9_+/=-])[A-Za-z0-9_+/=-]{20,}(?![A-Za-z0-9_+/=-])')
