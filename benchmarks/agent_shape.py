@@ -25,7 +25,6 @@ import asyncio
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import overhead as O  # noqa: E402  (puts the peers' harness, ../shared/benchmark, on the path)
+from _turns import paired_median, take_turns  # noqa: E402
 
 C = O.C
 import pydantic_ai_bench as B  # noqa: E402
@@ -105,22 +105,13 @@ def build(variant: str) -> Agent[Any, str]:
 DEPS = RunDeps(run_id='r', team='t', project='p', data_class='internal', agent_path='supervisor', specialist='s')
 
 
-async def _run(sup: Agent[Any, str], n: int) -> None:
-    for _ in range(n):
-        await sup.run(C.USER_TASK, deps=DEPS)
-
-
 async def main(blocks: int, block: int) -> dict[str, Any]:
     C.FakeLLM.configure(k=1, latency=0.0)
     sups = {v: build(v) for v in VARIANTS}
     for sup in sups.values():
-        await _run(sup, 30)  # warm-up
-    per: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for _ in range(blocks):
-        for v, sup in sups.items():
-            t = time.process_time()
-            await _run(sup, block)
-            per[v].append((time.process_time() - t) * 1000 / block)
+        for _ in range(30):  # warm-up
+            await sup.run(C.USER_TASK, deps=DEPS)
+    per = await take_turns(lambda v: sups[v].run(C.USER_TASK, deps=DEPS), VARIANTS, batches=blocks, batch=block)
     return {
         'bench': 'agent-shape',
         'k': 1,
@@ -128,9 +119,7 @@ async def main(blocks: int, block: int) -> dict[str, Any]:
         'runs_per_block': block,
         'cpu_ms_per_run_median': {v: round(statistics.median(x), 3) for v, x in per.items()},
         'minus_proctor_ms_median': {
-            v: round(statistics.median(a - b for a, b in zip(per[v], per['proctor'])), 3)
-            for v in VARIANTS
-            if v != 'proctor'
+            v: round(paired_median(per[v], per['proctor']), 3) for v in VARIANTS if v != 'proctor'
         },
     }
 

@@ -21,12 +21,12 @@ import asyncio
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import overhead as O
+from _turns import take_turns
 
 DEFAULT_VARIANTS = ('none', *O.FEATURES, 'all')
 
@@ -61,18 +61,20 @@ def main() -> None:
             teams[v] = P.TEAM['supervisor']
         else:
             teams[v] = O.build(O._features(v), name=f'bench-{v}', worker_tool=a.worker_tool)
-    cpu: dict[str, list[float]] = {v: [] for v in names}
+    cpu: dict[str, list[float]] = {}
 
     async def run() -> None:
         for team in teams.values():  # warm-up (and DBOS's launch, for durable variants)
             for _ in range(5):
                 await team.run(O.C.USER_TASK)  # type: ignore[attr-defined]
-        for _ in range(a.batches):
-            for v, team in teams.items():
-                t = time.process_time()
-                for _ in range(a.batch):
-                    await team.run(O.C.USER_TASK)  # type: ignore[attr-defined]
-                cpu[v].append((time.process_time() - t) * 1000 / a.batch)
+        cpu.update(
+            await take_turns(
+                lambda v: teams[v].run(O.C.USER_TASK),  # type: ignore[attr-defined]
+                list(teams),
+                batches=a.batches,
+                batch=a.batch,
+            )
+        )
 
     asyncio.run(run())
     median = {v: statistics.median(samples) for v, samples in cpu.items()}

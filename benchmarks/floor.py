@@ -41,17 +41,16 @@ import gc
 import itertools
 import json
 import os
-import random
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from _turns import paired_median, take_turns
 from pydantic_ai.messages import ModelMessagesTypeAdapter
 
 # DBOS and the OpenTelemetry SDK are imported where used: `--rss` measures bare pydantic-ai in an
@@ -332,7 +331,7 @@ def main() -> None:
             floor.spans()
             floor.rows(_LAST['messages'])
 
-    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {}
 
     async def run() -> None:
         nonlocal floor
@@ -346,15 +345,7 @@ def main() -> None:
         if a.gc_freeze:
             gc.collect()
             gc.freeze()
-        order = list(VARIANTS)
-        shuffle = random.Random(0).shuffle
-        for _ in range(a.batches):
-            shuffle(order)  # no variant always follows the same one
-            for v in order:
-                t = time.process_time()
-                for _ in range(a.batch):
-                    await run_variant(v)
-                cpu[v].append((time.process_time() - t) * 1000 / a.batch)
+        cpu.update(await take_turns(run_variant, VARIANTS, batches=a.batches, batch=a.batch, shuffle=True))
 
     asyncio.run(run())
     median = {v: statistics.median(s) for v, s in cpu.items()}
@@ -364,13 +355,8 @@ def main() -> None:
         out[f'{v}_cpu_ms_per_run'] = round(m, 2)
         out[f'{v}_x_pydantic_ai'] = round(m / base, 2)
     # Paired by turn (each variant minus bare pydantic-ai's batch of the same turn), then the median.
-    out['extra_ms_median_paired'] = {
-        v: round(statistics.median(x - b for x, b in zip(cpu[v], cpu['pydantic-ai'], strict=True)), 2)
-        for v in VARIANTS[1:]
-    }
-    out['proctor_over_floor_ms'] = round(
-        statistics.median(x - f for x, f in zip(cpu['proctor'], cpu['floor'], strict=True)), 2
-    )
+    out['extra_ms_median_paired'] = {v: round(paired_median(cpu[v], cpu['pydantic-ai']), 2) for v in VARIANTS[1:]}
+    out['proctor_over_floor_ms'] = round(paired_median(cpu['proctor'], cpu['floor']), 2)
     print(json.dumps(out), flush=True)
 
 
